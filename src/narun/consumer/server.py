@@ -1,0 +1,199 @@
+"""Serve an ASGI or WSGI app as a NATS Micro service: connect, register, drain, close."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Literal, cast
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from narun import wire
+from narun._types import ASGIApp, WSGIApp
+from narun.config import validate_service_name
+from narun.consumer.asgi import ASGIBridge, Lifespan
+from narun.consumer.http import HTTPEndpoint
+from narun.consumer.service import MicroService
+from narun.consumer.wsgi import wsgi_to_asgi
+from narun.errors import ConfigError, NotConnected
+
+__all__ = ["Consumer", "Interface", "detect_interface", "run"]
+
+logger = logging.getLogger(__name__)
+
+Interface = Literal["auto", "asgi", "wsgi"]
+DEFAULT_NATS_URL = "nats://localhost:4222"
+
+
+def detect_interface(app: object) -> Literal["asgi", "wsgi"]:
+    """Tell an ASGI app (async, 3 arguments) from a WSGI app (sync, 2 arguments)."""
+    if not callable(app):
+        raise ConfigError(f"{app!r} is not callable")
+    call = app if inspect.isroutine(app) else app.__call__
+    if inspect.iscoroutinefunction(call):
+        return "asgi"
+    try:
+        params = [
+            p
+            for p in inspect.signature(call).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) == 2:
+        return "wsgi"
+    if len(params) == 3:
+        return "asgi"
+    raise ConfigError(f"cannot tell whether {app!r} is ASGI or WSGI: pass interface='asgi'|'wsgi'")
+
+
+async def connect(url: str, *, name: str, connect_attempts: int = 3, **options: Any) -> Client:
+    """Connect to NATS with narun's defaults: reconnect forever, log state changes.
+
+    The first connection is tried ``connect_attempts`` times per server, a second apart;
+    failing that, :class:`NotConnected` says so. Once connected, reconnects never stop.
+    """
+
+    async def on_disconnect() -> None:
+        logger.warning("disconnected from NATS")
+
+    async def on_reconnect() -> None:
+        logger.info(
+            "reconnected to NATS at %s", nc.connected_url.netloc if nc.connected_url else url
+        )
+
+    async def on_error(exc: Exception) -> None:
+        logger.warning("NATS: %s", exc)
+
+    settings: dict[str, Any] = {
+        "servers": [u.strip() for u in url.split(",")],
+        "name": name,
+        # A bounded number of tries at start (so a wrong URL fails clearly), then
+        # reconnects forever once connected (see below).
+        "max_reconnect_attempts": connect_attempts,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "error_cb": on_error,
+    }
+    settings.update(options)
+    try:
+        nc: Client = await nats.connect(**settings)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise NotConnected(
+            f"cannot connect to NATS at {url}: {exc or type(exc).__name__}"
+        ) from None
+    nc.options["max_reconnect_attempts"] = options.get("max_reconnect_attempts", -1)
+    return nc
+
+
+class Consumer:
+    """An app served as the NATS Micro service ``service``, as an async context manager.
+
+    On enter: connect, run the app's lifespan startup, register the service. On exit:
+    stop taking requests, finish those in flight, run lifespan shutdown, drain NATS.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | WSGIApp,
+        *,
+        service: str,
+        nats_url: str = DEFAULT_NATS_URL,
+        interface: Interface = "auto",
+        concurrency: int = 100,
+        version: str = "0.1.0",
+        description: str = "",
+        drain_timeout: float = 30.0,
+        nats_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.service = validate_service_name(service)
+        kind = detect_interface(app) if interface == "auto" else interface
+        if concurrency < 1:
+            raise ConfigError(f"concurrency: must be at least 1 (got {concurrency!r})")
+        self.interface = kind
+        self.app: ASGIApp = (
+            wsgi_to_asgi(cast(WSGIApp, app), workers=concurrency)
+            if kind == "wsgi"
+            else cast(ASGIApp, app)
+        )
+        self.nats_url = nats_url
+        self.concurrency = concurrency
+        self.version = version
+        self.description = description
+        self.drain_timeout = drain_timeout
+        self.nats_options = dict(nats_options or {})
+        self.nc: Client | None = None
+        self.micro: MicroService | None = None
+        self._lifespan: Lifespan | None = None
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> Consumer:
+        self._lifespan = Lifespan(self.app)
+        await self._lifespan.startup()
+        self.nc = await connect(
+            self.nats_url, name=f"narun consumer {self.service}", **self.nats_options
+        )
+        bridge = ASGIBridge(self.app, state=self._lifespan.state)
+        self.micro = MicroService(
+            self.nc,
+            name=self.service,
+            endpoint=wire.HTTP_SERVICE_ENDPOINT,
+            handler=HTTPEndpoint(bridge),
+            version=self.version,
+            description=self.description,
+            concurrency=self.concurrency,
+        )
+        await self.micro.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.micro is not None:
+            await self.micro.stop(timeout=self.drain_timeout)
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:
+                logger.debug("NATS drain failed; closing", exc_info=True)
+                await self.nc.close()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_forever` to return (safe from a signal handler)."""
+        self._stop.set()
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`request_stop` is called."""
+        await self._stop.wait()
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    """Call ``stop`` on SIGINT or SIGTERM (once; a second signal is ignored while draining)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+async def _serve(consumer: Consumer) -> None:
+    install_signal_handlers(consumer.request_stop)
+    async with consumer:
+        await consumer.serve_forever()
+        logger.info("stopping: draining in-flight requests")
+
+
+def run(app: ASGIApp | WSGIApp, **options: Any) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM. Options are those of :class:`Consumer`."""
+    asyncio.run(_serve(Consumer(app, **options)))

@@ -1,0 +1,210 @@
+"""A NATS Micro (ADR-32) service that runs each request in its own task.
+
+nats-py delivers a subscription's messages one at a time, and its ``micro`` module awaits
+the handler inside that callback, which serializes every request. This service instead
+hands each request to its own task under a concurrency limit, answers the ``$SRV``
+monitoring verbs itself with correct statistics, and drains: on :meth:`MicroService.stop`
+it stops taking requests, finishes the ones in flight, then goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import MaxPayloadError
+from nats.nuid import NUID
+
+from narun import wire
+from narun.micro import EndpointStats, ServiceIdentity, control_subjects
+
+__all__ = ["Handler", "MicroService", "Reply", "error_reply"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler answers one NATS request with."""
+
+    data: bytes = b""
+    """Reply payload."""
+    headers: dict[str, str] | None = None
+    """NATS reply headers, if any."""
+    error: str | None = None
+    """When set, the request counts as an error in STATS, with this description."""
+
+
+def error_reply(code: int, description: str) -> Reply:
+    """An ADR-32 error reply: ``Nats-Service-Error`` headers and an empty body."""
+    return Reply(
+        headers={wire.SERVICE_ERROR: description, wire.SERVICE_ERROR_CODE: str(code)},
+        error=description,
+    )
+
+
+Handler = Callable[[Msg], Awaitable[Reply]]
+"""Turns one request message into its reply. Must not raise for bad input."""
+
+_INTERNAL = error_reply(500, "Internal Server Error")
+
+
+class MicroService:
+    """One NATS Micro service instance with a single endpoint.
+
+    The endpoint subject is the service name and the queue group is ``q``, as Go narun
+    registers them, so Go and Python gateways and consumers interoperate.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        name: str,
+        endpoint: str,
+        handler: Handler,
+        version: str = "0.1.0",
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+        subject: str | None = None,
+        queue_group: str = wire.QUEUE_GROUP,
+        concurrency: int = 100,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._nc = nc
+        self._handler = handler
+        self.identity = ServiceIdentity(
+            name=name,
+            id=NUID().next().decode(),
+            version=version,
+            description=description,
+            metadata=dict(metadata or {}),
+        )
+        self.endpoint = EndpointStats(
+            name=endpoint, subject=subject or name, queue_group=queue_group
+        )
+        self.concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._endpoint_sub: Subscription | None = None
+        self._control_subs: list[Subscription] = []
+        self._stopped = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Subscribe the endpoint and the monitoring subjects."""
+        ep = self.endpoint
+        self._endpoint_sub = await self._nc.subscribe(
+            ep.subject, queue=ep.queue_group, cb=self._dispatch
+        )
+        for verb, subject in control_subjects(self.identity.name, self.identity.id):
+            self._control_subs.append(await self._nc.subscribe(subject, cb=self._control(verb)))
+        await self._nc.flush()
+        logger.info(
+            "service %s %s started (id %s, endpoint %s on %r, queue %s, concurrency %d)",
+            self.identity.name,
+            self.identity.version,
+            self.identity.id,
+            ep.name,
+            ep.subject,
+            ep.queue_group,
+            self.concurrency,
+        )
+
+    async def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop taking requests, finish those in flight (up to ``timeout``), unsubscribe."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        sub, self._endpoint_sub = self._endpoint_sub, None
+        if sub is not None and not self._nc.is_closed:
+            try:
+                # drain: the server stops sending, and messages already delivered to
+                # this client still reach _dispatch.
+                await asyncio.wait_for(sub.drain(), timeout)  # type: ignore[no-untyped-call]
+            except Exception:
+                logger.warning("endpoint drain did not complete cleanly", exc_info=True)
+        if self._tasks:
+            logger.info("waiting for %d in-flight request(s)", len(self._tasks))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning(
+                    "cancelled %d request(s) still running after %.1fs", len(pending), timeout
+                )
+        for control in self._control_subs:
+            if not self._nc.is_closed:
+                try:
+                    await control.unsubscribe()
+                except Exception:
+                    logger.debug("control unsubscribe failed", exc_info=True)
+        self._control_subs.clear()
+        logger.info("service %s stopped", self.identity.name)
+
+    async def _dispatch(self, msg: Msg) -> None:
+        # Runs inside nats-py's per-subscription delivery loop: waiting here for a free
+        # slot is what bounds the work in flight.
+        await self._slots.acquire()
+        task = asyncio.get_running_loop().create_task(self._serve(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _serve(self, msg: Msg) -> None:
+        started = time.perf_counter_ns()
+        try:
+            reply = await self._handler(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("handler failed for a request on %s", msg.subject)
+            reply = _INTERNAL
+        await self._respond(msg, reply)
+        self.endpoint.record(time.perf_counter_ns() - started, reply.error)
+
+    async def _respond(self, msg: Msg, reply: Reply) -> None:
+        if not msg.reply:
+            return
+        try:
+            await self._nc.publish(msg.reply, reply.data, headers=reply.headers)
+        except MaxPayloadError:
+            logger.error(
+                "reply of %d bytes exceeds the NATS max_payload of %d bytes",
+                len(reply.data),
+                self._nc.max_payload,
+            )
+            too_big = error_reply(500, "Reply exceeds NATS max_payload")
+            await self._nc.publish(msg.reply, b"", headers=too_big.headers)
+        except Exception:
+            logger.exception("could not send the reply")
+
+    def _control(self, verb: str) -> Callable[[Msg], Awaitable[None]]:
+        async def answer(msg: Msg) -> None:
+            doc: dict[str, Any]
+            if verb == "PING":
+                doc = self.identity.ping()
+            elif verb == "INFO":
+                doc = self.identity.info([self.endpoint])
+            else:
+                doc = self.identity.stats([self.endpoint])
+            if msg.reply:
+                await self._nc.publish(msg.reply, json.dumps(doc).encode())
+
+        return answer
