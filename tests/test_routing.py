@@ -98,7 +98,9 @@ def test_same_path_different_methods_go_to_different_services() -> None:
     assert service_of(router.match("HEAD", "/items/1")) == "reader"
     assert service_of(router.match("POST", "/items/1")) == "writer"
     assert service_of(router.match("DELETE", "/items/")) == "writer"
-    assert router.match("PUT", "/items/1") == MethodNotAllowed(("DELETE", "GET", "HEAD", "POST"), "/items/")
+    assert router.match("PUT", "/items/1") == MethodNotAllowed(
+        ("DELETE", "GET", "HEAD", "POST"), "/items/"
+    )
 
 
 def test_not_found() -> None:

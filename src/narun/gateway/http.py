@@ -1,0 +1,237 @@
+"""The HTTP side of the gateway: an ASGI app that forwards routed requests over NATS.
+
+Every request ends with a definite answer: the backend's reply, or an error status
+from :mod:`narun.errors` with a short generic body. Nothing internal reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from narun import wire
+from narun._types import Message, Receive, Scope, Send
+from narun.bhttp import Request, decode_response, encode_request
+from narun.config import GatewayConfig, HttpRoute
+from narun.errors import (
+    BackendError,
+    BadBackendReply,
+    BinaryHTTPError,
+    NarunError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from narun.gateway.requester import Requester
+from narun.metrics import UNMATCHED, GatewayMetrics
+from narun.routing import Match, MethodNotAllowed, Redirect, Router
+
+__all__ = ["HTTPGateway"]
+
+logger = logging.getLogger(__name__)
+
+# Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+    }
+)
+# Content-Length is recomputed from the body actually read (and Host becomes :authority).
+_REQUEST_DROP = HOP_BY_HOP | {b"content-length"}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+
+def _service_error_status(code: str) -> int:
+    # The consumer's own deadline and overload answers keep their meaning; everything
+    # else a consumer reports as a service error is a bad gateway for the client.
+    if code in ("503", "504"):
+        return int(code)
+    return 502
+
+
+class HTTPGateway:
+    """ASGI app: route, encode as Binary HTTP, request over NATS, answer.
+
+    ``requester`` is a callable returning the live :class:`Requester` (or None while the
+    gateway has no NATS connection), so that the owner can manage the connection.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        requester: Callable[[], Requester | None],
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.router = Router(config.http_routes)
+        self._requester = requester
+        self.metrics = metrics
+        self._timeouts = {id(r): config.route_timeout(r) for r in config.http_routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        started = time.perf_counter()
+        method: str = scope["method"]
+        pattern = UNMATCHED
+        status = 500
+        try:
+            result = self.router.match(method, scope["path"])
+            if isinstance(result, Match):
+                pattern = result.route.path
+                status = await self._forward(result.route, scope, receive, send)
+            elif isinstance(result, MethodNotAllowed):
+                pattern = result.pattern
+                status = 405
+                await _plain(
+                    send, 405, b"Method Not Allowed", [(b"allow", ", ".join(result.allow).encode())]
+                )
+            elif isinstance(result, Redirect):
+                status = 301 if method in ("GET", "HEAD") else 308
+                location = result.location_path
+                if scope.get("query_string"):
+                    location += "?" + scope["query_string"].decode("latin-1")
+                await _plain(
+                    send, status, b"", [(b"location", location.encode("utf-8", "surrogateescape"))]
+                )
+            else:
+                status = 404
+                await _plain(send, 404, b"Not Found")
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_http(method, pattern, status, time.perf_counter() - started)
+
+    async def _forward(self, route: HttpRoute, scope: Scope, receive: Receive, send: Send) -> int:
+        requester = self._requester()
+        metrics = self.metrics
+        service = route.service
+        try:
+            if requester is None:
+                raise NarunError("gateway has no NATS connection")
+            body = await _read_body(scope, receive, requester.nc.max_payload)
+            payload = encode_request(_to_bhttp(scope, body))
+            headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE}
+            client = scope.get("client")
+            if client:
+                headers[wire.CLIENT_ADDR] = _format_addr(client)
+            timeout = self._timeouts[id(route)]
+            headers[wire.TIMEOUT_MS] = wire.format_timeout(timeout)
+            try:
+                reply = await requester.request(service, payload, headers, timeout)
+            except RequestTimeout:
+                if metrics is not None:
+                    metrics.observe_nats(service, "timeout")
+                raise
+            except PayloadTooLarge:
+                raise
+            except NarunError:
+                if metrics is not None:
+                    metrics.observe_nats(service, "error")
+                raise
+            if metrics is not None:
+                metrics.observe_nats(service, "success")
+            rh = reply.headers
+            if rh and wire.SERVICE_ERROR in rh:
+                raise BackendError(rh[wire.SERVICE_ERROR], rh.get(wire.SERVICE_ERROR_CODE, ""))
+            try:
+                response = decode_response(reply.data)
+            except BinaryHTTPError as exc:
+                raise BadBackendReply(str(exc)) from None
+        except BackendError as exc:
+            status = _service_error_status(exc.code)
+            logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
+            await _plain(send, status, exc.public_message.encode())
+            return status
+        except NarunError as exc:
+            logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
+            await _plain(send, exc.http_status, exc.public_message.encode())
+            return exc.http_status
+        except Exception:
+            logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
+            await _plain(send, 500, b"Internal server error")
+            return 500
+
+        head = scope["method"] == "HEAD"
+        out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
+        if head:
+            out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
+        elif response.status not in (204, 304) and response.status >= 200:
+            out.append((b"content-length", str(len(response.content)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        await send({"type": "http.response.body", "body": b"" if head else response.content})
+        return response.status
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(f"content-length {int(value)} > max_payload {limit}")
+            break
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise NarunError("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body over max_payload {limit}")
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _to_bhttp(scope: Scope, body: bytes) -> Request:
+    authority = ""
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in scope["headers"]:
+        if name in _REQUEST_DROP:
+            if name == b"host":
+                authority = value.decode("latin-1")
+            continue
+        headers.append((name, value))
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query: bytes = scope.get("query_string", b"")
+    target = raw_path + b"?" + query if query else raw_path
+    if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
+        headers.append((b"content-length", str(len(body)).encode()))
+    return Request(
+        method=scope["method"],
+        scheme=scope.get("scheme", "http"),
+        authority=authority,
+        path=target.decode("latin-1"),
+        headers=tuple(headers),
+        content=body,
+    )
+
+
+def _format_addr(client: tuple[str, int] | list[object]) -> str:
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    if body:
+        body += b"\n"
+    headers = [_TEXT, (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
