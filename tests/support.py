@@ -1,0 +1,173 @@
+"""Real processes for tests: gateways and consumers as subprocesses, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nats
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+_counter = itertools.count()
+
+
+def unique_service(prefix: str = "svc") -> str:
+    """A service name no other test uses."""
+    return f"{prefix}-{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+class Proc:
+    """A narun child process whose output goes to a log file shown on failure."""
+
+    def __init__(self, args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._log_fh = open(log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "narun", *args],
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        if not self._log_fh.closed:
+            self._log_fh.flush()
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 40) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._log_fh.close()
+        return code
+
+    def stop(self) -> int:
+        """SIGTERM and wait; SIGKILL if it does not exit in time."""
+        self.signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log_fh.close()
+        return code
+
+
+def wait_for_port(port: int, proc: Proc, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"process exited early:\n{proc.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not open after {timeout}s:\n{proc.output()}")
+
+
+def count_instances(nats_url: str, service: str, wait: float = 0.3) -> int:
+    """How many instances of ``service`` answer ``$SRV.PING.<service>`` (real NATS)."""
+
+    async def ping() -> int:
+        nc = await nats.connect(nats_url)
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
+            seen = 0
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await sub.next_msg(timeout=left)
+                except nats.errors.TimeoutError:
+                    break
+                if msg.data:  # not the server's empty "no responders" status message
+                    seen += 1
+            return seen
+        finally:
+            await nc.close()
+
+    # A thread of its own, so that this works from sync code and from inside async tests.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ping()).result()
+
+
+def start_consumer(
+    tmp: Path,
+    nats_url: str,
+    app_ref: str,
+    service: str,
+    *extra: str,
+    instances_before: int = 0,
+) -> Proc:
+    """Start ``narun serve`` and wait until the new instance answers PING."""
+    log = tmp / f"consumer-{service}-{next(_counter)}.log"
+    proc = Proc(["serve", app_ref, "--service", service, "--nats-url", nats_url, *extra], log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"consumer exited early:\n{proc.output()}")
+        if count_instances(nats_url, service, wait=0.1) > instances_before:
+            return proc
+        time.sleep(0.05)
+    proc.stop()
+    raise RuntimeError(f"consumer {service} did not register:\n{proc.output()}")
+
+
+def write_config(tmp: Path, config: dict[str, Any]) -> Path:
+    path = tmp / f"gateway-{next(_counter)}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_gateway(
+    tmp: Path, nats_url: str, routes: list[dict[str, Any]], **settings: Any
+) -> tuple[Proc, str]:
+    """Start ``narun gateway`` on a free port; return the process and its base URL."""
+    port = free_port()
+    config: dict[str, Any] = {
+        "nats_url": nats_url,
+        "server_addr": f"127.0.0.1:{port}",
+        "metrics_addr": "",
+        "request_timeout_seconds": 5,
+        "routes": routes,
+        **settings,
+    }
+    path = write_config(tmp, config)
+    proc = Proc(["gateway", "-c", str(path)], tmp / f"{path.stem}.log")
+    wait_for_port(port, proc)
+    return proc, f"http://127.0.0.1:{port}"
