@@ -176,12 +176,13 @@ class MicroService:
         except Exception:
             logger.exception("handler failed for a request on %s", msg.subject)
             reply = _INTERNAL
-        await self._respond(msg, reply)
-        self.endpoint.record(time.perf_counter_ns() - started, reply.error)
+        error = await self._respond(msg, reply)
+        self.endpoint.record(time.perf_counter_ns() - started, error)
 
-    async def _respond(self, msg: Msg, reply: Reply) -> None:
+    async def _respond(self, msg: Msg, reply: Reply) -> str | None:
+        """Send ``reply``; return the error it counts as in STATS (None for none)."""
         if not msg.reply:
-            return
+            return reply.error
         try:
             await self._nc.publish(msg.reply, reply.data, headers=reply.headers)
         except MaxPayloadError:
@@ -192,8 +193,11 @@ class MicroService:
             )
             too_big = error_reply(500, "Reply exceeds NATS max_payload")
             await self._nc.publish(msg.reply, b"", headers=too_big.headers)
+            return too_big.error
         except Exception:
             logger.exception("could not send the reply")
+            return "could not send the reply"
+        return reply.error
 
     def _control(self, verb: str) -> Callable[[Msg], Awaitable[None]]:
         async def answer(msg: Msg) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import quote_from_bytes
 
 from narun import wire
 from narun._types import Message, Receive, Scope, Send
@@ -47,6 +48,7 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length"}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 def _service_error_status(code: str) -> int:
@@ -208,6 +210,10 @@ def _to_bhttp(scope: Scope, body: bytes) -> Request:
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     query: bytes = scope.get("query_string", b"")
     target = raw_path + b"?" + query if query else raw_path
+    if not target.isascii():
+        # Raw UTF-8 (or other) bytes in the request line: percent-encode them, as a
+        # browser would have, so that the Binary HTTP control data stays ASCII.
+        target = quote_from_bytes(target, safe=_PRINTABLE_ASCII).encode("ascii")
     if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
         headers.append((b"content-length", str(len(body)).encode()))
     return Request(
