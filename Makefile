@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.narun-installed
 
-.PHONY: setup demo test check fmt bench clean
+.PHONY: setup demo test check fmt bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ fmt: $(STAMP)
 
 bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md
 	$(PY) -m bench.run
+
+fuzz: $(STAMP)  ## 1,000,000 coverage-guided inputs into the Binary HTTP decoders (atheris)
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	$(PY) -m fuzz.fuzz_bhttp -runs=$${FUZZ_RUNS:-1000000} -print_final_stats=1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -205,6 +205,10 @@ def _known_section(data: bytes, i: int, end: int) -> Headers:
             i += 1
         else:
             n, i = _varint_at(data, i)
+        if not n:
+            # Field names are tokens (RFC 9110): an empty one is malformed, and the
+            # encoder could never produce it in indeterminate framing.
+            raise BinaryHTTPError("empty field name")
         k = i + n
         name = data[i:k]
         m = data[k]
