@@ -14,8 +14,13 @@ __all__ = [
     "BHTTP_CONTENT_TYPE",
     "CLIENT_ADDR",
     "CONTENT_TYPE",
+    "GRPC_INITIAL_METADATA",
+    "GRPC_MESSAGE",
+    "GRPC_METADATA",
     "GRPC_METHOD",
     "GRPC_SERVICE_ENDPOINT",
+    "GRPC_STATUS",
+    "GRPC_TRAILING_METADATA",
     "HTTP_SERVICE_ENDPOINT",
     "QUEUE_GROUP",
     "REQUEST_ID",
@@ -54,3 +59,16 @@ def parse_timeout(value: str | None) -> float | None:
     if not value or not value.isdigit():
         return None
     return int(value) / 1000.0
+
+
+# gRPC control headers (see docs/protocol.md; encoded by narun.grpcwire).
+GRPC_METADATA: Final = "Narun-Grpc-Metadata"
+"""Request: the call's forwarded metadata, ``key=value`` items separated by commas."""
+GRPC_STATUS: Final = "Narun-Grpc-Status"
+"""Reply: the decimal gRPC status code (0..16) the servicer ended the call with."""
+GRPC_MESSAGE: Final = "Narun-Grpc-Message"
+"""Reply: the status message (details), percent-encoded UTF-8."""
+GRPC_INITIAL_METADATA: Final = "Narun-Grpc-Initial-Metadata"
+"""Reply: initial (header) metadata the servicer sent, same encoding as the request's."""
+GRPC_TRAILING_METADATA: Final = "Narun-Grpc-Trailing-Metadata"
+"""Reply: trailing metadata the servicer set, same encoding as the request's."""

@@ -4,6 +4,23 @@
 >>> run(app, service="hello", nats_url="nats://localhost:4222")  # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING
+
 from narun.consumer.server import Consumer, Interface, detect_interface, run
 
 __all__ = ["Consumer", "Interface", "detect_interface", "run"]
+
+# gRPC: imported on first use, since grpcio is an optional dependency (narun[grpc]).
+# ``from narun.consumer import GrpcConsumer`` serves grpcio servicers over NATS.
+__all__ += ["GrpcConsumer", "GrpcTarget"]
+
+if TYPE_CHECKING:
+    from narun.consumer.grpc import GrpcConsumer, GrpcTarget
+
+
+def __getattr__(name: str) -> object:
+    if name in ("GrpcConsumer", "GrpcTarget"):
+        from narun.consumer import grpc
+
+        return getattr(grpc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,247 @@
+"""The gRPC side of the gateway: a ``grpc.aio`` server that forwards unary calls over NATS.
+
+One generic handler takes every method. The fully-qualified service of
+``/pkg.Service/Method`` picks the route; the raw request message becomes the NATS
+payload, and the method, the client's metadata, deadline and address go in NATS headers
+(``narun.grpcwire``). The reply's status, message and metadata reach the client as the
+servicer set them. Every call ends with a definite status; nothing internal reaches the
+client.
+
+Streaming: the handler is registered as stream-unary so that it sees how many request
+messages the client sends (a grpc.aio unary handler leaves a client stream without
+messages hanging until its deadline). A call with no request message or with a second
+one ends UNIMPLEMENTED; a call with exactly one message is forwarded as unary, and a
+Python consumer answers UNIMPLEMENTED if the method is a streaming one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+
+from narun import grpcwire
+from narun.config import GatewayConfig, GrpcRoute, parse_addr
+from narun.errors import (
+    BadBackendReply,
+    NarunError,
+    NotConnected,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from narun.gateway.requester import Requester
+from narun.grpcwire import GrpcStatus, GrpcWireError, Metadata
+from narun.metrics import UNMATCHED, GatewayMetrics
+
+__all__ = ["GrpcGateway"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+OK, CANCELLED, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 12, 13
+_ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: GrpcStatus
+    data: bytes = b""
+
+
+def _error(exc: NarunError) -> _Outcome:
+    code = grpcwire.code_value(exc.grpc_code)
+    return _Outcome(GrpcStatus(code, exc.public_message))
+
+
+def _listen_address(addr: str) -> str:
+    host, port = parse_addr(addr)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """Generic handler of every gRPC method, and owner of the ``grpc.aio`` server.
+
+    ``requester`` returns the live :class:`Requester` (or ``None`` while the gateway
+    has no NATS connection), so that the owner manages the connection.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        requester: Callable[[], Requester | None],
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._requester = requester
+        self._routes: dict[str, tuple[GrpcRoute, float]] = {
+            r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
+        }
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        """The bound port once started (useful when ``grpc_addr`` asks for port 0)."""
+
+    # -- server lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on ``config.grpc_addr``. Raises ``OSError`` if the address is taken."""
+        address = _listen_address(self.config.grpc_addr)
+        # No SO_REUSEPORT: a second gateway on the same port must fail, not share it.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers((self,))
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:
+            raise OSError(f"cannot listen for gRPC on {address} (address in use?)") from None
+        await server.start()
+        self._server = server
+        logger.info("gRPC gateway listening on %s (port %d)", address, self.port)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking calls, let those in flight finish for up to ``grace`` seconds."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace)
+
+    # -- one call ---------------------------------------------------------------------
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes]:
+        """Every method gets a raw-bytes handler (``None`` serializers pass bytes through)."""
+        method: str = handler_call_details.method
+        parts = grpcwire.split_method(method)
+        route = self._routes.get(parts[0]) if parts else None
+        behavior = functools.partial(self._handle, method, route)
+        return grpc.stream_unary_rpc_method_handler(
+            behavior, request_deserializer=None, response_serializer=None
+        )
+
+    async def _handle(
+        self,
+        method: str,
+        route: tuple[GrpcRoute, float] | None,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> bytes:
+        started = time.perf_counter()
+        label = method if route is not None else UNMATCHED
+        code = grpcwire.code_value("UNKNOWN")
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.labels("grpc").inc()
+        try:
+            outcome = await self._call(method, route, context)
+            code = outcome.status.code
+        except asyncio.CancelledError:
+            remaining = context.time_remaining()
+            code = DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else CANCELLED
+            raise
+        except Exception:
+            logger.exception("gRPC %s failed", method)
+            outcome = _Outcome(GrpcStatus(INTERNAL, "Internal server error"))
+            code = INTERNAL
+        finally:
+            if metrics is not None:
+                metrics.in_flight.labels("grpc").dec()
+                metrics.grpc_requests.labels(label, grpcwire.code_name(code)).inc()
+                metrics.grpc_duration.labels(label).observe(time.perf_counter() - started)
+        return await self._answer(context, outcome)
+
+    async def _call(
+        self,
+        method: str,
+        route: tuple[GrpcRoute, float] | None,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> _Outcome:
+        if route is None:
+            parts = grpcwire.split_method(method)
+            what = f"service {parts[0]}" if parts else f"method {method}"
+            return _Outcome(GrpcStatus(UNIMPLEMENTED, f"{what} is not routed by this gateway"))
+        first = await context.read()
+        if first is _EOF:
+            return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+        # Forward at once, and watch for a second request message meanwhile: a unary
+        # client half-closes right after its message, a streaming one may not.
+        forward = asyncio.ensure_future(self._forward(method, route, first, context))
+        more = asyncio.ensure_future(context.read())
+        try:
+            await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
+            # A failed read is the transport's business (it ends the call itself).
+            if more.done() and more.exception() is None and more.result() is not _EOF:
+                return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+            return await forward
+        finally:
+            for task in (forward, more):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(forward, more, return_exceptions=True)
+
+    async def _forward(
+        self,
+        method: str,
+        route: tuple[GrpcRoute, float],
+        payload: bytes,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> _Outcome:
+        service = route[0].service
+        requester = self._requester()
+        if requester is None:
+            return _error(NotConnected("gateway has no NATS connection"))
+        budget = route[1]
+        remaining = context.time_remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                return _Outcome(GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
+            budget = min(budget, remaining)
+        metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
+        headers = grpcwire.encode_request(
+            method=method,
+            metadata=metadata,
+            timeout=budget,
+            client_addr=grpcwire.peer_address(context.peer()),
+        )
+        try:
+            reply = await requester.request(service, payload, headers, budget)
+        except PayloadTooLarge as exc:
+            logger.warning("gRPC %s -> %s: %s", method, service, exc)
+            return _error(exc)
+        except NarunError as exc:
+            self._observe_nats(service, "timeout" if isinstance(exc, RequestTimeout) else "error")
+            logger.warning("gRPC %s -> %s: %s", method, service, exc)
+            return _error(exc)
+        self._observe_nats(service, "success")
+        try:
+            status = grpcwire.decode_reply(reply.headers)
+        except GrpcWireError as exc:
+            logger.warning("gRPC %s -> %s: malformed reply: %s", method, service, exc)
+            return _error(BadBackendReply(str(exc)))
+        if status.code != OK:
+            logger.debug("gRPC %s -> %s: %s", method, service, grpcwire.code_name(status.code))
+            return _Outcome(status)
+        return _Outcome(status, reply.data)
+
+    def _observe_nats(self, service: str, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_nats(service, status)
+
+    @staticmethod
+    async def _answer(context: grpc.aio.ServicerContext[bytes, bytes], outcome: _Outcome) -> bytes:
+        status = outcome.status
+        initial = grpcwire.forwardable(status.initial_metadata)
+        trailing = grpcwire.forwardable(status.trailing_metadata)
+        if initial:
+            await context.send_initial_metadata(initial)
+        if status.code != OK:
+            await context.abort(_STATUS_CODES[status.code], status.message, trailing)
+        if trailing:
+            context.set_trailing_metadata(trailing)
+        return outcome.data
