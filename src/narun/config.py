@@ -28,6 +28,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Discriminator,
+    SecretStr,
     Tag,
     ValidationError,
     model_validator,
@@ -35,8 +36,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from narun.errors import ConfigError
+from narun.forwarded import parse_network
+from narun.natsauth import CONFIG_KEYS as _AUTH_KEYS
+from narun.natsauth import ENV_VARS as _AUTH_ENV
+from narun.natsauth import NatsAuth, auth_problems, redact_url
 
 __all__ = [
+    "DEFAULT_MAX_HEADER_BYTES",
+    "ENV_OVERRIDES",
     "NATS_URL_ENV",
     "GatewayConfig",
     "GrpcRoute",
@@ -50,6 +57,22 @@ __all__ = [
 
 NATS_URL_ENV = "NARUN_NATS_URL"
 """Environment variable that, when set and non-empty, overrides ``nats_url``."""
+
+ENV_OVERRIDES: dict[str, str] = {
+    "nats_url": NATS_URL_ENV,
+    **{_AUTH_KEYS[name]: env for name, env in _AUTH_ENV.items()},
+}
+"""Config key -> environment variable that, when set and non-empty, replaces it."""
+# Setting one of a pair from the environment drops the other one from the file.
+_ENV_REPLACES = {
+    "nats_password": "nats_password_file",
+    "nats_password_file": "nats_password",
+    "nats_token": "nats_token_file",
+    "nats_token_file": "nats_token",
+}
+_SECRET_KEYS = frozenset({"nats_password", "nats_token"})
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+"""Default ``max_header_bytes``: 64 KiB of request header fields."""
 
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -224,6 +247,48 @@ def _grpc_name(value: object) -> str:
     return name
 
 
+def _optional_text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _string(value)
+    if not text.strip():
+        _fail("must be a non-empty string (or leave the key out)")
+    return text
+
+
+def _optional_secret(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        _fail("must be a non-empty string")
+    return value
+
+
+def _byte_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail("must be a whole number of bytes > 0")
+    return value
+
+
+def _optional_byte_count(value: object) -> int | None:
+    return None if value is None else _byte_count(value)
+
+
+def _proxy_list(value: object) -> object:
+    if not isinstance(value, list | tuple):
+        _fail("must be a list of IP addresses or networks, e.g. ['127.0.0.1', '10.0.0.0/8']")
+    return value
+
+
+def _proxy(value: object) -> str:
+    entry = _string(value).strip()
+    try:
+        parse_network(entry)
+    except ValueError:
+        _fail("must be an IP address or a CIDR network such as '10.0.0.0/8'")
+    return entry
+
+
 def _route_list(value: object) -> object:
     if not isinstance(value, list | tuple):
         _fail("must be a list of routes")
@@ -307,6 +372,46 @@ class GatewayConfig(BaseModel):
     routes: Annotated[tuple[_RouteField, ...], BeforeValidator(_route_list)]
     """Routes, at least one. Each has either ``path`` (HTTP) or ``grpc`` (gRPC)."""
 
+    # --- edge safety (narun.forwarded, narun.gateway.edge) ---
+    trusted_proxies: Annotated[
+        tuple[Annotated[str, BeforeValidator(_proxy)], ...], BeforeValidator(_proxy_list)
+    ] = ()
+    """Peers (IP addresses or CIDR networks) whose ``X-Forwarded-*`` headers are believed."""
+    max_body_bytes: Annotated[int | None, BeforeValidator(_optional_byte_count)] = None
+    """Largest request body accepted (413 beyond); default: what fits in NATS ``max_payload``."""
+    max_header_bytes: Annotated[int, BeforeValidator(_byte_count)] = DEFAULT_MAX_HEADER_BYTES
+    """Largest total size of the request header fields (431 beyond)."""
+
+    # --- NATS authentication and TLS (narun.natsauth) ---
+    nats_user: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """NATS user name; the password comes from ``nats_password_file`` (or ``nats_password``)."""
+    nats_password: Annotated[SecretStr | None, BeforeValidator(_optional_secret)] = None
+    """NATS password itself; discouraged: use ``nats_password_file`` or NARUN_NATS_PASSWORD."""
+    nats_password_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """File holding the NATS password."""
+    nats_token: Annotated[SecretStr | None, BeforeValidator(_optional_secret)] = None
+    """NATS token itself; discouraged: use ``nats_token_file`` or NARUN_NATS_TOKEN."""
+    nats_token_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """File holding the NATS authentication token."""
+    nkey_seed_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """File holding a user NKey seed (``SU...``), as in Go narun."""
+    nats_creds_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """NATS ``.creds`` file (user JWT and NKey seed)."""
+    nats_tls_ca: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """PEM file of the CA that signs the NATS server certificate (default: system CAs)."""
+    nats_tls_cert: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """PEM client certificate for NATS servers that verify clients (with ``nats_tls_key``)."""
+    nats_tls_key: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """PEM private key of ``nats_tls_cert``."""
+    nats_tls_hostname: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    """Server name to verify in the NATS server certificate, if not the URL's host."""
+
+    @property
+    def nats_auth(self) -> NatsAuth | None:
+        """How to authenticate to NATS (``None``: anonymous, no TLS options)."""
+        auth = _auth_from(self)
+        return auth if auth else None
+
     @property
     def http_routes(self) -> tuple[HttpRoute, ...]:
         """The HTTP routes, in file order."""
@@ -332,9 +437,22 @@ class GatewayConfig(BaseModel):
         return self
 
 
+def _auth_values(cfg: GatewayConfig) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for name, key in _AUTH_KEYS.items():
+        value = getattr(cfg, key)
+        values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return values
+
+
+def _auth_from(cfg: GatewayConfig) -> NatsAuth:
+    return NatsAuth(**_auth_values(cfg))
+
+
 def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems that involve several keys; each is (key path, message)."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
+    problems += [((_AUTH_KEYS[name],), msg) for name, msg in auth_problems(_auth_values(cfg))]
     http_seen: dict[tuple[str, str], int] = {}
     grpc_seen: dict[str, int] = {}
     for i, route in enumerate(cfg.routes):
@@ -372,6 +490,14 @@ def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...],
 # --- turning pydantic errors into ConfigError lines ----------------------------------
 
 
+class _Hidden:
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+
+_HIDDEN = _Hidden()
+
+
 def _key_path(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
@@ -387,7 +513,7 @@ def _route_kind_problem(value: object) -> str:
     return "needs 'path' (HTTP route) or 'grpc' (gRPC route)"
 
 
-def _error_lines(exc: ValidationError, source: str, env_keys: set[str]) -> list[str]:
+def _error_lines(exc: ValidationError, source: str, env_keys: dict[str, str]) -> list[str]:
     lines: list[str] = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
@@ -402,8 +528,12 @@ def _error_lines(exc: ValidationError, source: str, env_keys: set[str]) -> list[
             lines += [f"{source}: {_key_path(p)}: {m}" for p, m in ctx.get("problems", [])]
             continue
         key = _key_path(loc)
+        if loc and loc[0] in _SECRET_KEYS:
+            value = _HIDDEN  # never print a secret, even a malformed one
+        elif loc == ["nats_url"] and isinstance(value, str):
+            value = redact_url(value)
         if key in env_keys:
-            key += f" (from {NATS_URL_ENV})"
+            key += f" (from {env_keys[key]})"
         if etype == "missing":
             problem = "required"
         elif etype in ("extra_forbidden", "invalid_key"):
@@ -435,8 +565,9 @@ def parse_config(
     """Validate loaded YAML data (a mapping) into a :class:`GatewayConfig`.
 
     ``source`` names the data in error messages. ``env`` defaults to ``os.environ``;
-    only ``NARUN_NATS_URL`` is read from it. Raises :class:`ConfigError` listing every
-    problem found, one per line.
+    only the variables of :data:`ENV_OVERRIDES` are read from it (``NARUN_NATS_URL``,
+    ``NARUN_NATS_PASSWORD`` ...): each one set and non-empty replaces its key. Raises
+    :class:`ConfigError` listing every problem found, one per line.
     """
     if data is None:
         raise ConfigError(f"{source}: the config is empty; it needs at least 'routes'")
@@ -446,11 +577,15 @@ def parse_config(
         )
     env = os.environ if env is None else env
     fields = dict(data)
-    env_keys: set[str] = set()
-    env_url = env.get(NATS_URL_ENV)
-    if env_url:
-        fields["nats_url"] = env_url
-        env_keys.add("nats_url")
+    env_keys: dict[str, str] = {}
+    for key, var in ENV_OVERRIDES.items():
+        value = env.get(var)
+        if value:
+            fields[key] = value
+            env_keys[key] = var
+    for key, other in _ENV_REPLACES.items():
+        if key in env_keys and other not in env_keys:
+            fields.pop(other, None)
     try:
         return GatewayConfig.model_validate(fields)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ __all__ = [
     "BadBackendReply",
     "BinaryHTTPError",
     "ConfigError",
+    "HeadersTooLarge",
     "NarunError",
     "NoResponders",
     "NotConnected",
@@ -79,6 +80,14 @@ class PayloadTooLarge(NarunError):
     http_status = 413
     grpc_code = "RESOURCE_EXHAUSTED"
     public_message = "Request too large"
+
+
+class HeadersTooLarge(NarunError):
+    """The request's header fields are larger than the gateway accepts."""
+
+    http_status = 431
+    grpc_code = "RESOURCE_EXHAUSTED"
+    public_message = "Request header fields too large"
 
 
 class BadBackendReply(NarunError):

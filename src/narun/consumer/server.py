@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -22,6 +24,15 @@ from narun.consumer.http import HTTPEndpoint
 from narun.consumer.service import MicroService
 from narun.consumer.wsgi import wsgi_to_asgi
 from narun.errors import ConfigError, NotConnected
+from narun.natsauth import (
+    NatsAuth,
+    connect_options,
+    connection_uses_tls,
+    describe_connect_error,
+    redact_url,
+    telling_error,
+    wants_tls,
+)
 
 __all__ = ["Consumer", "Interface", "detect_interface", "run"]
 
@@ -53,23 +64,40 @@ def detect_interface(app: object) -> Literal["asgi", "wsgi"]:
     raise ConfigError(f"cannot tell whether {app!r} is ASGI or WSGI: pass interface='asgi'|'wsgi'")
 
 
-async def connect(url: str, *, name: str, connect_attempts: int = 3, **options: Any) -> Client:
+async def connect(
+    url: str,
+    *,
+    name: str,
+    connect_attempts: int = 3,
+    auth: NatsAuth | None = None,
+    **options: Any,
+) -> Client:
     """Connect to NATS with narun's defaults: reconnect forever, log state changes.
 
     The first connection is tried ``connect_attempts`` times per server, a second apart;
-    failing that, :class:`NotConnected` says so. Once connected, reconnects never stop.
+    failing that, :class:`NotConnected` says why. Once connected, reconnects never stop.
+    ``auth`` (see :mod:`narun.natsauth`) is applied; a bad secret file raises
+    :class:`ConfigError` before any attempt. Credentials in ``url`` never reach the log.
     """
+    shown_url = redact_url(url)
+    first_errors: list[BaseException] = []  # errors of the first connection's attempts
+    tls_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_disconnect() -> None:
         logger.warning("disconnected from NATS")
 
     async def on_reconnect() -> None:
         logger.info(
-            "reconnected to NATS at %s", nc.connected_url.netloc if nc.connected_url else url
+            "reconnected to NATS at %s",
+            redact_url(nc.connected_url.geturl()) if nc.connected_url else shown_url,
         )
 
     async def on_error(exc: Exception) -> None:
+        if not tls_failed.done() and len(first_errors) < 100:
+            first_errors.append(exc)
         logger.warning("NATS: %s", exc)
+        if isinstance(exc, ssl.SSLError) and not tls_failed.done():
+            tls_failed.set_result(None)
 
     settings: dict[str, Any] = {
         "servers": [u.strip() for u in url.split(",")],
@@ -83,13 +111,38 @@ async def connect(url: str, *, name: str, connect_attempts: int = 3, **options: 
         "reconnected_cb": on_reconnect,
         "error_cb": on_error,
     }
+    settings.update(connect_options(auth))
     settings.update(options)
+    attempt = asyncio.ensure_future(nats.connect(**settings))
     try:
-        nc: Client = await nats.connect(**settings)
+        # A failed TLS handshake leaves nats-py waiting forever for the socket to close
+        # (nats-io/nats.py#718); a certificate problem is not transient: give up at once.
+        try:
+            await asyncio.wait((attempt, tls_failed), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            attempt.cancel()
+            raise
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await attempt
+            raise ssl.SSLError("TLS handshake failed")
+        nc: Client = attempt.result()
     except (TimeoutError, OSError, nats.errors.Error) as exc:
+        # After the last attempt nats-py says only "no servers available": the error
+        # of the attempts (refused, bad credentials, TLS) is the useful part.
+        cause = telling_error(first_errors) or exc
         raise NotConnected(
-            f"cannot connect to NATS at {url}: {exc or type(exc).__name__}"
+            f"cannot connect to NATS at {shown_url}: {describe_connect_error(cause, auth, url=url)}"
         ) from None
+    if wants_tls(url, auth) and connection_uses_tls(nc) is False:
+        # nats-py starts TLS only when the server's INFO asks for it: never go on in
+        # plain text when TLS was configured.
+        await nc.close()
+        raise NotConnected(
+            f"cannot connect to NATS at {shown_url}: TLS options are set but the server "
+            "did not start TLS (does its config have a tls block?)"
+        )
     nc.options["max_reconnect_attempts"] = options.get("max_reconnect_attempts", -1)
     return nc
 
@@ -113,6 +166,7 @@ class Consumer:
         description: str = "",
         drain_timeout: float = 30.0,
         nats_options: dict[str, Any] | None = None,
+        nats_auth: NatsAuth | None = None,
     ) -> None:
         self.service = validate_service_name(service)
         kind = detect_interface(app) if interface == "auto" else interface
@@ -130,6 +184,7 @@ class Consumer:
         self.description = description
         self.drain_timeout = drain_timeout
         self.nats_options = dict(nats_options or {})
+        self.nats_auth = nats_auth
         self.nc: Client | None = None
         self.micro: MicroService | None = None
         self._lifespan: Lifespan | None = None
@@ -139,7 +194,10 @@ class Consumer:
         self._lifespan = Lifespan(self.app)
         await self._lifespan.startup()
         self.nc = await connect(
-            self.nats_url, name=f"narun consumer {self.service}", **self.nats_options
+            self.nats_url,
+            name=f"narun consumer {self.service}",
+            auth=self.nats_auth,
+            **self.nats_options,
         )
         bridge = ASGIBridge(self.app, state=self._lifespan.state)
         self.micro = MicroService(
