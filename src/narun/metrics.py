@@ -55,12 +55,28 @@ class GatewayMetrics:
             ["protocol"],
             registry=r,
         )
+        # ``labels()`` validates and locks on every call: cache the labelled children.
+        # A cache holds one entry per label series, so it is exactly as bounded as the
+        # series (route patterns, statuses, service names, methods httptools accepts).
+        self._http: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._nats: dict[tuple[str, str], Counter] = {}
 
     def observe_http(self, method: str, path: str, status: int, seconds: float) -> None:
         """Record one finished HTTP request; ``path`` is the route pattern."""
-        self.http_requests.labels(method, path, str(status)).inc()
-        self.http_duration.labels(method, path).observe(seconds)
+        key = (method, path, status)
+        children = self._http.get(key)
+        if children is None:
+            children = self._http[key] = (
+                self.http_requests.labels(method, path, str(status)),
+                self.http_duration.labels(method, path),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_nats(self, subject: str, status: str) -> None:
         """Record one NATS request outcome: ``success``, ``timeout`` or ``error``."""
-        self.nats_requests.labels(subject, status).inc()
+        key = (subject, status)
+        child = self._nats.get(key)
+        if child is None:
+            child = self._nats[key] = self.nats_requests.labels(subject, status)
+        child.inc()

@@ -8,6 +8,7 @@ as a :class:`narun.bhttp.Response`; :class:`Lifespan` runs the app's lifespan pr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 from urllib.parse import unquote
@@ -38,7 +39,9 @@ def parse_client(addr: str | None) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+@functools.lru_cache(maxsize=64)
 def _server(authority: str, scheme: str) -> tuple[str, int | None] | None:
+    # Cached: a service sees few distinct authorities (pure function of its arguments).
     if not authority:
         return None
     host, sep, port = authority.rpartition(":")
@@ -58,8 +61,12 @@ def build_scope(
     target = request.path or "/"
     raw_path, _, query = target.partition("?")
     headers = [(name.lower(), value) for name, value in request.headers]
-    if request.authority and not any(name == b"host" for name, _ in headers):
-        headers.insert(0, (b"host", request.authority.encode("ascii")))
+    if request.authority:
+        for name, _ in headers:
+            if name == b"host":
+                break
+        else:
+            headers.insert(0, (b"host", request.authority.encode("ascii")))
     scheme = request.scheme or "http"
     scope: Scope = {
         "type": "http",
@@ -67,7 +74,7 @@ def build_scope(
         "http_version": "1.1",
         "method": request.method,
         "scheme": scheme,
-        "path": unquote(raw_path, errors="surrogateescape"),
+        "path": unquote(raw_path, errors="surrogateescape") if "%" in raw_path else raw_path,
         "raw_path": raw_path.encode("ascii"),
         "query_string": query.encode("ascii"),
         "root_path": root_path,
@@ -92,27 +99,33 @@ class ASGIBridge:
         """Serve ``request``. App errors become a generic 500; details go to the log."""
         scope = build_scope(request, client=client, state=self.state)
         body_sent = False
-        finished = asyncio.Event()
+        complete = False
+        # Only an app that listens for the disconnect (receive() after the body) waits
+        # on this; most never do, so it is made on first use.
+        finished: asyncio.Event | None = None
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
 
         async def receive() -> Message:
-            nonlocal body_sent
+            nonlocal body_sent, finished
             if not body_sent:
                 body_sent = True
                 return {"type": "http.request", "body": request.content, "more_body": False}
-            await finished.wait()
+            if not complete:
+                if finished is None:
+                    finished = asyncio.Event()
+                await finished.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, headers, complete
             kind = message["type"]
             if kind == "http.response.start":
                 if status:
                     raise RuntimeError("http.response.start sent twice")
                 status = int(message["status"])
-                headers.extend((bytes(k), bytes(v)) for k, v in message.get("headers", ()))
+                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
             elif kind == "http.response.body":
                 if not status:
                     raise RuntimeError("http.response.body sent before http.response.start")
@@ -120,7 +133,9 @@ class ASGIBridge:
                 if body:
                     chunks.append(bytes(body))
                 if not message.get("more_body", False):
-                    finished.set()
+                    complete = True
+                    if finished is not None:
+                        finished.set()
 
         try:
             await self.app(scope, receive, send)
@@ -128,7 +143,9 @@ class ASGIBridge:
             logger.exception("ASGI app raised on %s %s", request.method, scope["path"])
             return _INTERNAL_ERROR
         finally:
-            finished.set()
+            complete = True
+            if finished is not None:
+                finished.set()
         if not 200 <= status <= 599:
             logger.error(
                 "ASGI app sent no valid response for %s %s (status %r)",

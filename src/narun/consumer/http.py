@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from nats.aio.msg import Msg
@@ -10,6 +9,7 @@ from nats.aio.msg import Msg
 from narun import wire
 from narun.bhttp import decode_request, encode_response
 from narun.consumer.asgi import ASGIBridge, parse_client
+from narun.consumer.deadlines import DeadlineWheel
 from narun.consumer.service import Reply, error_reply
 from narun.errors import BinaryHTTPError
 
@@ -26,6 +26,10 @@ class HTTPEndpoint:
 
     def __init__(self, bridge: ASGIBridge) -> None:
         self.bridge = bridge
+        # The caller's deadline (Narun-Timeout-Ms) bounds each request. One timer wheel
+        # for all of them: asyncio.timeout's timer per request costs more than the
+        # request itself; a few milliseconds of lateness do not matter here.
+        self._deadlines = DeadlineWheel()
 
     async def __call__(self, msg: Msg) -> Reply:
         """Decode, serve, encode. Never raises for bad input."""
@@ -41,7 +45,7 @@ class HTTPEndpoint:
             response = await self.bridge(request, client=client)
         else:
             try:
-                async with asyncio.timeout(budget):
+                with self._deadlines.after(budget):
                     response = await self.bridge(request, client=client)
             except TimeoutError:
                 logger.warning(

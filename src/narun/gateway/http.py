@@ -77,7 +77,12 @@ class HTTPGateway:
         self.router = Router(config.http_routes)
         self._requester = requester
         self.metrics = metrics
-        self._timeouts = {id(r): config.route_timeout(r) for r in config.http_routes}
+        # Per route: the reply timeout and its Narun-Timeout-Ms header value.
+        self._timeouts = {
+            id(r): (t, wire.format_timeout(t))
+            for r in config.http_routes
+            for t in (config.route_timeout(r),)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +106,7 @@ class HTTPGateway:
                 )
             elif isinstance(result, Redirect):
                 status = 301 if method in ("GET", "HEAD") else 308
-                location = result.location_path
+                location = scope.get("root_path", "") + result.location_path  # keep mount
                 if scope.get("query_string"):
                     location += "?" + scope["query_string"].decode("latin-1")
                 await _plain(
@@ -127,8 +132,7 @@ class HTTPGateway:
             client = scope.get("client")
             if client:
                 headers[wire.CLIENT_ADDR] = _format_addr(client)
-            timeout = self._timeouts[id(route)]
-            headers[wire.TIMEOUT_MS] = wire.format_timeout(timeout)
+            timeout, headers[wire.TIMEOUT_MS] = self._timeouts[id(route)]
             try:
                 reply = await requester.request(service, payload, headers, timeout)
             except RequestTimeout:
