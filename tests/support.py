@@ -99,11 +99,16 @@ def wait_for_port(port: int, proc: Proc, timeout: float = 20) -> None:
     raise RuntimeError(f"port {port} not open after {timeout}s:\n{proc.output()}")
 
 
-def count_instances(nats_url: str, service: str, wait: float = 0.3) -> int:
-    """How many instances of ``service`` answer ``$SRV.PING.<service>`` (real NATS)."""
+def count_instances(
+    nats_url: str, service: str, wait: float = 0.3, nats_options: dict[str, Any] | None = None
+) -> int:
+    """How many instances of ``service`` answer ``$SRV.PING.<service>`` (real NATS).
+
+    ``nats_options``: extra ``nats.connect`` arguments (credentials, TLS).
+    """
 
     async def ping() -> int:
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(nats_url, **(nats_options or {}))
         try:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
@@ -133,15 +138,23 @@ def start_consumer(
     service: str,
     *extra: str,
     instances_before: int = 0,
+    nats_options: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Proc:
-    """Start ``narun serve`` and wait until the new instance answers PING."""
+    """Start ``narun serve`` and wait until the new instance answers PING.
+
+    ``nats_options`` are how this test process itself connects to ask (see
+    :func:`count_instances`); ``env`` is added to the consumer's environment.
+    """
     log = tmp / f"consumer-{service}-{next(_counter)}.log"
-    proc = Proc(["serve", app_ref, "--service", service, "--nats-url", nats_url, *extra], log)
+    proc = Proc(
+        ["serve", app_ref, "--service", service, "--nats-url", nats_url, *extra], log, env=env
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"consumer exited early:\n{proc.output()}")
-        if count_instances(nats_url, service, wait=0.1) > instances_before:
+        if count_instances(nats_url, service, 0.1, nats_options) > instances_before:
             return proc
         time.sleep(0.05)
     proc.stop()
@@ -155,9 +168,17 @@ def write_config(tmp: Path, config: dict[str, Any]) -> Path:
 
 
 def start_gateway(
-    tmp: Path, nats_url: str, routes: list[dict[str, Any]], **settings: Any
+    tmp: Path,
+    nats_url: str,
+    routes: list[dict[str, Any]],
+    *,
+    env: dict[str, str] | None = None,
+    **settings: Any,
 ) -> tuple[Proc, str]:
-    """Start ``narun gateway`` on a free port; return the process and its base URL."""
+    """Start ``narun gateway`` on a free port; return the process and its base URL.
+
+    ``settings`` are more config keys; ``env`` is added to the gateway's environment.
+    """
     port = free_port()
     config: dict[str, Any] = {
         "nats_url": nats_url,
@@ -168,6 +189,6 @@ def start_gateway(
         **settings,
     }
     path = write_config(tmp, config)
-    proc = Proc(["gateway", "-c", str(path)], tmp / f"{path.stem}.log")
+    proc = Proc(["gateway", "-c", str(path)], tmp / f"{path.stem}.log", env=env)
     wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"

@@ -127,7 +127,7 @@ async def test_nats_server_restart_under_traffic(logs: Path, own_nats_server: Na
     # ...except requests already on their way when the server died: their reply can
     # never come, so they end at the 5 s timeout (a handful at 40 req/s).
     late = [t for t, s in traffic.timeline if s == 504]
-    assert all(1.9 <= t <= 2.1 for t in late), late
+    assert all(1.5 <= t <= 2.6 for t in late), late
     assert traffic.slowest < 5.5
     # Traffic flows again by itself after the server is back.
     assert [s for t, s in traffic.timeline if t > 6.5] == [200] * len(

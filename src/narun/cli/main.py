@@ -6,10 +6,13 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
 from narun.cli.dev import dev
+from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
+from narun.cli.services import services
 from narun.errors import ConfigError, NarunError
 from narun.log import configure
 
@@ -50,20 +53,39 @@ def main() -> None:
     help="Gateway YAML config.",
 )
 @click.option("--nats-url", envvar="NARUN_NATS_URL", help="Override nats_url from the config.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the listen ports (SO_REUSEPORT, Linux).",
+)
+@nats_auth_options
 @_logging_options
-def gateway(config_path: Path, nats_url: str | None, log_level: str, log_format: str) -> None:
+def gateway(
+    config_path: Path, nats_url: str | None, workers: int, log_level: str, log_format: str
+) -> None:
     """Run the HTTP (and gRPC) gateway."""
     from narun.config import load_config
     from narun.gateway.server import serve
+    from narun.gateway.workers import run_workers
 
     configure(level=log_level, fmt="json" if log_format == "json" else "text", name="gateway")
     env = dict(os.environ)
     if nats_url:
         env["NARUN_NATS_URL"] = nats_url
+    env.update(auth_env())  # --nats-user, --nkey-file ...: same as their NARUN_* variables
     try:
         config = load_config(config_path, env=env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if workers > 1:
+        fmt: Literal["text", "json"] = "json" if log_format == "json" else "text"
+        try:
+            code = run_workers(config, workers=workers, log_level=log_level, log_format=fmt)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        sys.exit(code)
     _install_uvloop()
     try:
         asyncio.run(serve(config))
@@ -84,9 +106,10 @@ def gateway(config_path: Path, nats_url: str | None, log_level: str, log_format:
 )
 @click.option(
     "--interface",
-    type=click.Choice(["auto", "asgi", "wsgi"]),
+    type=click.Choice(["auto", "asgi", "wsgi", "grpc"]),
     default="auto",
     show_default=True,
+    help="grpc: PKG.MOD:APP is register(target), calling add_XServicer_to_server(..., target).",
 )
 @click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--version", "service_version", default="0.1.0", show_default=True)
@@ -98,6 +121,7 @@ def gateway(config_path: Path, nats_url: str | None, log_level: str, log_format:
     help="Directory put first on sys.path before importing the app.",
 )
 @click.option("--factory", is_flag=True, help="PKG.MOD:APP is a function returning the app.")
+@nats_auth_options
 @_logging_options
 def serve(
     app_ref: str,
@@ -112,16 +136,36 @@ def serve(
     log_level: str,
     log_format: str,
 ) -> None:
-    """Serve an ASGI or WSGI app as the NATS Micro service --service."""
+    """Serve an ASGI or WSGI app (or gRPC servicers) as the NATS Micro service --service."""
     from narun.consumer.server import Consumer, _serve
     from narun.importer import import_from_string
 
     configure(level=log_level, fmt="json" if log_format == "json" else "text", name=service)
     sys.path.insert(0, os.path.abspath(app_dir))
     try:
+        nats_auth = auth_from_flags()
         app = import_from_string(app_ref)
         if factory:
             app = app()
+        if interface == "grpc":
+            from narun.consumer.grpc import GrpcConsumer
+            from narun.consumer.grpc import serve as serve_grpc
+
+            grpc_consumer = GrpcConsumer(
+                app,
+                service=service,
+                nats_url=nats_url,
+                concurrency=concurrency,
+                version=service_version,
+                description=description,
+                nats_options={"auth": nats_auth},
+            )
+            _install_uvloop()
+            try:
+                asyncio.run(serve_grpc(grpc_consumer))
+            except NarunError as exc:
+                raise click.ClickException(str(exc)) from None
+            return
         consumer = Consumer(
             app,
             service=service,
@@ -130,6 +174,7 @@ def serve(
             concurrency=concurrency,
             version=service_version,
             description=description,
+            nats_auth=nats_auth,
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -155,3 +200,4 @@ def nats_server(host: str, port: int) -> None:
 
 
 main.add_command(dev)
+main.add_command(services)

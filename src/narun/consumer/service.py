@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client
@@ -106,6 +107,7 @@ class MicroService:
 
     async def start(self) -> None:
         """Subscribe the endpoint and the monitoring subjects."""
+        self.identity.started = datetime.now(UTC)  # STATS `started`: when serving began
         ep = self.endpoint
         self._endpoint_sub = await self._nc.subscribe(
             ep.subject, queue=ep.queue_group, cb=self._dispatch

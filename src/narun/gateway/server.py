@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-import threading
+import socket
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 from nats.aio.client import Client
@@ -16,9 +17,17 @@ from nats.aio.client import Client
 from narun._types import Receive, Scope, Send
 from narun.config import GatewayConfig, parse_addr
 from narun.consumer.server import connect
+from narun.forwarded import TrustedProxies
+from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
+from narun.gateway.protocol import HttpToolsProtocol
 from narun.gateway.requester import Requester
+from narun.gateway.workers import MULTIPROC_ENV
 from narun.metrics import GatewayMetrics
+from narun.natsauth import redact_url
+
+if TYPE_CHECKING:
+    from narun.gateway.grpc import GrpcGateway
 
 __all__ = ["Gateway", "serve"]
 
@@ -39,25 +48,58 @@ class Gateway:
         self.nc: Client | None = None
         self.requester: Requester | None = None
         self.http = HTTPGateway(config, requester=lambda: self.requester, metrics=self.metrics)
-        self._metrics_server: Any = None
-        self._metrics_thread: threading.Thread | None = None
+        self.edge = Edge(
+            self.http,
+            trusted_proxies=TrustedProxies(config.trusted_proxies),
+            max_header_bytes=config.max_header_bytes,
+            max_body_bytes=config.max_body_bytes,
+            metrics=self.metrics,
+        )
+        """``http`` behind mount-prefix handling, size caps and forwarded headers."""
+        self._metrics_server: uvicorn.Server | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+        # gRPC (narun.gateway.grpc, imported lazily: grpcio is an optional dependency)
+        self.grpc: GrpcGateway | None = None
+        self.grpc_grace = 10.0
+        """Seconds in-flight gRPC calls get to finish on :meth:`stop`."""
+        self.reuse_port = False
+        """Bind with SO_REUSEPORT and serve the metrics of every worker (``--workers``)."""
 
-    async def start(self, *, metrics_server: bool = True) -> None:
-        """Connect to NATS (failing fast if it is unreachable) and start the metrics server."""
-        self.nc = await connect(self.config.nats_url, name="narun gateway")
+    async def start(self, *, metrics_server: bool = True, grpc_server: bool = True) -> None:
+        """Connect to NATS (failing fast if it is unreachable), start gRPC and metrics servers."""
+        self.nc = await connect(
+            self.config.nats_url, name="narun gateway", auth=self.config.nats_auth
+        )
         requester = Requester(self.nc)
         await requester.start()
         self.requester = requester
+        # --- gRPC server (narun.gateway.grpc) ---
+        if grpc_server and self.config.grpc_addr and self.config.grpc_routes:
+            from narun.gateway.grpc import GrpcGateway
+
+            grpc_gateway = GrpcGateway(
+                self.config, requester=lambda: self.requester, metrics=self.metrics
+            )
+            await grpc_gateway.start()
+            self.grpc = grpc_gateway
+        elif grpc_server and self.config.grpc_addr:
+            logger.warning("grpc_addr is set but no gRPC route is configured: no gRPC server")
+        # --- end gRPC server ---
         if metrics_server and self.config.metrics_addr:
-            self._start_metrics_server()
+            await self._start_metrics_server()
         logger.info(
             "gateway connected to NATS at %s (max_payload %d bytes)",
-            self.config.nats_url,
+            redact_url(self.config.nats_url),
             self.nc.max_payload,
         )
 
     async def stop(self) -> None:
-        """Drain the NATS connection and stop the metrics server."""
+        """Stop the gRPC server (in-flight calls finish), drain NATS, stop metrics."""
+        # --- gRPC server (narun.gateway.grpc) ---
+        grpc_gateway, self.grpc = self.grpc, None
+        if grpc_gateway is not None:
+            await grpc_gateway.stop(self.grpc_grace)
+        # --- end gRPC server ---
         requester, self.requester = self.requester, None
         if requester is not None:
             await requester.stop()
@@ -67,32 +109,83 @@ class Gateway:
             except Exception:
                 logger.debug("NATS drain failed; closing", exc_info=True)
                 await self.nc.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
-            self._metrics_server = None
+        ops_server, ops_task = self._metrics_server, self._metrics_task
+        self._metrics_server = self._metrics_task = None
+        if ops_server is not None and ops_task is not None:
+            ops_server.should_exit = True
+            try:
+                await asyncio.wait_for(ops_task, 5)
+            except Exception:
+                logger.debug("metrics server did not stop cleanly", exc_info=True)
 
-    def _start_metrics_server(self) -> None:
-        from prometheus_client import start_http_server
+    async def _start_metrics_server(self) -> None:
+        """Serve ``/metrics``, ``/healthz``, ``/readyz`` (:mod:`narun.gateway.ops`)."""
+        from narun.gateway.ops import OpsApp, nats_readiness
 
         host, port = parse_addr(self.config.metrics_addr)
-        server, thread = start_http_server(port, addr=host, registry=self.metrics.registry)
-        self._metrics_server, self._metrics_thread = server, thread
-        logger.info("metrics on http://%s:%d/metrics", host, server.server_port)
+        # Bound here, so that a busy port is an OSError of start() (uvicorn would exit).
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(where)
+        except OSError:
+            sock.close()
+            raise
+        registry = self.metrics.registry
+        if self.reuse_port and os.environ.get(MULTIPROC_ENV):
+            # One of several workers: a scrape gets the sum over all of them.
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        app = OpsApp(
+            registry=registry,
+            # requester is None before start() finishes and once stop() begins
+            is_ready=lambda: nats_readiness(None if self.requester is None else self.nc),
+        )
+        server = _Server(
+            uvicorn.Config(
+                app,
+                lifespan="off",
+                loop="none",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=1,
+            )
+        )
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise OSError(f"metrics server on {host}:{port} stopped at startup")
+            await asyncio.sleep(0.01)
+        self._metrics_server, self._metrics_task = server, task
+        logger.info(
+            "metrics, health and readiness on http://%s:%d (/metrics, /healthz, /readyz)",
+            host,
+            sock.getsockname()[1],
+        )
 
     async def http_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point: lifespan opens/drains NATS, HTTP requests are forwarded."""
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.http(scope, receive, send)
+        await self.edge(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.start(metrics_server=False)
+                    await self.start(metrics_server=False, grpc_server=False)
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -103,6 +196,22 @@ class Gateway:
                 return
 
 
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with SO_REUSEPORT (uvicorn listens on it)."""
+    family, kind, proto, _, where = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(where)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, with signals left to the gateway (it re-raises them otherwise)."""
 
@@ -111,22 +220,29 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(config: GatewayConfig, *, graceful_timeout: float = 30.0) -> None:
+async def serve(
+    config: GatewayConfig, *, graceful_timeout: float = 30.0, reuse_port: bool = False
+) -> None:
     """Run the gateway until SIGINT/SIGTERM, then shut down gracefully.
 
     Shutdown order: stop accepting connections, let in-flight requests finish (bounded
-    by ``graceful_timeout``), then drain NATS.
+    by ``graceful_timeout``), then drain NATS. ``reuse_port`` binds the listening
+    sockets with SO_REUSEPORT, for several gateway processes on one port
+    (:mod:`narun.gateway.workers`).
     """
     gateway = Gateway(config)
+    gateway.reuse_port = reuse_port
     await gateway.start()
     host, port = parse_addr(config.server_addr)
+    sockets = [_reuse_port_socket(host, port)] if reuse_port else None
     server = _Server(
         uvicorn.Config(
-            gateway.http,
+            gateway.edge,
             host=host,
             port=port,
             lifespan="off",
-            http="httptools",
+            proxy_headers=False,  # X-Forwarded-*: narun.gateway.edge, with trusted_proxies
+            http=HttpToolsProtocol,  # httptools, one write per response
             loop="none",
             log_config=None,
             access_log=False,
@@ -148,7 +264,7 @@ async def serve(config: GatewayConfig, *, graceful_timeout: float = 30.0) -> Non
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         logger.info("HTTP gateway listening on http://%s:%d", host, port)
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         await gateway.stop()
         logger.info("gateway stopped")
