@@ -219,6 +219,10 @@ async def test_three_node_cluster_survives_losing_the_gateways_node(logs: Path) 
     recovery = traffic.recovery_after(2.0)
     print(traffic.report("cluster node A killed"), f"recovery={recovery:.2f}s")
     assert traffic.unanswered == 0
-    assert set(traffic.statuses) <= {200, 503}
+    assert set(traffic.statuses) <= {200, 503, 504}
+    # A request on its way through node A when it died cannot be answered: it ends at
+    # its timeout. Only those few may be 504.
+    late = [t for t, s in traffic.timeline if s == 504]
+    assert all(1.5 <= t <= 2.6 for t in late), late
     assert recovery < 3.0
     assert traffic.ok > traffic.sent * 0.8
