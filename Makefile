@@ -41,7 +41,10 @@ bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md
 
 fuzz: $(STAMP)  ## 1,000,000 coverage-guided inputs into the Binary HTTP decoders (atheris)
 	$(PY) -m pip install --quiet -e '.[fuzz]'
-	$(PY) -m fuzz.fuzz_bhttp -runs=$${FUZZ_RUNS:-1000000} -print_final_stats=1
+	@echo "fuzzing the Binary HTTP decoders: $${FUZZ_RUNS:-1000000} runs (log: .fuzz.log)"
+	@$(PY) -m fuzz.fuzz_bhttp -runs=$${FUZZ_RUNS:-1000000} -print_final_stats=1 > .fuzz.log 2>&1 \
+		|| (tail -n 40 .fuzz.log; exit 1)
+	@grep -E "^Done|stat::number_of_executed_units" .fuzz.log
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -175,6 +175,17 @@ def _seconds(value: object) -> float:
     return float(value)
 
 
+def _non_negative_seconds(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        _fail("must be a number >= 0")
+    return float(value)
+
+
 def _optional_seconds(value: object) -> float | None:
     return None if value is None else _seconds(value)
 
@@ -369,6 +380,10 @@ class GatewayConfig(BaseModel):
     """Prometheus metrics listen address; ``""`` disables the metrics server."""
     request_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 30.0
     """Default seconds to wait for a service's reply (a route's ``timeout`` overrides)."""
+    retry_seconds: Annotated[float, BeforeValidator(_non_negative_seconds)] = 0.5
+    """How long to keep retrying a request that no consumer took (no responders, or an
+    instance answered "overloaded" without running it); 0 disables. Never more than the
+    request's timeout. Requests a consumer may have started are never retried."""
     routes: Annotated[tuple[_RouteField, ...], BeforeValidator(_route_list)]
     """Routes, at least one. Each has either ``path`` (HTTP) or ``grpc`` (gRPC)."""
 

@@ -22,6 +22,7 @@ __all__ = [
     "GRPC_STATUS",
     "GRPC_TRAILING_METADATA",
     "HTTP_SERVICE_ENDPOINT",
+    "OVERLOADED",
     "QUEUE_GROUP",
     "REQUEST_ID",
     "SERVICE_ERROR",
@@ -43,6 +44,10 @@ GRPC_METHOD: Final = "X-Original-Grpc-Method"
 REQUEST_ID: Final = "Narun-Request-Id"
 CLIENT_ADDR: Final = "Narun-Client-Addr"
 TIMEOUT_MS: Final = "Narun-Timeout-Ms"
+
+# Reply header (consumer -> gateway): the instance refused the request unprocessed
+# because it is at its concurrency and backlog limits; another instance may take it.
+OVERLOADED: Final = "Narun-Overloaded"
 
 # Reply headers (consumer -> gateway), ADR-32.
 SERVICE_ERROR: Final = "Nats-Service-Error"

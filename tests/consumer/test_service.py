@@ -45,7 +45,9 @@ class Slow:
 async def test_requests_overlap_up_to_the_limit(nc: Client) -> None:
     handler = Slow(0.2)
     name = unique_service("limit")
-    service = MicroService(nc, name=name, endpoint="handler", handler=handler, concurrency=3)
+    service = MicroService(
+        nc, name=name, endpoint="handler", handler=handler, concurrency=3, backlog=6
+    )
     await service.start()
     try:
         replies = await asyncio.gather(
@@ -55,6 +57,26 @@ async def test_requests_overlap_up_to_the_limit(nc: Client) -> None:
         await service.stop()
     assert sorted(r.data for r in replies) == sorted(f"done:{i}".encode() for i in range(9))
     assert handler.peak == 3
+
+
+async def test_full_instance_refuses_beyond_its_backlog(nc: Client) -> None:
+    handler = Slow(0.3)
+    name = unique_service("shed")
+    service = MicroService(
+        nc, name=name, endpoint="handler", handler=handler, concurrency=2, backlog=1
+    )
+    await service.start()
+    try:
+        replies = await asyncio.gather(*(nc.request(name, b"x", timeout=5) for _ in range(8)))
+    finally:
+        await service.stop()
+    done = [r for r in replies if r.data == b"done:x"]
+    refused = [r for r in replies if r.headers and r.headers.get("Narun-Overloaded") == "1"]
+    assert len(done) + len(refused) == 8
+    assert 3 <= len(done) < 8  # two running and at least one waiting; the rest refused
+    assert all(r.headers and r.headers["Nats-Service-Error-Code"] == "503" for r in refused)
+    assert handler.peak == 2
+    assert service.endpoint.num_errors == len(refused)
 
 
 async def test_stats_info_and_ping_documents(nc: Client) -> None:

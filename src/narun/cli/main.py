@@ -112,6 +112,13 @@ def gateway(
     help="grpc: PKG.MOD:APP is register(target), calling add_XServicer_to_server(..., target).",
 )
 @click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--backlog",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Requests allowed to wait for a free slot; beyond, refused at once (503). "
+    "[default: = --concurrency]",
+)
 @click.option("--version", "service_version", default="0.1.0", show_default=True)
 @click.option("--description", default="", help="Shown by `nats micro info`.")
 @click.option(
@@ -129,6 +136,7 @@ def serve(
     nats_url: str,
     interface: str,
     concurrency: int,
+    backlog: int | None,
     service_version: str,
     description: str,
     app_dir: str,
@@ -156,9 +164,10 @@ def serve(
                 service=service,
                 nats_url=nats_url,
                 concurrency=concurrency,
+                backlog=backlog,
                 version=service_version,
                 description=description,
-                nats_options={"auth": nats_auth},
+                nats_auth=nats_auth,
             )
             _install_uvloop()
             try:
@@ -172,6 +181,7 @@ def serve(
             nats_url=nats_url,
             interface=interface,  # type: ignore[arg-type]
             concurrency=concurrency,
+            backlog=backlog,
             version=service_version,
             description=description,
             nats_auth=nats_auth,

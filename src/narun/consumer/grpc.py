@@ -128,6 +128,16 @@ def _status_reply(code: int, message: str) -> Reply:
     return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {grpcwire.code_name(code)}")
 
 
+# A full instance refuses with UNAVAILABLE, marked retryable for the gateway.
+_OVERLOADED = Reply(
+    headers={
+        **grpcwire.encode_reply(GrpcStatus(code=14, message="Service overloaded")),
+        wire.OVERLOADED: "1",
+    },
+    error="Service overloaded",
+)
+
+
 def _headers_size(headers: Mapping[str, str]) -> int:
     # "NATS/1.0\r\n" + "Name: value\r\n"... + "\r\n", as nats-py writes it.
     return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
@@ -266,6 +276,7 @@ class GrpcConsumer:
         service: str,
         nats_url: str = DEFAULT_NATS_URL,
         concurrency: int = 100,
+        backlog: int | None = None,
         version: str = "0.1.0",
         description: str = "",
         drain_timeout: float = 30.0,
@@ -284,6 +295,9 @@ class GrpcConsumer:
                 raise ConfigError(f"{register!r} registered no gRPC service")
         self.nats_url = nats_url
         self.concurrency = concurrency
+        if backlog is not None and backlog < 0:
+            raise ConfigError(f"backlog: must be at least 0 (got {backlog!r})")
+        self.backlog = backlog
         self.version = version
         self.description = description
         self.drain_timeout = drain_timeout
@@ -326,6 +340,8 @@ class GrpcConsumer:
             version=self.version,
             description=self.description,
             concurrency=self.concurrency,
+            backlog=self.backlog,
+            overload_reply=_OVERLOADED,
         )
         await self.micro.start()
         logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")

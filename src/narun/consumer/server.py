@@ -162,6 +162,7 @@ class Consumer:
         nats_url: str = DEFAULT_NATS_URL,
         interface: Interface = "auto",
         concurrency: int = 100,
+        backlog: int | None = None,
         version: str = "0.1.0",
         description: str = "",
         drain_timeout: float = 30.0,
@@ -180,6 +181,9 @@ class Consumer:
         )
         self.nats_url = nats_url
         self.concurrency = concurrency
+        if backlog is not None and backlog < 0:
+            raise ConfigError(f"backlog: must be at least 0 (got {backlog!r})")
+        self.backlog = backlog
         self.version = version
         self.description = description
         self.drain_timeout = drain_timeout
@@ -208,6 +212,7 @@ class Consumer:
             version=self.version,
             description=self.description,
             concurrency=self.concurrency,
+            backlog=self.backlog,
         )
         await self.micro.start()
         return self

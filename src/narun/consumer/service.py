@@ -57,6 +57,16 @@ Handler = Callable[[Msg], Awaitable[Reply]]
 
 _INTERNAL = error_reply(500, "Internal Server Error")
 
+OVERLOADED = Reply(
+    headers={
+        wire.SERVICE_ERROR: "Service overloaded",
+        wire.SERVICE_ERROR_CODE: "503",
+        wire.OVERLOADED: "1",
+    },
+    error="Service overloaded",
+)
+"""The default refusal of a full instance (HTTP endpoints): ADR-32 503, retryable."""
+
 
 class MicroService:
     """One NATS Micro service instance with a single endpoint.
@@ -78,9 +88,13 @@ class MicroService:
         subject: str | None = None,
         queue_group: str = wire.QUEUE_GROUP,
         concurrency: int = 100,
+        backlog: int | None = None,
+        overload_reply: Reply | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if backlog is not None and backlog < 0:
+            raise ValueError("backlog must be at least 0")
         self._nc = nc
         self._handler = handler
         self.identity = ServiceIdentity(
@@ -94,6 +108,9 @@ class MicroService:
             name=endpoint, subject=subject or name, queue_group=queue_group
         )
         self.concurrency = concurrency
+        self.backlog = concurrency if backlog is None else backlog
+        """Requests allowed to wait for a slot; beyond that they are refused at once."""
+        self._overload = overload_reply or OVERLOADED
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._endpoint_sub: Subscription | None = None
@@ -159,8 +176,18 @@ class MicroService:
 
     async def _dispatch(self, msg: Msg) -> None:
         # Runs inside nats-py's per-subscription delivery loop: waiting here for a free
-        # slot is what bounds the work in flight.
-        await self._slots.acquire()
+        # slot is what bounds the work in flight, and the messages delivered meanwhile
+        # queue up behind this one. When all slots are busy and that queue is already
+        # as long as the backlog, the request is refused at once, unprocessed, so the
+        # gateway can try another instance or answer 503 quickly instead of timing out.
+        slots = self._slots
+        if slots.locked():
+            sub = self._endpoint_sub
+            if sub is not None and sub.pending_msgs >= self.backlog:
+                await self._respond(msg, self._overload)
+                self.endpoint.record(0, self._overload.error)
+                return
+        await slots.acquire()
         task = asyncio.get_running_loop().create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)

@@ -210,7 +210,9 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             client_addr=grpcwire.peer_address(context.peer()),
         )
         try:
-            reply = await requester.request(service, payload, headers, budget)
+            reply = await requester.call(
+                service, payload, headers, budget, self.config.retry_seconds
+            )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)

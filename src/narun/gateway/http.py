@@ -48,6 +48,7 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length"}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_RETRY_AFTER = (b"retry-after", b"1")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
@@ -134,7 +135,9 @@ class HTTPGateway:
                 headers[wire.CLIENT_ADDR] = _format_addr(client)
             timeout, headers[wire.TIMEOUT_MS] = self._timeouts[id(route)]
             try:
-                reply = await requester.request(service, payload, headers, timeout)
+                reply = await requester.call(
+                    service, payload, headers, timeout, self.config.retry_seconds
+                )
             except RequestTimeout:
                 if metrics is not None:
                     metrics.observe_nats(service, "timeout")
@@ -241,6 +244,9 @@ async def _plain(
     if body:
         body += b"\n"
     headers = [_TEXT, (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        # Every 503 here is transient (NATS down, nobody serving, all instances busy).
+        headers.append(_RETRY_AFTER)
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})

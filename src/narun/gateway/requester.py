@@ -25,6 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import MaxPayloadError, OutboundBufferLimitError
 
 from narun.errors import NarunError, NoResponders, NotConnected, PayloadTooLarge, RequestTimeout
+from narun.wire import OVERLOADED
 
 __all__ = ["Requester", "encode_hpub", "header_block", "header_size"]
 
@@ -189,3 +190,39 @@ class Requester:
         if hdrs is not None and not msg.data and hdrs.get(_STATUS) == _NO_RESPONDERS:
             raise NoResponders(f"no responders on {subject}")
         return msg
+
+    async def call(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        retry: float,
+    ) -> Msg:
+        """:meth:`request`, retried while no consumer has taken the request.
+
+        Only two outcomes are retried, both meaning no consumer ran the request: NATS
+        no-responders, and a reply marked ``Narun-Overloaded``. Retries back off from
+        25 ms to 200 ms, stop ``retry`` seconds after the first attempt, and never go
+        past ``timeout``. A timeout or any other reply is final: the request may have
+        run, so sending it again could run it twice.
+        """
+        if retry <= 0:
+            return await self.request(subject, payload, headers, timeout)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + timeout
+        retry_until = start + min(retry, timeout)
+        delay = 0.025
+        while True:
+            try:
+                msg = await self.request(subject, payload, headers, deadline - loop.time())
+            except NoResponders:
+                if loop.time() + delay > retry_until:
+                    raise
+            else:
+                hdrs = msg.headers
+                if hdrs is None or OVERLOADED not in hdrs or loop.time() + delay > retry_until:
+                    return msg
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
