@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.narun-installed
 
-.PHONY: setup demo test check fmt bench fuzz clean
+.PHONY: setup demo test check fmt bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ fmt: $(STAMP)
 
 bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md
 	$(PY) -m bench.run
+
+soak: $(STAMP)  ## 300,000 requests at saturation through the full path; RSS start/middle/end
+	$(PY) -m bench.soak --requests $${SOAK_REQUESTS:-300000} --connections 64
 
 fuzz: $(STAMP)  ## 1,000,000 coverage-guided inputs into the Binary HTTP decoders (atheris)
 	$(PY) -m pip install --quiet -e '.[fuzz]'

@@ -380,6 +380,9 @@ class GatewayConfig(BaseModel):
     """Prometheus metrics listen address; ``""`` disables the metrics server."""
     request_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 30.0
     """Default seconds to wait for a service's reply (a route's ``timeout`` overrides)."""
+    header_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 10.0
+    """Seconds an HTTP client has to send a request's whole header section; the
+    connection is closed after that (bounds slow, slowloris-style clients)."""
     retry_seconds: Annotated[float, BeforeValidator(_non_negative_seconds)] = 0.5
     """How long to keep retrying a request that no consumer took (no responders, or an
     instance answered "overloaded" without running it); 0 disables. Never more than the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +58,44 @@ def test_invalid_percent_encoding_is_passed_to_the_app(gateway_port: int) -> Non
 def test_malformed_request_line_is_400(gateway_port: int) -> None:
     status, _ = exchange(gateway_port, b"NOT A REQUEST\r\n\r\n")
     assert status == 400
+
+
+def test_slow_header_sender_is_cut_off(nats_url: str, logs: Path) -> None:
+    """A client that trickles header bytes is disconnected at header_timeout_seconds."""
+    gateway, url = start_gateway(
+        logs,
+        nats_url,
+        [{"path": "/x", "methods": ["GET"], "service": unique_service("slowloris")}],
+        header_timeout_seconds=1,
+    )
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /x HTTP/1.1\r\n")
+            closed = False
+            for i in range(40):  # one header byte every 0.1 s would take 4 s
+                try:
+                    sock.sendall(b"X"[:1] if i else b"X-Slow: ")
+                    time.sleep(0.1)
+                except OSError:
+                    closed = True
+                    break
+                sock.settimeout(0.01)
+                try:
+                    if sock.recv(1) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    pass
+            elapsed = time.monotonic() - started
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+            idle.settimeout(3)
+            idle_started = time.monotonic()
+            assert idle.recv(1) == b""  # a silent connection is closed too
+            idle_elapsed = time.monotonic() - idle_started
+    finally:
+        assert gateway.stop() == 0, gateway.output()
+    assert closed
+    assert 0.9 < elapsed < 2.0
+    assert 0.9 < idle_elapsed < 2.0

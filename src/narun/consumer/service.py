@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,8 +112,8 @@ class MicroService:
         self.backlog = concurrency if backlog is None else backlog
         """Requests allowed to wait for a slot; beyond that they are refused at once."""
         self._overload = overload_reply or OVERLOADED
-        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: deque[Msg] = deque()
         self._endpoint_sub: Subscription | None = None
         self._control_subs: list[Subscription] = []
         self._stopped = asyncio.Event()
@@ -157,13 +158,21 @@ class MicroService:
             except Exception:
                 logger.warning("endpoint drain did not complete cleanly", exc_info=True)
         if self._tasks:
-            logger.info("waiting for %d in-flight request(s)", len(self._tasks))
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
+            logger.info(
+                "waiting for %d in-flight and %d waiting request(s)",
+                len(self._tasks),
+                len(self._waiting),
+            )
+            deadline = asyncio.get_running_loop().time() + timeout
+            # Finishing tasks start the waiting requests, so wait until both are gone.
+            while self._tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
+                await asyncio.wait(set(self._tasks), timeout=left)
+            self._waiting.clear()
+            for task in self._tasks:
                 task.cancel()
-            if pending:
+            if self._tasks:
                 logger.warning(
-                    "cancelled %d request(s) still running after %.1fs", len(pending), timeout
+                    "cancelled %d request(s) still running after %.1fs", len(self._tasks), timeout
                 )
         for control in self._control_subs:
             if not self._nc.is_closed:
@@ -175,26 +184,27 @@ class MicroService:
         logger.info("service %s stopped", self.identity.name)
 
     async def _dispatch(self, msg: Msg) -> None:
-        # Runs inside nats-py's per-subscription delivery loop: waiting here for a free
-        # slot is what bounds the work in flight, and the messages delivered meanwhile
-        # queue up behind this one. When all slots are busy and that queue is already
-        # as long as the backlog, the request is refused at once, unprocessed, so the
-        # gateway can try another instance or answer 503 quickly instead of timing out.
-        slots = self._slots
-        if slots.locked():
-            sub = self._endpoint_sub
-            if sub is not None and sub.pending_msgs >= self.backlog:
-                await self._respond(msg, self._overload)
-                self.endpoint.record(0, self._overload.error)
-                return
-        await slots.acquire()
+        # Called by nats-py's per-subscription delivery loop, one message at a time, and
+        # never blocks it: each request is started, queued, or refused on arrival.
+        if len(self._tasks) < self.concurrency:
+            self._start(msg)
+        elif len(self._waiting) < self.backlog:
+            self._waiting.append(msg)
+        else:
+            # Full: refuse at once, unprocessed, so the gateway can try another
+            # instance or answer 503 quickly instead of timing out.
+            await self._respond(msg, self._overload)
+            self.endpoint.record(0, self._overload.error)
+
+    def _start(self, msg: Msg) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slots.release()
+        if self._waiting:
+            self._start(self._waiting.popleft())
 
     async def _serve(self, msg: Msg) -> None:
         started = time.perf_counter_ns()

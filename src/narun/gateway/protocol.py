@@ -62,12 +62,52 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+HEADER_TIMEOUT = 10.0
+"""Seconds a client has to send a request's whole header section (slowloris bound)."""
+
+
 class HttpToolsProtocol(_UvicornProtocol):
     """uvicorn's httptools protocol over a :class:`CoalescingTransport`.
 
-    Pass it as ``uvicorn.Config(http=HttpToolsProtocol)``.
+    Pass it as ``uvicorn.Config(http=HttpToolsProtocol)``. It also bounds the time a
+    client may take to send a request's headers (:data:`HEADER_TIMEOUT`, counted from
+    the connection or from the request's first byte): uvicorn's keep-alive timer is
+    reset by every byte received, so a client trickling header bytes, or one that
+    connects and sends nothing, would otherwise hold the connection forever.
     """
+
+    header_timeout = HEADER_TIMEOUT
+    _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         proxy = CoalescingTransport(transport, self.loop)
         super().connection_made(proxy)  # type: ignore[arg-type]
+        self._arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being served: its own timeout applies
+        if not self.transport.is_closing():
+            self.transport.close()
