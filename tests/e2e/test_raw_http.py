@@ -99,3 +99,16 @@ def test_slow_header_sender_is_cut_off(nats_url: str, logs: Path) -> None:
     assert closed
     assert 0.9 < elapsed < 2.0
     assert 0.9 < idle_elapsed < 2.0
+
+
+# 2 MB of request target is refused by the HTTP parser itself (400), before routing.
+@pytest.mark.parametrize(("size", "status"), [(60_000, 200), (2_000_000, 400)])
+def test_huge_query_strings(gateway_port: int, size: int, status: int) -> None:
+    query = "q=" + "a" * size
+    got, body = exchange(
+        gateway_port,
+        f"GET /echo/q?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert got == status
+    if status == 200:
+        assert json.loads(body)["query"] == query
