@@ -12,12 +12,14 @@ timeout, ``narun.test.SlowProbe``) and plain functions run on the thread pool
 - ``SetCode``: request ``CODE:message``; sets that status and returns normally.
 - ``Sleep``: request ``seconds``; sleeps, answers ``slept``.
 - ``Crash``: raises an exception whose text must never reach a client.
+- ``Metadata``: answers the invocation metadata (text values) as JSON pairs.
 - ``ServerStream`` / ``ClientStream``: streaming methods (narun answers UNIMPLEMENTED).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -45,6 +47,10 @@ Pairs = tuple[tuple[str, str | bytes], ...]
 
 def _echoed(metadata: Any) -> Pairs:
     return tuple((k, v) for k, v in metadata if k != "user-agent")
+
+
+def _metadata_json(metadata: Any) -> bytes:
+    return json.dumps([(k, v) for k, v in metadata if isinstance(v, str)]).encode()
 
 
 def _trailing(remaining: float | None, peer: str) -> Pairs:
@@ -82,6 +88,9 @@ class AsyncProbe:
     async def Crash(self, request: bytes, context: AioContext) -> bytes:
         raise RuntimeError(SECRET)
 
+    async def Metadata(self, request: bytes, context: AioContext) -> bytes:
+        return _metadata_json(context.invocation_metadata() or ())
+
     async def ServerStream(self, request: bytes, context: AioContext) -> AsyncIterator[bytes]:
         yield request
 
@@ -116,6 +125,9 @@ class SyncProbe:
     def Crash(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         raise RuntimeError(SECRET)
 
+    def Metadata(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        return _metadata_json(context.invocation_metadata())
+
     def ServerStream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         yield request
 
@@ -131,6 +143,7 @@ def probe_handlers(probe: AsyncProbe | SyncProbe) -> Handlers:
         "SetCode": grpc.unary_unary_rpc_method_handler(probe.SetCode),
         "Sleep": grpc.unary_unary_rpc_method_handler(probe.Sleep),
         "Crash": grpc.unary_unary_rpc_method_handler(probe.Crash),
+        "Metadata": grpc.unary_unary_rpc_method_handler(probe.Metadata),
         "ServerStream": grpc.unary_stream_rpc_method_handler(probe.ServerStream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(probe.ClientStream),
     }

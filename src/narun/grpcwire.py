@@ -250,6 +250,8 @@ class GrpcRequest:
     """Seconds left of the call's budget when the gateway sent it; ``None`` = unbounded."""
     client_addr: str | None = None
     """The client's ``host:port`` (``[v6]:port``), if the gateway knew it."""
+    request_id: str | None = None
+    """The call's ID (``Narun-Request-Id``), if the gateway sent one."""
 
 
 def encode_request(
@@ -258,9 +260,12 @@ def encode_request(
     metadata: Iterable[tuple[str, str | bytes]] = (),
     timeout: float | None = None,
     client_addr: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, str]:
     """NATS headers of a gRPC request. ``metadata`` should already be :func:`forwardable`."""
     headers = {wire.GRPC_METHOD: method}
+    if request_id:
+        headers[wire.REQUEST_ID] = request_id
     if timeout is not None:
         headers[wire.TIMEOUT_MS] = wire.format_timeout(timeout)
     if client_addr:
@@ -280,6 +285,7 @@ def decode_request(headers: Mapping[str, str] | None) -> GrpcRequest:
         metadata=decode_metadata(headers.get(wire.GRPC_METADATA, "")),
         timeout=wire.parse_timeout(headers.get(wire.TIMEOUT_MS)),
         client_addr=headers.get(wire.CLIENT_ADDR) or None,
+        request_id=headers.get(wire.REQUEST_ID) or None,
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from narun._types import Receive, Scope, Send
 from narun.bhttp import Request
-from narun.consumer.asgi import ASGIBridge, Lifespan, build_scope, parse_client
+from narun.consumer.asgi import ASGIBridge, Lifespan, build_scope, parse_client, replace_fields
 
 GO_SHAPED = Request(
     method="POST",
@@ -202,3 +202,26 @@ def test_detect_interface() -> None:
         detect_interface(42)
     with pytest.raises(ConfigError, match="ASGI or WSGI"):
         detect_interface(lambda: None)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (),
+        ((b"a", b"1"),),
+        ((b"X-Request-ID", b"sent"), (b"a", b"1")),  # the client's, not last
+        ((b"a", b"1"), (b"x-request-id", b"sent")),  # last, as narun's gateway puts it
+    ],
+)
+def test_scope_gets_the_request_id_unless_the_request_has_one(
+    fields: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    request = Request(method="GET", scheme="http", authority="h", path="/", headers=fields)
+    ids = [v for k, v in build_scope(request, request_id="ctl")["headers"] if k == b"x-request-id"]
+    assert ids == ([b"sent"] if fields and b"sent" in dict(fields).values() else [b"ctl"])
+
+
+def test_trace_fields_replace_the_clients() -> None:
+    headers = [(b"traceparent", b"client"), (b"tracestate", b"c=1"), (b"a", b"1")]
+    out = replace_fields(headers, [("traceparent", "ours")])
+    assert out == [(b"a", b"1"), (b"traceparent", b"ours")]

@@ -159,10 +159,12 @@ async def test_metadata_status_and_details_reach_the_reply(executor: ThreadPoolE
             wire.GRPC_METADATA: "a=1,a=2,b-bin=AAE",
             wire.CLIENT_ADDR: "[::1]:7",
             wire.TIMEOUT_MS: "3000",
+            wire.REQUEST_ID: "req-1",
         },
     )
     reply, status = await call(servicer, executor, msg)
-    assert seen[0] == (("a", "1"), ("a", "2"), ("b-bin", b"\x00\x01"))
+    # The call's ID is added as x-request-id metadata (the client sent none).
+    assert seen[0] == (("a", "1"), ("a", "2"), ("b-bin", b"\x00\x01"), ("x-request-id", "req-1"))
     assert seen[1] == "ipv6:[::1]:7"
     assert 2.5 < seen[2] <= 3.0
     assert reply.data == b""

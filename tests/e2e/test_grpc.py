@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -356,9 +357,9 @@ def test_metadata_round_trip(stack: Stack, probe: str) -> None:
 
 def test_only_client_metadata_reaches_the_servicer(stack: Stack) -> None:
     # Echo sends back what the servicer saw, user-agent left out: no ":authority",
-    # "grpc-*", "te" or "content-type" from the transport.
+    # "grpc-*", "te" or "content-type" from the transport; only the call's request ID.
     _, call = unary(stack, "/narun.test.AsyncProbe/Echo").with_call(b"", timeout=10)
-    assert list(call.initial_metadata()) == []
+    assert [k for k, _ in call.initial_metadata()] == ["x-request-id"]
 
 
 # -- deadlines ------------------------------------------------------------------------
@@ -436,7 +437,10 @@ def test_request_headers_seen_by_a_consumer(stack: Stack) -> None:
     assert headers[wire.CLIENT_ADDR].startswith("127.0.0.1:")
     items = headers[wire.GRPC_METADATA].split(",")
     assert items[0].startswith("user-agent=grpc-python")
-    assert items[1:] == ["k=v", "k-bin=AA"]
+    # and the call's request ID, made by the gateway (also in its own header)
+    rid = headers[wire.REQUEST_ID]
+    assert re.fullmatch(r"[0-9a-f]{16}", rid)
+    assert items[1:] == ["k=v", "k-bin=AA", f"x-request-id={rid}"]
 
 
 async def test_go_shaped_requests_to_our_consumer(stack: Stack, nats_url: str) -> None:

@@ -26,9 +26,7 @@ async def test_full_consumer_refuses_quickly_with_503_and_retry_after(
     logs: Path, nats_url: str
 ) -> None:
     service = unique_service("full")
-    consumer = start_consumer(
-        logs, nats_url, APP, service, "--concurrency", "2", "--backlog", "2"
-    )
+    consumer = start_consumer(logs, nats_url, APP, service, "--concurrency", "2", "--backlog", "2")
     gateway, url = start_gateway(logs, nats_url, [slow_route(service)], retry_seconds=0)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -59,9 +57,7 @@ async def test_overloaded_instance_is_retried_on_another(logs: Path, nats_url: s
     gateway, url = start_gateway(logs, nats_url, [slow_route(service)], retry_seconds=2)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            responses = await asyncio.gather(
-                *(client.get("/slow?seconds=0.3") for _ in range(2))
-            )
+            responses = await asyncio.gather(*(client.get("/slow?seconds=0.3") for _ in range(2)))
     finally:
         assert gateway.stop() == 0, gateway.output()
         assert first.stop() == 0
@@ -74,9 +70,7 @@ async def test_stuck_consumer_times_out_on_time_and_stays_bounded(
 ) -> None:
     service = unique_service("stuck")
     consumer = start_consumer(logs, nats_url, APP, service, "--concurrency", "2", "--backlog", "0")
-    gateway, url = start_gateway(
-        logs, nats_url, [slow_route(service, timeout=2)], retry_seconds=0
-    )
+    gateway, url = start_gateway(logs, nats_url, [slow_route(service, timeout=2)], retry_seconds=0)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             started = time.monotonic()
@@ -100,9 +94,7 @@ async def test_stuck_consumer_times_out_on_time_and_stays_bounded(
     assert after.status_code == 200
 
 
-async def test_no_responders_is_retried_until_a_consumer_joins(
-    logs: Path, nats_url: str
-) -> None:
+async def test_no_responders_is_retried_until_a_consumer_joins(logs: Path, nats_url: str) -> None:
     service = unique_service("late")
     gateway, url = start_gateway(
         logs,

@@ -108,7 +108,7 @@ class FakeNATS:
 @pytest.mark.parametrize(
     ("nc", "ready", "reason"),
     [
-        (None, False, "gateway is starting or stopping"),
+        (None, False, "starting or stopping"),
         (FakeNATS(is_connected=True), True, "ok"),
         (FakeNATS(is_reconnecting=True), False, "NATS connection lost, reconnecting"),
         (FakeNATS(is_draining=True), False, "draining the NATS connection (shutting down)"),

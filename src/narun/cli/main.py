@@ -23,6 +23,12 @@ _LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=Fal
 
 def _logging_options(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option("--log-level", type=_LEVELS, default="info", show_default=True)(f)
+    f = click.option(
+        "--access-log/--no-access-log",
+        default=True,
+        show_default=True,
+        help="One INFO line per request (logger narun.access).",
+    )(f)
     return click.option(
         "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
     )(f)
@@ -63,14 +69,24 @@ def main() -> None:
 @nats_auth_options
 @_logging_options
 def gateway(
-    config_path: Path, nats_url: str | None, workers: int, log_level: str, log_format: str
+    config_path: Path,
+    nats_url: str | None,
+    workers: int,
+    log_level: str,
+    log_format: str,
+    access_log: bool,
 ) -> None:
     """Run the HTTP (and gRPC) gateway."""
     from narun.config import load_config
     from narun.gateway.server import serve
     from narun.gateway.workers import run_workers
 
-    configure(level=log_level, fmt="json" if log_format == "json" else "text", name="gateway")
+    configure(
+        level=log_level,
+        fmt="json" if log_format == "json" else "text",
+        name="gateway",
+        access_log=access_log,
+    )
     env = dict(os.environ)
     if nats_url:
         env["NARUN_NATS_URL"] = nats_url
@@ -82,7 +98,13 @@ def gateway(
     if workers > 1:
         fmt: Literal["text", "json"] = "json" if log_format == "json" else "text"
         try:
-            code = run_workers(config, workers=workers, log_level=log_level, log_format=fmt)
+            code = run_workers(
+                config,
+                workers=workers,
+                log_level=log_level,
+                log_format=fmt,
+                access_log=access_log,
+            )
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         sys.exit(code)
@@ -128,6 +150,12 @@ def gateway(
     help="Directory put first on sys.path before importing the app.",
 )
 @click.option("--factory", is_flag=True, help="PKG.MOD:APP is a function returning the app.")
+@click.option(
+    "--metrics-addr",
+    default="",
+    metavar="HOST:PORT",
+    help="Serve /metrics, /healthz and /readyz there (default: off).",
+)
 @nats_auth_options
 @_logging_options
 def serve(
@@ -141,14 +169,21 @@ def serve(
     description: str,
     app_dir: str,
     factory: bool,
+    metrics_addr: str,
     log_level: str,
     log_format: str,
+    access_log: bool,
 ) -> None:
     """Serve an ASGI or WSGI app (or gRPC servicers) as the NATS Micro service --service."""
     from narun.consumer.server import Consumer, _serve
     from narun.importer import import_from_string
 
-    configure(level=log_level, fmt="json" if log_format == "json" else "text", name=service)
+    configure(
+        level=log_level,
+        fmt="json" if log_format == "json" else "text",
+        name=service,
+        access_log=access_log,
+    )
     sys.path.insert(0, os.path.abspath(app_dir))
     try:
         nats_auth = auth_from_flags()
@@ -168,12 +203,15 @@ def serve(
                 version=service_version,
                 description=description,
                 nats_auth=nats_auth,
+                metrics_addr=metrics_addr,
             )
             _install_uvloop()
             try:
                 asyncio.run(serve_grpc(grpc_consumer))
             except NarunError as exc:
                 raise click.ClickException(str(exc)) from None
+            except OSError as exc:
+                raise click.ClickException(f"cannot start the consumer: {exc}") from None
             return
         consumer = Consumer(
             app,
@@ -185,6 +223,7 @@ def serve(
             version=service_version,
             description=description,
             nats_auth=nats_auth,
+            metrics_addr=metrics_addr,
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -193,6 +232,8 @@ def serve(
         asyncio.run(_serve(consumer))
     except NarunError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the consumer: {exc}") from None
 
 
 @main.command("nats-server")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from narun import requestid, tracing
 from narun._types import ASGIApp, Message, Scope
 from narun.bhttp import Request, Response
 
@@ -56,8 +58,12 @@ def build_scope(
     client: tuple[str, int] | None = None,
     state: dict[str, Any] | None = None,
     root_path: str = "",
+    request_id: str | None = None,
 ) -> Scope:
-    """The ASGI HTTP scope for ``request``, as a server on the gateway's side would build it."""
+    """The ASGI HTTP scope for ``request``, as a server on the gateway's side would build it.
+
+    ``request_id`` is added as an ``x-request-id`` field unless the request has one.
+    """
     target = request.path or "/"
     raw_path, _, query = target.partition("?")
     headers = [(name.lower(), value) for name, value in request.headers]
@@ -67,6 +73,13 @@ def build_scope(
                 break
         else:
             headers.insert(0, (b"host", request.authority.encode("ascii")))
+    # narun's gateway puts the field last: look there before looking everywhere.
+    if request_id is not None and (not headers or headers[-1][0] != requestid.HEADER):
+        for name, _ in headers:
+            if name == requestid.HEADER:
+                break
+        else:
+            headers.append((requestid.HEADER, request_id.encode("ascii")))
     scheme = request.scheme or "http"
     scope: Scope = {
         "type": "http",
@@ -95,9 +108,22 @@ class ASGIBridge:
         self.app = app
         self.state = state
 
-    async def __call__(self, request: Request, *, client: tuple[str, int] | None) -> Response:
-        """Serve ``request``. App errors become a generic 500; details go to the log."""
-        scope = build_scope(request, client=client, state=self.state)
+    async def __call__(
+        self,
+        request: Request,
+        *,
+        client: tuple[str, int] | None,
+        request_id: str | None = None,
+        trace: Sequence[tuple[str, str]] | None = None,
+    ) -> Response:
+        """Serve ``request``. App errors become a generic 500; details go to the log.
+
+        ``request_id`` is the ``x-request-id`` the app sees if the request has none;
+        ``trace`` (propagation fields such as ``traceparent``) replaces the request's.
+        """
+        scope = build_scope(request, client=client, state=self.state, request_id=request_id)
+        if trace is not None:
+            scope["headers"] = replace_fields(scope["headers"], trace)
         body_sent = False
         complete = False
         # Only an app that listens for the disconnect (receive() after the body) waits
@@ -157,6 +183,16 @@ class ASGIBridge:
         if request.method == "HEAD" or status in _BODYLESS_STATUS:
             chunks.clear()
         return Response(status=status, headers=tuple(headers), content=b"".join(chunks))
+
+
+def replace_fields(
+    headers: list[tuple[bytes, bytes]], fields: Sequence[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` without the trace propagation fields, then ``fields`` (lower-case)."""
+    drop = {name.encode("latin-1") for name in tracing.propagation_fields()}
+    kept = [(name, value) for name, value in headers if name not in drop]
+    kept += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in fields]
+    return kept
 
 
 class Lifespan:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import inspect
 import logging
 import time
@@ -32,20 +33,31 @@ import grpc
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from narun import grpcwire, wire
-from narun.config import validate_service_name
+from narun import grpcwire, log, requestid, tracing, wire
+from narun.config import parse_addr, validate_service_name
 from narun.consumer.grpc_context import AsyncContext, CallContext, SyncContext
-from narun.consumer.server import DEFAULT_NATS_URL, connect, install_signal_handlers
+from narun.consumer.server import (
+    DEFAULT_NATS_URL,
+    connect,
+    consumer_readiness,
+    install_signal_handlers,
+    start_ops,
+)
 from narun.consumer.service import MicroService, Reply
 from narun.errors import ConfigError
-from narun.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadata
+from narun.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.log import ACCESS_LOGGER
+from narun.metrics import ConsumerMetrics, RequestRecorder
 
 if TYPE_CHECKING:
     from narun.natsauth import NatsAuth
+    from narun.ops import OpsServer
 
 __all__ = ["GrpcConsumer", "GrpcEndpoint", "GrpcTarget", "Register", "run", "serve"]
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(ACCESS_LOGGER)
+_RID = requestid.HEADER.decode()
 
 Register = Callable[["GrpcTarget"], None]
 """A function that registers servicers: ``def register(target): add_XServicer_to_server(...)``."""
@@ -138,37 +150,107 @@ _OVERLOADED = Reply(
 )
 
 
+def _metadata(metadata: Metadata, rid: str, traced: bool) -> Metadata:
+    """The servicer's view: ``x-request-id`` added if absent; our trace context if traced."""
+    if not any(key == _RID for key, _ in metadata):
+        metadata = (*metadata, Metadatum(_RID, rid))
+    if traced:
+        drop = set(tracing.propagation_fields())
+        fields = tracing.app_trace_headers()
+        metadata = (
+            *(m for m in metadata if m.key not in drop),
+            *(Metadatum(key.lower(), value) for key, value in fields),
+        )
+    return metadata
+
+
 def _headers_size(headers: Mapping[str, str]) -> int:
     # "NATS/1.0\r\n" + "Name: value\r\n"... + "\r\n", as nats-py writes it.
     return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 class GrpcEndpoint:
-    """Handler of the ``grpc_handler`` endpoint: one unary gRPC call per NATS message."""
+    """Handler of the ``grpc_handler`` endpoint: one unary gRPC call per NATS message.
+
+    Per call it also sets the request ID (``Narun-Request-Id``, or a new one; the
+    servicer sees it as ``x-request-id`` metadata), opens the consumer's trace span when
+    tracing is on, records ``metrics`` (if given) and writes the access log line.
+    """
 
     def __init__(
-        self, target: GrpcTarget, *, executor: Executor, max_payload: int = 1024 * 1024
+        self,
+        target: GrpcTarget,
+        *,
+        executor: Executor,
+        max_payload: int = 1024 * 1024,
+        metrics: RequestRecorder | None = None,
     ) -> None:
         self.target = target
         self.executor = executor
         self.max_payload = max_payload
+        self.metrics = metrics
+        self._tracer = tracing.LazyTracer("narun.consumer")
 
     async def __call__(self, msg: Msg) -> Reply:
         """Decode, call the servicer, encode. Never raises for bad input."""
+        started = time.perf_counter()
+        headers = msg.headers or {}
+        # Each call runs in a task of its own (MicroService): the ID stays set for the
+        # last log lines about it, and goes with the task.
+        rid = requestid.accept(headers.get(wire.REQUEST_ID))
+        requestid.current.set(rid)
+        recorder = self.metrics
+        if recorder is not None:
+            recorder.active.inc()
+        tracer = self._tracer.get()
+        traced = None
+        if tracer is not None:
+            traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
+        method = headers.get(wire.GRPC_METHOD) or "-"
+        code = INTERNAL
+        try:
+            reply = await self._serve(msg, rid, traced is not None)
+            status = (reply.headers or {}).get(wire.GRPC_STATUS, "")
+            code = int(status) if status.isdigit() else UNKNOWN
+            return reply
+        finally:
+            seconds = time.perf_counter() - started
+            name = grpcwire.code_name(code)
+            if recorder is not None:
+                recorder.active.dec()
+                recorder.observe(name, seconds)
+            if traced is not None:
+                attributes: dict[str, str | int] = {"rpc.system": "grpc"}
+                parts = grpcwire.split_method(method)
+                if parts is not None:
+                    attributes["rpc.service"], attributes["rpc.method"] = parts
+                attributes["rpc.grpc.status_code"] = code
+                tracing.finish(*traced, attributes, error=code != 0)
+            if access_logger.isEnabledFor(logging.INFO):
+                ms = round(seconds * 1000, 3)
+                log.access(
+                    "gRPC %s %s %.3fms",
+                    (method, name, ms),
+                    {"method": method, "grpc_code": name, "duration_ms": ms},
+                )
+
+    async def _serve(self, msg: Msg, rid: str, traced: bool) -> Reply:
         started = time.monotonic()
         try:
             request = grpcwire.decode_request(msg.headers)
         except GrpcWireError as exc:
             logger.warning("malformed gRPC request headers on %s: %s", msg.subject, exc)
             return _status_reply(INVALID_ARGUMENT, "Malformed gRPC request metadata")
-        if request.method is None:
+        method = request.method
+        if method is None:
             return _status_reply(INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header")
+        request = dataclasses.replace(request, metadata=_metadata(request.metadata, rid, traced))
         try:
-            return await self._call(request, request.method, msg.data, started)
+            return await self._call(request, method, msg.data, started)
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("gRPC call %s failed inside narun", request.method)
+            logger.exception("gRPC call %s failed inside narun", method)
             return _status_reply(INTERNAL, "Internal error")
 
     async def _call(self, request: GrpcRequest, method: str, data: bytes, started: float) -> Reply:
@@ -265,8 +347,8 @@ class GrpcConsumer:
     (so ``add_XServicer_to_server(servicer, consumer)`` works too). On enter: connect and
     register the service. On exit: stop taking requests, finish those in flight (up to
     ``drain_timeout``), drain NATS. Options mean what they mean for
-    :class:`narun.consumer.Consumer`; ``concurrency`` also sizes the thread pool of
-    non-async servicers.
+    :class:`narun.consumer.Consumer` (``metrics_addr`` and ``metrics`` included);
+    ``concurrency`` also sizes the thread pool of non-async servicers.
     """
 
     def __init__(
@@ -282,6 +364,8 @@ class GrpcConsumer:
         drain_timeout: float = 30.0,
         nats_options: dict[str, Any] | None = None,
         nats_auth: NatsAuth | None = None,
+        metrics_addr: str = "",
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.service = validate_service_name(service)
         if concurrency < 1:
@@ -305,6 +389,12 @@ class GrpcConsumer:
         self.nats_auth = nats_auth
         self.nc: Client | None = None
         self.micro: MicroService | None = None
+        if metrics_addr:
+            parse_addr(metrics_addr)  # a ConfigError now rather than at start
+        self.metrics_addr = metrics_addr
+        self.metrics = metrics if metrics is not None or not metrics_addr else ConsumerMetrics()
+        self.ops: OpsServer | None = None
+        """The ``metrics_addr`` server while running."""
         self._executor: ThreadPoolExecutor | None = None
         self._stop = asyncio.Event()
 
@@ -330,7 +420,10 @@ class GrpcConsumer:
             self.nats_url, name=f"narun grpc consumer {self.service}", **options
         )
         endpoint = GrpcEndpoint(
-            self.target, executor=self._executor, max_payload=self.nc.max_payload
+            self.target,
+            executor=self._executor,
+            max_payload=self.nc.max_payload,
+            metrics=None if self.metrics is None else self.metrics.recorder(self.service, "grpc"),
         )
         self.micro = MicroService(
             self.nc,
@@ -345,6 +438,12 @@ class GrpcConsumer:
         )
         await self.micro.start()
         logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
+        if self.metrics_addr and self.metrics is not None:
+            try:
+                self.ops = await start_ops(self.metrics_addr, self.metrics, self.readiness)
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         return self
 
     async def __aexit__(
@@ -353,6 +452,7 @@ class GrpcConsumer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stop.set()  # /readyz: 503 from now on
         if self.micro is not None:
             await self.micro.stop(timeout=self.drain_timeout)
         if self._executor is not None:
@@ -364,6 +464,13 @@ class GrpcConsumer:
             except Exception:
                 logger.debug("NATS drain failed; closing", exc_info=True)
                 await self.nc.close()
+        ops, self.ops = self.ops, None
+        if ops is not None:
+            await ops.stop()
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, reason)`` of ``/readyz``: serving and connected to NATS."""
+        return consumer_readiness(self.micro, self.nc, self._stop.is_set())
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to return (safe from a signal handler)."""

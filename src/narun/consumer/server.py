@@ -10,7 +10,7 @@ import signal
 import ssl
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import nats
 import nats.errors
@@ -18,12 +18,13 @@ from nats.aio.client import Client
 
 from narun import wire
 from narun._types import ASGIApp, WSGIApp
-from narun.config import validate_service_name
+from narun.config import parse_addr, validate_service_name
 from narun.consumer.asgi import ASGIBridge, Lifespan
 from narun.consumer.http import HTTPEndpoint
 from narun.consumer.service import MicroService
 from narun.consumer.wsgi import wsgi_to_asgi
 from narun.errors import ConfigError, NotConnected
+from narun.metrics import ConsumerMetrics
 from narun.natsauth import (
     NatsAuth,
     connect_options,
@@ -33,6 +34,9 @@ from narun.natsauth import (
     telling_error,
     wants_tls,
 )
+
+if TYPE_CHECKING:
+    from narun.ops import OpsServer
 
 __all__ = ["Consumer", "Interface", "detect_interface", "run"]
 
@@ -152,6 +156,11 @@ class Consumer:
 
     On enter: connect, run the app's lifespan startup, register the service. On exit:
     stop taking requests, finish those in flight, run lifespan shutdown, drain NATS.
+
+    ``metrics_addr`` (``host:port``, default off) serves ``/metrics``, ``/healthz`` and
+    ``/readyz`` (:mod:`narun.ops`) with the consumer's ``metrics`` (a
+    :class:`~narun.metrics.ConsumerMetrics`, made if not given; recorded only when one
+    of the two is set).
     """
 
     def __init__(
@@ -168,6 +177,8 @@ class Consumer:
         drain_timeout: float = 30.0,
         nats_options: dict[str, Any] | None = None,
         nats_auth: NatsAuth | None = None,
+        metrics_addr: str = "",
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.service = validate_service_name(service)
         kind = detect_interface(app) if interface == "auto" else interface
@@ -191,6 +202,12 @@ class Consumer:
         self.nats_auth = nats_auth
         self.nc: Client | None = None
         self.micro: MicroService | None = None
+        if metrics_addr:
+            parse_addr(metrics_addr)  # a ConfigError now rather than at start
+        self.metrics_addr = metrics_addr
+        self.metrics = metrics if metrics is not None or not metrics_addr else ConsumerMetrics()
+        self.ops: OpsServer | None = None
+        """The ``metrics_addr`` server while running."""
         self._lifespan: Lifespan | None = None
         self._stop = asyncio.Event()
 
@@ -204,17 +221,24 @@ class Consumer:
             **self.nats_options,
         )
         bridge = ASGIBridge(self.app, state=self._lifespan.state)
+        recorder = None if self.metrics is None else self.metrics.recorder(self.service, "default")
         self.micro = MicroService(
             self.nc,
             name=self.service,
             endpoint=wire.HTTP_SERVICE_ENDPOINT,
-            handler=HTTPEndpoint(bridge),
+            handler=HTTPEndpoint(bridge, metrics=recorder),
             version=self.version,
             description=self.description,
             concurrency=self.concurrency,
             backlog=self.backlog,
         )
         await self.micro.start()
+        if self.metrics_addr and self.metrics is not None:
+            try:
+                self.ops = await start_ops(self.metrics_addr, self.metrics, self.readiness)
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         return self
 
     async def __aexit__(
@@ -223,6 +247,7 @@ class Consumer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stop.set()  # /readyz: 503 from now on
         if self.micro is not None:
             await self.micro.stop(timeout=self.drain_timeout)
         if self._lifespan is not None:
@@ -233,6 +258,13 @@ class Consumer:
             except Exception:
                 logger.debug("NATS drain failed; closing", exc_info=True)
                 await self.nc.close()
+        ops, self.ops = self.ops, None
+        if ops is not None:
+            await ops.stop()
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, reason)`` of ``/readyz``: serving and connected to NATS."""
+        return consumer_readiness(self.micro, self.nc, self._stop.is_set())
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to return (safe from a signal handler)."""
@@ -241,6 +273,34 @@ class Consumer:
     async def serve_forever(self) -> None:
         """Serve until :meth:`request_stop` is called."""
         await self._stop.wait()
+
+
+def consumer_readiness(
+    micro: MicroService | None, nc: Client | None, stopping: bool
+) -> tuple[bool, str]:
+    """Ready once the service is registered, while connected and not stopping."""
+    from narun.ops import nats_readiness
+
+    if stopping:
+        return False, "shutting down"
+    if micro is None:
+        return False, "starting"
+    return nats_readiness(nc)
+
+
+async def start_ops(
+    addr: str, metrics: ConsumerMetrics, is_ready: Callable[[], tuple[bool, str]]
+) -> OpsServer:
+    """Serve ``/metrics`` (of ``metrics``), ``/healthz`` and ``/readyz`` on ``addr``."""
+    from narun.ops import OpsApp, OpsServer
+
+    ops = await OpsServer.start(OpsApp(registry=metrics.registry, is_ready=is_ready), addr)
+    logger.info(
+        "metrics, health and readiness on http://%s:%d (/metrics, /healthz, /readyz)",
+        parse_addr(addr)[0],
+        ops.port,
+    )
+    return ops
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:

@@ -17,12 +17,15 @@ the backend must get.
 
 from __future__ import annotations
 
+import logging
 import time
 from urllib.parse import quote, unquote
 
+from narun import requestid
 from narun._types import ASGIApp, Message, Receive, Scope, Send
 from narun.errors import HeadersTooLarge, NarunError, PayloadTooLarge
 from narun.forwarded import TrustedProxies, header_bytes, resolve
+from narun.gateway.http import access_logger, log_access
 from narun.metrics import UNMATCHED, GatewayMetrics
 
 __all__ = ["Edge", "strip_root_path"]
@@ -91,10 +94,17 @@ class Edge:
                     if name == b"content-length" and value.isdigit() and int(value) > limit:
                         raise PayloadTooLarge(f"content-length {int(value)} > max_body_bytes")
         except NarunError as exc:
-            await _refuse(send, exc)
-            if self.metrics is not None:
+            rid = requestid.from_headers(headers)
+            token = requestid.current.set(rid)
+            try:
+                await _refuse(send, exc, rid)
                 seconds = time.perf_counter() - started
-                self.metrics.observe_http(scope["method"], UNMATCHED, exc.http_status, seconds)
+                if self.metrics is not None:
+                    self.metrics.observe_http(scope["method"], UNMATCHED, exc.http_status, seconds)
+                if access_logger.isEnabledFor(logging.INFO):
+                    log_access(scope, scope["method"], UNMATCHED, "-", exc.http_status, seconds)
+            finally:
+                requestid.current.reset(token)
             return
         forwarded, origin = resolve(
             headers,
@@ -128,8 +138,13 @@ def _capped(receive: Receive, limit: int) -> Receive:
     return capped
 
 
-async def _refuse(send: Send, exc: NarunError) -> None:
+async def _refuse(send: Send, exc: NarunError, rid: str) -> None:
     body = exc.public_message.encode() + b"\n"
-    headers = [_TEXT, (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    headers = [
+        _TEXT,
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        (requestid.HEADER, rid.encode()),
+    ]
     await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

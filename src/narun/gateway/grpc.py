@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import grpc
 import grpc.aio
+from opentelemetry.trace import Span, SpanKind, Tracer
 
-from narun import grpcwire
+from narun import grpcwire, log, requestid, tracing
 from narun.config import GatewayConfig, GrpcRoute, parse_addr
 from narun.errors import (
     BadBackendReply,
@@ -35,8 +36,10 @@ from narun.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
+from narun.gateway import health
 from narun.gateway.requester import Requester
-from narun.grpcwire import GrpcStatus, GrpcWireError, Metadata
+from narun.grpcwire import GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.log import ACCESS_LOGGER
 from narun.metrics import UNMATCHED, GatewayMetrics
 
 __all__ = ["GrpcGateway"]
@@ -47,6 +50,9 @@ _STATUS_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 OK, CANCELLED, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 12, 13
 _ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
+_RID = requestid.HEADER.decode()
+_Pairs = tuple[tuple[str, str | bytes], ...]
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +84,17 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         *,
         requester: Callable[[], Requester | None],
         metrics: GatewayMetrics | None = None,
+        is_ready: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self._requester = requester
+        self._tracer = tracing.LazyTracer("narun.gateway")
+        # grpc.health.v1.Health/Check (unless a route forwards that service).
+        self._health = health.check_handler(
+            is_ready or (lambda: (self._requester() is not None, "")),
+            {r.grpc for r in config.grpc_routes},
+        )
         self._routes: dict[str, tuple[GrpcRoute, float]] = {
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
@@ -115,11 +128,14 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[bytes, bytes]:
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
         """Every method gets a raw-bytes handler (``None`` serializers pass bytes through)."""
         method: str = handler_call_details.method
         parts = grpcwire.split_method(method)
         route = self._routes.get(parts[0]) if parts else None
+        if route is None and parts is not None and parts[0] == health.SERVICE:
+            # Check is answered here; Watch (None) is UNIMPLEMENTED.
+            return self._health if method == health.CHECK else None
         behavior = functools.partial(self._handle, method, route)
         return grpc.stream_unary_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=None
@@ -136,10 +152,16 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         label = method if route is not None else UNMATCHED
         code = grpcwire.code_value("UNKNOWN")
         metrics = self.metrics
+        metadata: _Pairs = tuple(context.invocation_metadata() or ())
+        # Each call runs in a task of its own: the ID is not reset after it.
+        rid = _request_id(metadata)
+        requestid.current.set(rid)
+        tracer = self._tracer.get()
+        span = None if tracer is None else _server_span(tracer, method, metadata)
         if metrics is not None:
-            metrics.in_flight.labels("grpc").inc()
+            metrics.in_flight_grpc.inc()
         try:
-            outcome = await self._call(method, route, context)
+            outcome = await self._call(method, route, context, span)
             code = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -150,17 +172,25 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             outcome = _Outcome(GrpcStatus(INTERNAL, "Internal server error"))
             code = INTERNAL
         finally:
+            seconds = time.perf_counter() - started
+            name = grpcwire.code_name(code)
             if metrics is not None:
-                metrics.in_flight.labels("grpc").dec()
-                metrics.grpc_requests.labels(label, grpcwire.code_name(code)).inc()
-                metrics.grpc_duration.labels(label).observe(time.perf_counter() - started)
-        return await self._answer(context, outcome)
+                metrics.in_flight_grpc.dec()
+                metrics.grpc_requests.labels(label, name).inc()
+                metrics.grpc_duration.labels(label).observe(seconds)
+            if span is not None:
+                tracing.end_span(span, {"rpc.grpc.status_code": code}, error=code != OK)
+            if access_logger.isEnabledFor(logging.INFO):
+                service = route[0].service if route is not None else "-"
+                _log_access(method, service, name, seconds, context.peer())
+        return await self._answer(context, outcome, rid)
 
     async def _call(
         self,
         method: str,
         route: tuple[GrpcRoute, float] | None,
         context: grpc.aio.ServicerContext[bytes, bytes],
+        span: Span | None,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
@@ -171,7 +201,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
         # Forward at once, and watch for a second request message meanwhile: a unary
         # client half-closes right after its message, a streaming one may not.
-        forward = asyncio.ensure_future(self._forward(method, route, first, context))
+        forward = asyncio.ensure_future(self._forward(method, route, first, context, span))
         more = asyncio.ensure_future(context.read())
         try:
             await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
@@ -191,6 +221,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         route: tuple[GrpcRoute, float],
         payload: bytes,
         context: grpc.aio.ServicerContext[bytes, bytes],
+        span: Span | None,
     ) -> _Outcome:
         service = route[0].service
         requester = self._requester()
@@ -202,17 +233,22 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             if remaining <= 0:
                 return _Outcome(GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
             budget = min(budget, remaining)
+        rid = requestid.current.get() or requestid.new_request_id()
         metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
+        # The servicer sees the call's ID (a malformed one from the client is replaced).
+        metadata = (*(m for m in metadata if m.key != _RID), Metadatum(_RID, rid))
         headers = grpcwire.encode_request(
             method=method,
             metadata=metadata,
             timeout=budget,
             client_addr=grpcwire.peer_address(context.peer()),
+            request_id=rid,
         )
         try:
-            reply = await requester.call(
-                service, payload, headers, budget, self.config.retry_seconds
-            )
+            with tracing.sending(self._tracer, span, service, headers, len(payload)):
+                reply = await requester.call(
+                    service, payload, headers, budget, self.config.retry_seconds
+                )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)
@@ -236,14 +272,56 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self.metrics.observe_nats(service, status)
 
     @staticmethod
-    async def _answer(context: grpc.aio.ServicerContext[bytes, bytes], outcome: _Outcome) -> bytes:
+    async def _answer(
+        context: grpc.aio.ServicerContext[bytes, bytes], outcome: _Outcome, rid: str
+    ) -> bytes:
         status = outcome.status
-        initial = grpcwire.forwardable(status.initial_metadata)
+        # The call's ID goes back in the initial metadata, in place of any the servicer set.
+        initial = (
+            *(m for m in grpcwire.forwardable(status.initial_metadata) if m.key != _RID),
+            Metadatum(_RID, rid),
+        )
         trailing = grpcwire.forwardable(status.trailing_metadata)
-        if initial:
-            await context.send_initial_metadata(initial)
+        await context.send_initial_metadata(initial)
         if status.code != OK:
             await context.abort(_STATUS_CODES[status.code], status.message, trailing)
         if trailing:
             context.set_trailing_metadata(trailing)
         return outcome.data
+
+
+def _request_id(metadata: _Pairs) -> str:
+    """The client's well-formed ``x-request-id``, else a new ID."""
+    for key, value in metadata:
+        if key == _RID:
+            return requestid.accept(value if isinstance(value, str) else None)
+    return requestid.new_request_id()
+
+
+def _server_span(tracer: Tracer, method: str, metadata: _Pairs) -> Span:
+    parts = grpcwire.split_method(method)
+    attributes = {"rpc.system": "grpc"}
+    if parts is not None:
+        attributes["rpc.service"], attributes["rpc.method"] = parts
+    return tracer.start_span(
+        method.lstrip("/"),
+        context=tracing.extract_metadata(metadata),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    )
+
+
+def _log_access(method: str, service: str, code: str, seconds: float, peer: str) -> None:
+    ms = round(seconds * 1000, 3)
+    addr = grpcwire.peer_address(peer) or "-"
+    log.access(
+        "gRPC %s -> %s %s %.3fms client=%s",
+        (method, service, code, ms, addr),
+        {
+            "method": method,
+            "service": service,
+            "grpc_code": code,
+            "duration_ms": ms,
+            "client": addr,
+        },
+    )

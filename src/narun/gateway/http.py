@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote_from_bytes
 
-from narun import wire
+from opentelemetry.trace import Span, SpanKind, Tracer
+
+from narun import log, requestid, tracing, wire
 from narun._types import Message, Receive, Scope, Send
 from narun.bhttp import Request, decode_response, encode_request
 from narun.config import GatewayConfig, HttpRoute
@@ -24,12 +26,14 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway.requester import Requester
+from narun.log import ACCESS_LOGGER
 from narun.metrics import UNMATCHED, GatewayMetrics
 from narun.routing import Match, MethodNotAllowed, Redirect, Router
 
 __all__ = ["HTTPGateway"]
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
 # Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -45,8 +49,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Content-Length is recomputed from the body actually read (and Host becomes :authority).
-_REQUEST_DROP = HOP_BY_HOP | {b"content-length"}
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
+# X-Request-ID: the gateway's own (the client's when well formed) replaces any other.
+_REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _RETRY_AFTER = (b"retry-after", b"1")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
@@ -78,6 +83,8 @@ class HTTPGateway:
         self.router = Router(config.http_routes)
         self._requester = requester
         self.metrics = metrics
+        self._in_flight = None if metrics is None else metrics.in_flight_http
+        self._tracer = tracing.LazyTracer("narun.gateway")
         # Per route: the reply timeout and its Narun-Timeout-Ms header value.
         self._timeouts = {
             id(r): (t, wire.format_timeout(t))
@@ -93,34 +100,60 @@ class HTTPGateway:
         started = time.perf_counter()
         method: str = scope["method"]
         pattern = UNMATCHED
+        service = "-"
         status = 500
+        rid = requestid.from_headers(scope["headers"])
+        rid_token = requestid.current.set(rid)
+        tracer = self._tracer.get()
+        span = None if tracer is None else _server_span(tracer, scope, method)
         try:
             result = self.router.match(method, scope["path"])
             if isinstance(result, Match):
-                pattern = result.route.path
-                status = await self._forward(result.route, scope, receive, send)
+                route = result.route
+                pattern, service = route.path, route.service
+                in_flight = self._in_flight
+                if in_flight is not None:
+                    in_flight.inc()
+                try:
+                    status = await self._forward(route, scope, receive, send, rid, span)
+                finally:
+                    if in_flight is not None:
+                        in_flight.dec()
             elif isinstance(result, MethodNotAllowed):
                 pattern = result.pattern
                 status = 405
-                await _plain(
-                    send, 405, b"Method Not Allowed", [(b"allow", ", ".join(result.allow).encode())]
-                )
+                allow = (b"allow", ", ".join(result.allow).encode())
+                await _plain(send, 405, b"Method Not Allowed", [allow, _id_field(rid)])
             elif isinstance(result, Redirect):
                 status = 301 if method in ("GET", "HEAD") else 308
                 location = scope.get("root_path", "") + result.location_path  # keep mount
                 if scope.get("query_string"):
                     location += "?" + scope["query_string"].decode("latin-1")
-                await _plain(
-                    send, status, b"", [(b"location", location.encode("utf-8", "surrogateescape"))]
-                )
+                where = (b"location", location.encode("utf-8", "surrogateescape"))
+                await _plain(send, status, b"", [where, _id_field(rid)])
             else:
                 status = 404
-                await _plain(send, 404, b"Not Found")
+                await _plain(send, 404, b"Not Found", [_id_field(rid)])
         finally:
+            seconds = time.perf_counter() - started
             if self.metrics is not None:
-                self.metrics.observe_http(method, pattern, status, time.perf_counter() - started)
+                self.metrics.observe_http(method, pattern, status, seconds)
+            if span is not None:
+                _end_server_span(span, method, pattern, status)
+            if access_logger.isEnabledFor(logging.INFO):
+                log_access(scope, method, pattern, service, status, seconds)
+            requestid.current.reset(rid_token)
 
-    async def _forward(self, route: HttpRoute, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _forward(
+        self,
+        route: HttpRoute,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        span: Span | None,
+    ) -> int:
+        rid_field = _id_field(rid)
         requester = self._requester()
         metrics = self.metrics
         service = route.service
@@ -128,16 +161,22 @@ class HTTPGateway:
             if requester is None:
                 raise NarunError("gateway has no NATS connection")
             body = await _read_body(scope, receive, requester.nc.max_payload)
-            payload = encode_request(_to_bhttp(scope, body))
-            headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE}
+            payload = encode_request(_to_bhttp(scope, body, rid_field))
+            headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
             client = scope.get("client")
             if client:
                 headers[wire.CLIENT_ADDR] = _format_addr(client)
             timeout, headers[wire.TIMEOUT_MS] = self._timeouts[id(route)]
             try:
-                reply = await requester.call(
-                    service, payload, headers, timeout, self.config.retry_seconds
-                )
+                if span is None:  # no tracing: not even a no-op context manager
+                    reply = await requester.call(
+                        service, payload, headers, timeout, self.config.retry_seconds
+                    )
+                else:
+                    with tracing.sending(self._tracer, span, service, headers, len(payload)):
+                        reply = await requester.call(
+                            service, payload, headers, timeout, self.config.retry_seconds
+                        )
             except RequestTimeout:
                 if metrics is not None:
                     metrics.observe_nats(service, "timeout")
@@ -160,15 +199,15 @@ class HTTPGateway:
         except BackendError as exc:
             status = _service_error_status(exc.code)
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, status, exc.public_message.encode())
+            await _plain(send, status, exc.public_message.encode(), [rid_field])
             return status
         except NarunError as exc:
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, exc.http_status, exc.public_message.encode())
+            await _plain(send, exc.http_status, exc.public_message.encode(), [rid_field])
             return exc.http_status
         except Exception:
             logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
-            await _plain(send, 500, b"Internal server error")
+            await _plain(send, 500, b"Internal server error", [rid_field])
             return 500
 
         head = scope["method"] == "HEAD"
@@ -177,6 +216,7 @@ class HTTPGateway:
             out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
         elif response.status not in (204, 304) and response.status >= 200:
             out.append((b"content-length", str(len(response.content)).encode()))
+        out.append(rid_field)
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": b"" if head else response.content})
         return response.status
@@ -205,7 +245,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _to_bhttp(scope: Scope, body: bytes) -> Request:
+def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None = None) -> Request:
     authority = ""
     headers: list[tuple[bytes, bytes]] = []
     for name, value in scope["headers"]:
@@ -223,6 +263,8 @@ def _to_bhttp(scope: Scope, body: bytes) -> Request:
         target = quote_from_bytes(target, safe=_PRINTABLE_ASCII).encode("ascii")
     if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
         headers.append((b"content-length", str(len(body)).encode()))
+    if request_id is not None:
+        headers.append(request_id)
     return Request(
         method=scope["method"],
         scheme=scope.get("scheme", "http"),
@@ -230,6 +272,56 @@ def _to_bhttp(scope: Scope, body: bytes) -> Request:
         path=target.decode("latin-1"),
         headers=tuple(headers),
         content=body,
+    )
+
+
+def _id_field(rid: str) -> tuple[bytes, bytes]:
+    return (requestid.HEADER, rid.encode())
+
+
+def _server_span(tracer: Tracer, scope: Scope, method: str) -> Span:
+    attributes = {
+        "http.request.method": method,
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+    }
+    client = scope.get("client")
+    if client:
+        attributes["client.address"] = str(client[0])
+    return tracer.start_span(
+        method,
+        context=tracing.extract_headers(scope["headers"]),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+    )
+
+
+def _end_server_span(span: Span, method: str, pattern: str, status: int) -> None:
+    attributes: dict[str, str | int] = {"http.response.status_code": status}
+    if pattern != UNMATCHED:
+        attributes["http.route"] = pattern
+        span.update_name(f"{method} {pattern}")
+    tracing.end_span(span, attributes, error=status >= 500)
+
+
+def log_access(
+    scope: Scope, method: str, pattern: str, service: str, status: int, seconds: float
+) -> None:
+    """Write the access log line of one HTTP request (``narun.access``, INFO)."""
+    client = scope.get("client")
+    addr = _format_addr(client) if client else "-"
+    ms = round(seconds * 1000, 3)
+    log.access(
+        "%s %s -> %s %d %.3fms client=%s",
+        (method, pattern, service, status, ms, addr),
+        {
+            "method": method,
+            "route": pattern,
+            "service": service,
+            "status": status,
+            "duration_ms": ms,
+            "client": addr,
+        },
     )
 
 

@@ -25,6 +25,7 @@ from narun.gateway.requester import Requester
 from narun.gateway.workers import MULTIPROC_ENV
 from narun.metrics import GatewayMetrics
 from narun.natsauth import redact_url
+from narun.ops import OpsApp, OpsServer, nats_readiness
 
 if TYPE_CHECKING:
     from narun.gateway.grpc import GrpcGateway
@@ -56,8 +57,9 @@ class Gateway:
             metrics=self.metrics,
         )
         """``http`` behind mount-prefix handling, size caps and forwarded headers."""
-        self._metrics_server: uvicorn.Server | None = None
-        self._metrics_task: asyncio.Task[None] | None = None
+        self._ops: OpsServer | None = None
+        self.shutting_down = False
+        """Set on SIGTERM/SIGINT: ``/readyz`` and gRPC health say so at once."""
         # gRPC (narun.gateway.grpc, imported lazily: grpcio is an optional dependency)
         self.grpc: GrpcGateway | None = None
         self.grpc_grace = 10.0
@@ -78,7 +80,10 @@ class Gateway:
             from narun.gateway.grpc import GrpcGateway
 
             grpc_gateway = GrpcGateway(
-                self.config, requester=lambda: self.requester, metrics=self.metrics
+                self.config,
+                requester=lambda: self.requester,
+                metrics=self.metrics,
+                is_ready=self.readiness,
             )
             await grpc_gateway.start()
             self.grpc = grpc_gateway
@@ -109,33 +114,12 @@ class Gateway:
             except Exception:
                 logger.debug("NATS drain failed; closing", exc_info=True)
                 await self.nc.close()
-        ops_server, ops_task = self._metrics_server, self._metrics_task
-        self._metrics_server = self._metrics_task = None
-        if ops_server is not None and ops_task is not None:
-            ops_server.should_exit = True
-            try:
-                await asyncio.wait_for(ops_task, 5)
-            except Exception:
-                logger.debug("metrics server did not stop cleanly", exc_info=True)
+        ops, self._ops = self._ops, None
+        if ops is not None:
+            await ops.stop()
 
     async def _start_metrics_server(self) -> None:
-        """Serve ``/metrics``, ``/healthz``, ``/readyz`` (:mod:`narun.gateway.ops`)."""
-        from narun.gateway.ops import OpsApp, nats_readiness
-
-        host, port = parse_addr(self.config.metrics_addr)
-        # Bound here, so that a busy port is an OSError of start() (uvicorn would exit).
-        family, kind, proto, _, where = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(where)
-        except OSError:
-            sock.close()
-            raise
+        """Serve ``/metrics``, ``/healthz``, ``/readyz`` (:mod:`narun.ops`)."""
         registry = self.metrics.registry
         if self.reuse_port and os.environ.get(MULTIPROC_ENV):
             # One of several workers: a scrape gets the sum over all of them.
@@ -144,34 +128,21 @@ class Gateway:
 
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        app = OpsApp(
-            registry=registry,
-            # requester is None before start() finishes and once stop() begins
-            is_ready=lambda: nats_readiness(None if self.requester is None else self.nc),
-        )
-        server = _Server(
-            uvicorn.Config(
-                app,
-                lifespan="off",
-                loop="none",
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                timeout_graceful_shutdown=1,
-            )
-        )
-        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise OSError(f"metrics server on {host}:{port} stopped at startup")
-            await asyncio.sleep(0.01)
-        self._metrics_server, self._metrics_task = server, task
+        app = OpsApp(registry=registry, is_ready=self.readiness)
+        self._ops = await OpsServer.start(app, self.config.metrics_addr, reuse_port=self.reuse_port)
+        host, _ = parse_addr(self.config.metrics_addr)
         logger.info(
             "metrics, health and readiness on http://%s:%d (/metrics, /healthz, /readyz)",
             host,
-            sock.getsockname()[1],
+            self._ops.port,
         )
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, reason)`` for ``/readyz`` and the gRPC health service."""
+        if self.shutting_down:
+            return False, "shutting down"
+        # requester is None before start() finishes and once stop() begins
+        return nats_readiness(None if self.requester is None else self.nc)
 
     async def http_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point: lifespan opens/drains NATS, HTTP requests are forwarded."""
@@ -242,7 +213,12 @@ async def serve(
             port=port,
             lifespan="off",
             proxy_headers=False,  # X-Forwarded-*: narun.gateway.edge, with trusted_proxies
-            http=HttpToolsProtocol,  # httptools, one write per response
+            # httptools, one write per response, bounded header reading
+            http=type(
+                "HttpToolsProtocol",
+                (HttpToolsProtocol,),
+                {"header_timeout": config.header_timeout_seconds},
+            ),
             loop="none",
             log_config=None,
             access_log=False,
@@ -258,6 +234,7 @@ async def serve(
             server.force_exit = True
         else:
             logger.info("%s received: shutting down gracefully", sig.name)
+            gateway.shutting_down = True  # /readyz: 503 before the listener closes
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):

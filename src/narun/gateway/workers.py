@@ -57,6 +57,7 @@ class _WorkerSpec:
     log_format: Literal["text", "json"]
     index: int
     supervisor: int
+    access_log: bool = True
 
 
 def run_workers(
@@ -66,6 +67,7 @@ def run_workers(
     graceful_timeout: float = 30.0,
     log_level: str = "info",
     log_format: Literal["text", "json"] = "text",
+    access_log: bool = True,
 ) -> int:
     """Run ``workers`` gateway processes until SIGINT/SIGTERM; return the exit status."""
     if workers < 1:
@@ -105,7 +107,9 @@ def run_workers(
         for index in range(workers):
             if stopping:
                 break
-            spec = _WorkerSpec(config, graceful_timeout, log_level, log_format, index, os.getpid())
+            spec = _WorkerSpec(
+                config, graceful_timeout, log_level, log_format, index, os.getpid(), access_log
+            )
             proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT],
                 stdin=subprocess.PIPE,
@@ -172,7 +176,12 @@ def _worker_main() -> None:
     _die_with(spec.supervisor)
     from narun.log import configure
 
-    configure(level=spec.log_level, fmt=spec.log_format, name=f"gateway[{spec.index}]")
+    configure(
+        level=spec.log_level,
+        fmt=spec.log_format,
+        name=f"gateway[{spec.index}]",
+        access_log=spec.access_log,
+    )
     import asyncio
 
     import uvloop
