@@ -175,7 +175,8 @@ def serve(
     access_log: bool,
 ) -> None:
     """Serve an ASGI or WSGI app (or gRPC servicers) as the NATS Micro service --service."""
-    from narun.consumer.server import Consumer, _serve
+    from narun.consumer.host import serve as serve_host
+    from narun.consumer.server import Consumer
     from narun.importer import import_from_string
 
     configure(
@@ -192,7 +193,6 @@ def serve(
             app = app()
         if interface == "grpc":
             from narun.consumer.grpc import GrpcConsumer
-            from narun.consumer.grpc import serve as serve_grpc
 
             grpc_consumer = GrpcConsumer(
                 app,
@@ -207,7 +207,7 @@ def serve(
             )
             _install_uvloop()
             try:
-                asyncio.run(serve_grpc(grpc_consumer))
+                asyncio.run(serve_host(grpc_consumer))
             except NarunError as exc:
                 raise click.ClickException(str(exc)) from None
             except OSError as exc:
@@ -229,7 +229,7 @@ def serve(
         raise click.ClickException(str(exc)) from None
     _install_uvloop()
     try:
-        asyncio.run(_serve(consumer))
+        asyncio.run(serve_host(consumer))
     except NarunError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

@@ -26,32 +26,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
 
 import grpc
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from narun import grpcwire, log, requestid, tracing, wire
-from narun.config import parse_addr, validate_service_name
 from narun.consumer.grpc_context import AsyncContext, CallContext, SyncContext
-from narun.consumer.server import (
-    DEFAULT_NATS_URL,
-    connect,
-    consumer_readiness,
-    install_signal_handlers,
-    start_ops,
-)
-from narun.consumer.service import MicroService, Reply
+from narun.consumer.host import HostOptions, ServiceHost, serve
+from narun.consumer.service import Handler, Reply
 from narun.errors import ConfigError
 from narun.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadata, Metadatum
 from narun.log import ACCESS_LOGGER
-from narun.metrics import ConsumerMetrics, RequestRecorder
+from narun.metrics import RequestRecorder
 
 if TYPE_CHECKING:
-    from narun.natsauth import NatsAuth
-    from narun.ops import OpsServer
+    pass
 
 __all__ = ["GrpcConsumer", "GrpcEndpoint", "GrpcTarget", "Register", "run", "serve"]
 
@@ -339,37 +330,23 @@ class GrpcEndpoint:
         return Reply(data=data, headers=headers, error=error)
 
 
-class GrpcConsumer:
+class GrpcConsumer(ServiceHost):
     """grpcio servicers served as the NATS Micro service ``service``; an async context manager.
 
     ``register(target)`` (optional) is called at once to register servicers; more can be
     added with :meth:`add_generic_rpc_handlers` / :meth:`add_registered_method_handlers`
-    (so ``add_XServicer_to_server(servicer, consumer)`` works too). On enter: connect and
-    register the service. On exit: stop taking requests, finish those in flight (up to
-    ``drain_timeout``), drain NATS. Options mean what they mean for
-    :class:`narun.consumer.Consumer` (``metrics_addr`` and ``metrics`` included);
-    ``concurrency`` also sizes the thread pool of non-async servicers.
+    (so ``add_XServicer_to_server(servicer, consumer)`` works too). The options and the
+    lifecycle are :class:`~narun.consumer.host.ServiceHost`'s; ``concurrency`` also
+    sizes the thread pool of non-async servicers.
     """
 
-    def __init__(
-        self,
-        register: Register | None = None,
-        *,
-        service: str,
-        nats_url: str = DEFAULT_NATS_URL,
-        concurrency: int = 100,
-        backlog: int | None = None,
-        version: str = "0.1.0",
-        description: str = "",
-        drain_timeout: float = 30.0,
-        nats_options: dict[str, Any] | None = None,
-        nats_auth: NatsAuth | None = None,
-        metrics_addr: str = "",
-        metrics: ConsumerMetrics | None = None,
-    ) -> None:
-        self.service = validate_service_name(service)
-        if concurrency < 1:
-            raise ConfigError(f"concurrency: must be at least 1 (got {concurrency!r})")
+    endpoint = wire.GRPC_SERVICE_ENDPOINT
+    stream = "grpc"
+    connection_name = "narun grpc consumer"
+    overload_reply = _OVERLOADED
+
+    def __init__(self, register: Register | None = None, **options: Unpack[HostOptions]) -> None:
+        super().__init__(**options)
         self.target = GrpcTarget()
         if register is not None:
             if not callable(register):
@@ -377,26 +354,7 @@ class GrpcConsumer:
             register(self.target)
             if self.target.empty:
                 raise ConfigError(f"{register!r} registered no gRPC service")
-        self.nats_url = nats_url
-        self.concurrency = concurrency
-        if backlog is not None and backlog < 0:
-            raise ConfigError(f"backlog: must be at least 0 (got {backlog!r})")
-        self.backlog = backlog
-        self.version = version
-        self.description = description
-        self.drain_timeout = drain_timeout
-        self.nats_options = dict(nats_options or {})
-        self.nats_auth = nats_auth
-        self.nc: Client | None = None
-        self.micro: MicroService | None = None
-        if metrics_addr:
-            parse_addr(metrics_addr)  # a ConfigError now rather than at start
-        self.metrics_addr = metrics_addr
-        self.metrics = metrics if metrics is not None or not metrics_addr else ConsumerMetrics()
-        self.ops: OpsServer | None = None
-        """The ``metrics_addr`` server while running."""
         self._executor: ThreadPoolExecutor | None = None
-        self._stop = asyncio.Event()
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_GenericHandler]) -> None:
         """As ``grpc.Server.add_generic_rpc_handlers``."""
@@ -408,85 +366,24 @@ class GrpcConsumer:
         """As ``grpc.Server.add_registered_method_handlers``."""
         self.target.add_registered_method_handlers(service_name, method_handlers)
 
-    async def __aenter__(self) -> GrpcConsumer:
+    async def _open(self) -> None:
         if self.target.empty:
             logger.warning("no gRPC servicer registered: every call will be UNIMPLEMENTED")
         self._executor = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"narun-grpc-{self.service}"
         )
-        # An "auth" in nats_options (as the CLI passes it) wins over nats_auth.
-        options: dict[str, Any] = {"auth": self.nats_auth, **self.nats_options}
-        self.nc = await connect(
-            self.nats_url, name=f"narun grpc consumer {self.service}", **options
-        )
-        endpoint = GrpcEndpoint(
-            self.target,
-            executor=self._executor,
-            max_payload=self.nc.max_payload,
-            metrics=None if self.metrics is None else self.metrics.recorder(self.service, "grpc"),
-        )
-        self.micro = MicroService(
-            self.nc,
-            name=self.service,
-            endpoint=wire.GRPC_SERVICE_ENDPOINT,
-            handler=endpoint,
-            version=self.version,
-            description=self.description,
-            concurrency=self.concurrency,
-            backlog=self.backlog,
-            overload_reply=_OVERLOADED,
-        )
-        await self.micro.start()
-        logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
-        if self.metrics_addr and self.metrics is not None:
-            try:
-                self.ops = await start_ops(self.metrics_addr, self.metrics, self.readiness)
-            except BaseException:
-                await self.__aexit__(None, None, None)
-                raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()  # /readyz: 503 from now on
-        if self.micro is not None:
-            await self.micro.stop(timeout=self.drain_timeout)
+    def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
+        assert self._executor is not None
+        logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
+        return GrpcEndpoint(
+            self.target, executor=self._executor, max_payload=nc.max_payload, metrics=recorder
+        )
+
+    async def _close(self) -> None:
         if self._executor is not None:
             # Threads still running past the drain timeout are left to finish on their own.
             self._executor.shutdown(wait=False, cancel_futures=True)
-        if self.nc is not None and not self.nc.is_closed:
-            try:
-                await self.nc.drain()
-            except Exception:
-                logger.debug("NATS drain failed; closing", exc_info=True)
-                await self.nc.close()
-        ops, self.ops = self.ops, None
-        if ops is not None:
-            await ops.stop()
-
-    def readiness(self) -> tuple[bool, str]:
-        """``(ready, reason)`` of ``/readyz``: serving and connected to NATS."""
-        return consumer_readiness(self.micro, self.nc, self._stop.is_set())
-
-    def request_stop(self) -> None:
-        """Ask :meth:`serve_forever` to return (safe from a signal handler)."""
-        self._stop.set()
-
-    async def serve_forever(self) -> None:
-        """Serve until :meth:`request_stop` is called."""
-        await self._stop.wait()
-
-
-async def serve(consumer: GrpcConsumer) -> None:
-    """Run ``consumer`` until SIGINT/SIGTERM, then drain and return."""
-    install_signal_handlers(consumer.request_stop)
-    async with consumer:
-        await consumer.serve_forever()
-        logger.info("stopping: draining in-flight requests")
 
 
 def run(register: Register, **options: Any) -> None:

@@ -16,7 +16,6 @@ from nats.aio.client import Client
 
 from narun._types import Receive, Scope, Send
 from narun.config import GatewayConfig, parse_addr
-from narun.consumer.server import connect
 from narun.forwarded import TrustedProxies
 from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
@@ -25,6 +24,7 @@ from narun.gateway.requester import Requester
 from narun.gateway.workers import MULTIPROC_ENV
 from narun.metrics import GatewayMetrics
 from narun.natsauth import redact_url
+from narun.natsconn import connect, drain
 from narun.ops import OpsApp, OpsServer, nats_readiness
 
 if TYPE_CHECKING:
@@ -108,12 +108,8 @@ class Gateway:
         requester, self.requester = self.requester, None
         if requester is not None:
             await requester.stop()
-        if self.nc is not None and not self.nc.is_closed:
-            try:
-                await self.nc.drain()
-            except Exception:
-                logger.debug("NATS drain failed; closing", exc_info=True)
-                await self.nc.close()
+        if self.nc is not None:
+            await drain(self.nc)
         ops, self._ops = self._ops, None
         if ops is not None:
             await ops.stop()

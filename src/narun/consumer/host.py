@@ -1,0 +1,214 @@
+"""What every consumer shares: options, the NATS connection, the service, the drain.
+
+:class:`ServiceHost` runs one :class:`~narun.consumer.service.MicroService` on its own
+NATS connection, with an optional ``/metrics``, ``/healthz``, ``/readyz`` server. The
+HTTP consumer (:class:`narun.consumer.Consumer`) and the gRPC consumer
+(:class:`narun.consumer.GrpcConsumer`) only say what handles a request and what to do
+before connecting and after draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Required, Self, TypedDict
+
+from nats.aio.client import Client
+
+from narun.config import parse_addr, validate_service_name
+from narun.consumer.service import Handler, MicroService, Reply
+from narun.errors import ConfigError
+from narun.metrics import ConsumerMetrics, RequestRecorder
+from narun.natsconn import DEFAULT_NATS_URL, connect, drain
+
+if TYPE_CHECKING:
+    from narun.natsauth import NatsAuth
+    from narun.ops import OpsServer
+
+__all__ = ["HostOptions", "ServiceHost", "install_signal_handlers", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+class HostOptions(TypedDict, total=False):
+    """The keyword options every consumer takes (see :class:`ServiceHost`)."""
+
+    service: Required[str]
+    nats_url: str
+    concurrency: int
+    backlog: int | None
+    version: str
+    description: str
+    drain_timeout: float
+    nats_options: dict[str, Any] | None
+    nats_auth: NatsAuth | None
+    metrics_addr: str
+    metrics: ConsumerMetrics | None
+
+
+class ServiceHost:
+    """A NATS Micro service on its own connection, as an async context manager.
+
+    On enter: :meth:`_open`, connect, register the service (and start the ops server).
+    On exit: stop taking requests, finish those in flight (up to ``drain_timeout``),
+    :meth:`_close`, drain NATS. ``metrics_addr`` (``host:port``, default off) serves
+    ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`narun.ops`) with ``metrics`` (a
+    :class:`~narun.metrics.ConsumerMetrics`, made if not given; recorded only when one
+    of the two is set).
+    """
+
+    endpoint: ClassVar[str]
+    """ADR-32 endpoint name (``handler`` or ``grpc_handler``)."""
+    stream: ClassVar[str]
+    """``stream`` label of the consumer metrics (``default`` or ``grpc``)."""
+    connection_name: ClassVar[str]
+    """NATS connection name prefix, shown by the server's monitoring."""
+    overload_reply: ClassVar[Reply | None] = None
+    """How a full instance refuses a request (None: the HTTP default)."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        nats_url: str = DEFAULT_NATS_URL,
+        concurrency: int = 100,
+        backlog: int | None = None,
+        version: str = "0.1.0",
+        description: str = "",
+        drain_timeout: float = 30.0,
+        nats_options: dict[str, Any] | None = None,
+        nats_auth: NatsAuth | None = None,
+        metrics_addr: str = "",
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        self.service = validate_service_name(service)
+        if concurrency < 1:
+            raise ConfigError(f"concurrency: must be at least 1 (got {concurrency!r})")
+        if backlog is not None and backlog < 0:
+            raise ConfigError(f"backlog: must be at least 0 (got {backlog!r})")
+        if metrics_addr:
+            parse_addr(metrics_addr)  # a ConfigError now rather than at start
+        self.nats_url = nats_url
+        self.concurrency = concurrency
+        self.backlog = backlog
+        self.version = version
+        self.description = description
+        self.drain_timeout = drain_timeout
+        self.nats_options = dict(nats_options or {})
+        self.nats_auth = nats_auth
+        self.metrics_addr = metrics_addr
+        self.metrics = metrics if metrics is not None or not metrics_addr else ConsumerMetrics()
+        self.nc: Client | None = None
+        self.micro: MicroService | None = None
+        self.ops: OpsServer | None = None
+        """The ``metrics_addr`` server while running."""
+        self._stop = asyncio.Event()
+
+    # -- what subclasses provide ------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Prepare before connecting (ASGI lifespan startup, thread pool, ...)."""
+
+    def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
+        """The handler of the endpoint, once connected."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        """Clean up after the service drained, before NATS is drained."""
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        # An "auth" in nats_options wins over nats_auth.
+        options: dict[str, Any] = {"auth": self.nats_auth, **self.nats_options}
+        self.nc = await connect(
+            self.nats_url, name=f"{self.connection_name} {self.service}", **options
+        )
+        metrics = self.metrics
+        recorder = None if metrics is None else metrics.recorder(self.service, self.stream)
+        self.micro = MicroService(
+            self.nc,
+            name=self.service,
+            endpoint=self.endpoint,
+            handler=self._handler(self.nc, recorder),
+            version=self.version,
+            description=self.description,
+            concurrency=self.concurrency,
+            backlog=self.backlog,
+            overload_reply=self.overload_reply,
+        )
+        await self.micro.start()
+        if self.metrics_addr and self.metrics is not None:
+            try:
+                self.ops = await _start_ops(self.metrics_addr, self.metrics, self.readiness)
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()  # /readyz: 503 from now on
+        if self.micro is not None:
+            await self.micro.stop(timeout=self.drain_timeout)
+        await self._close()
+        if self.nc is not None:
+            await drain(self.nc)
+        ops, self.ops = self.ops, None
+        if ops is not None:
+            await ops.stop()
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(ready, reason)`` of ``/readyz``: registered, connected, not stopping."""
+        from narun.ops import nats_readiness
+
+        if self._stop.is_set():
+            return False, "shutting down"
+        if self.micro is None:
+            return False, "starting"
+        return nats_readiness(self.nc)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_forever` to return (safe from a signal handler)."""
+        self._stop.set()
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`request_stop` is called."""
+        await self._stop.wait()
+
+
+async def _start_ops(
+    addr: str, metrics: ConsumerMetrics, is_ready: Callable[[], tuple[bool, str]]
+) -> OpsServer:
+    from narun.ops import OpsApp, OpsServer
+
+    ops = await OpsServer.start(OpsApp(registry=metrics.registry, is_ready=is_ready), addr)
+    logger.info(
+        "metrics, health and readiness on http://%s:%d (/metrics, /healthz, /readyz)",
+        parse_addr(addr)[0],
+        ops.port,
+    )
+    return ops
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    """Call ``stop`` on SIGINT or SIGTERM (a second signal changes nothing while draining)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+async def serve(host: ServiceHost) -> None:
+    """Run ``host`` until SIGINT/SIGTERM, then drain and return."""
+    install_signal_handlers(host.request_stop)
+    async with host:
+        await host.serve_forever()
+        logger.info("stopping: draining in-flight requests")
