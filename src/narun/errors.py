@@ -14,6 +14,7 @@ __all__ = [
     "BackendError",
     "BadBackendReply",
     "BinaryHTTPError",
+    "BodyTimeout",
     "ConfigError",
     "HeadersTooLarge",
     "NarunError",
@@ -48,6 +49,14 @@ class BinaryHTTPError(NarunError, ValueError):
     http_status = 400
     grpc_code = "INVALID_ARGUMENT"
     public_message = "Malformed Binary HTTP message"
+
+
+class BodyTimeout(NarunError):
+    """The client did not send the whole request body within the route's timeout."""
+
+    http_status = 408
+    grpc_code = "DEADLINE_EXCEEDED"
+    public_message = "Request body not received in time"
 
 
 class RequestTimeout(NarunError):

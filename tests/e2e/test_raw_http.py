@@ -112,3 +112,24 @@ def test_huge_query_strings(gateway_port: int, size: int, status: int) -> None:
     assert got == status
     if status == 200:
         assert json.loads(body)["query"] == query
+
+
+def test_slow_body_sender_gets_408_at_the_route_timeout(nats_url: str, logs: Path) -> None:
+    service = unique_service("slowbody")
+    gateway, url = start_gateway(
+        logs, nats_url, [{"path": "/x", "methods": ["POST"], "service": service, "timeout": 1}]
+    )
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n"
+            )
+            sock.settimeout(5)
+            answer = sock.recv(65536)  # the client never sends the rest
+            elapsed = time.monotonic() - started
+    finally:
+        assert gateway.stop() == 0, gateway.output()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 < elapsed < 2.0

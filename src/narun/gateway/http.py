@@ -6,6 +6,7 @@ from :mod:`narun.errors` with a short generic body. Nothing internal reaches the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from narun.errors import (
     BackendError,
     BadBackendReply,
     BinaryHTTPError,
+    BodyTimeout,
     NarunError,
     PayloadTooLarge,
     RequestTimeout,
@@ -160,13 +162,14 @@ class HTTPGateway:
         try:
             if requester is None:
                 raise NarunError("gateway has no NATS connection")
-            body = await _read_body(scope, receive, requester.nc.max_payload)
+            timeout, timeout_ms = self._timeouts[id(route)]
+            body = await _read_body(scope, receive, requester.nc.max_payload, timeout)
             payload = encode_request(_to_bhttp(scope, body, rid_field))
             headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
             client = scope.get("client")
             if client:
                 headers[wire.CLIENT_ADDR] = _format_addr(client)
-            timeout, headers[wire.TIMEOUT_MS] = self._timeouts[id(route)]
+            headers[wire.TIMEOUT_MS] = timeout_ms
             try:
                 if span is None:  # no tracing: not even a no-op context manager
                     reply = await requester.call(
@@ -222,17 +225,31 @@ class HTTPGateway:
         return response.status
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
     for name, value in scope["headers"]:
         if name == b"content-length":
             if value.isdigit() and int(value) > limit:
                 raise PayloadTooLarge(f"content-length {int(value)} > max_payload {limit}")
             break
+    message: Message = await receive()
+    if not message.get("more_body", False) and message["type"] == "http.request":
+        body: bytes = message.get("body", b"")  # the usual case: the whole body at once
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body over max_payload {limit}")
+        return body
+    try:
+        # A body that arrives in pieces must arrive within the route's timeout: a
+        # client trickling it would otherwise hold the request open forever.
+        async with asyncio.timeout(timeout):
+            return await _read_rest(receive, message, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"request body not complete after {timeout}s") from None
+
+
+async def _read_rest(receive: Receive, message: Message, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    more = True
-    while more:
-        message: Message = await receive()
+    while True:
         if message["type"] == "http.disconnect":
             raise NarunError("client disconnected before sending the whole body")
         chunk = message.get("body", b"")
@@ -241,8 +258,9 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             if size > limit:
                 raise PayloadTooLarge(f"body over max_payload {limit}")
             chunks.append(chunk)
-        more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message = await receive()
 
 
 def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None = None) -> Request:
