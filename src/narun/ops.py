@@ -28,7 +28,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from narun._types import ASGIApp, Receive, Scope, Send
 from narun.config import parse_addr
 
-__all__ = ["NATSState", "OpsApp", "OpsServer", "ReadyCheck", "bind", "nats_readiness"]
+__all__ = [
+    "NATSState",
+    "OpsApp",
+    "OpsServer",
+    "ReadyCheck",
+    "UvicornServer",
+    "bind",
+    "nats_readiness",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +150,7 @@ def bind(addr: str, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class UvicornServer(uvicorn.Server):
     """uvicorn's server, with signals left to the program (it re-raises them otherwise)."""
 
     @contextlib.contextmanager
@@ -163,7 +171,7 @@ class OpsServer:
     async def start(cls, app: ASGIApp, addr: str, *, reuse_port: bool = False) -> OpsServer:
         """Listen on ``addr`` (``host:port``); ``OSError`` if the address is taken."""
         sock = bind(addr, reuse_port=reuse_port)
-        server = _Server(
+        server = UvicornServer(
             uvicorn.Config(
                 app,
                 lifespan="off",

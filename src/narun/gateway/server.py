@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import socket
-from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -25,7 +22,7 @@ from narun.gateway.workers import MULTIPROC_ENV
 from narun.metrics import GatewayMetrics
 from narun.natsauth import redact_url
 from narun.natsconn import connect, drain
-from narun.ops import OpsApp, OpsServer, nats_readiness
+from narun.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
 
 if TYPE_CHECKING:
     from narun.gateway.grpc import GrpcGateway
@@ -163,30 +160,6 @@ class Gateway:
                 return
 
 
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with SO_REUSEPORT (uvicorn listens on it)."""
-    family, kind, proto, _, where = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(where)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, with signals left to the gateway (it re-raises them otherwise)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 async def serve(
     config: GatewayConfig, *, graceful_timeout: float = 30.0, reuse_port: bool = False
 ) -> None:
@@ -201,8 +174,8 @@ async def serve(
     gateway.reuse_port = reuse_port
     await gateway.start()
     host, port = parse_addr(config.server_addr)
-    sockets = [_reuse_port_socket(host, port)] if reuse_port else None
-    server = _Server(
+    sockets = [bind(config.server_addr, reuse_port=True)] if reuse_port else None
+    server = UvicornServer(
         uvicorn.Config(
             gateway.edge,
             host=host,
