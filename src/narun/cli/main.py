@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import click
 
@@ -175,8 +175,9 @@ def serve(
     access_log: bool,
 ) -> None:
     """Serve an ASGI or WSGI app (or gRPC servicers) as the NATS Micro service --service."""
+    from narun.consumer.host import HostOptions, ServiceHost
     from narun.consumer.host import serve as serve_host
-    from narun.consumer.server import Consumer
+    from narun.consumer.server import Consumer, Interface
     from narun.importer import import_from_string
 
     configure(
@@ -191,45 +192,28 @@ def serve(
         app = import_from_string(app_ref)
         if factory:
             app = app()
+        options: HostOptions = {
+            "service": service,
+            "nats_url": nats_url,
+            "concurrency": concurrency,
+            "backlog": backlog,
+            "version": service_version,
+            "description": description,
+            "nats_auth": nats_auth,
+            "metrics_addr": metrics_addr,
+        }
+        host: ServiceHost
         if interface == "grpc":
             from narun.consumer.grpc import GrpcConsumer
 
-            grpc_consumer = GrpcConsumer(
-                app,
-                service=service,
-                nats_url=nats_url,
-                concurrency=concurrency,
-                backlog=backlog,
-                version=service_version,
-                description=description,
-                nats_auth=nats_auth,
-                metrics_addr=metrics_addr,
-            )
-            _install_uvloop()
-            try:
-                asyncio.run(serve_host(grpc_consumer))
-            except NarunError as exc:
-                raise click.ClickException(str(exc)) from None
-            except OSError as exc:
-                raise click.ClickException(f"cannot start the consumer: {exc}") from None
-            return
-        consumer = Consumer(
-            app,
-            service=service,
-            nats_url=nats_url,
-            interface=interface,  # type: ignore[arg-type]
-            concurrency=concurrency,
-            backlog=backlog,
-            version=service_version,
-            description=description,
-            nats_auth=nats_auth,
-            metrics_addr=metrics_addr,
-        )
+            host = GrpcConsumer(app, **options)
+        else:
+            host = Consumer(app, interface=cast(Interface, interface), **options)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _install_uvloop()
     try:
-        asyncio.run(serve_host(consumer))
+        asyncio.run(serve_host(host))
     except NarunError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
