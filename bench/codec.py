@@ -5,7 +5,7 @@ from __future__ import annotations
 import timeit
 from collections.abc import Callable
 
-from narun.bhttp import (
+from narun.protocol.bhttp import (
     Request,
     Response,
     decode_request,

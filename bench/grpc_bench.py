@@ -60,7 +60,7 @@ def _direct(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
 
 
 def _narun(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
-    from narun.natsserver import find_nats_server
+    from narun.transport.server import find_nats_server
 
     nats_port = free_port()
     nats = procs.start("nats-server", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)])

@@ -147,7 +147,7 @@ def _nginx(procs: Procs, workdir: Path) -> Running:
 
 def _narun(workers: int) -> Callable[[Procs, Path], Running]:
     def start(procs: Procs, workdir: Path) -> Running:
-        from narun.natsserver import find_nats_server
+        from narun.transport.server import find_nats_server
 
         nats_port = free_port()
         nats = procs.start(

@@ -14,8 +14,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from narun import bhttp
     from narun.errors import BinaryHTTPError
+    from narun.protocol import bhttp
 
 SEEDS = [
     bhttp.encode_request(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from narun.natsserver import NatsServer
+from narun.transport.server import NatsServer
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from narun._types import Receive, Scope, Send
-from narun.bhttp import Request
-from narun.consumer.asgi import ASGIBridge, Lifespan, build_scope, parse_client, replace_fields
+from narun.consumer.http.asgi import ASGIBridge, Lifespan, build_scope, parse_client, replace_fields
+from narun.protocol.bhttp import Request
 
 GO_SHAPED = Request(
     method="POST",

@@ -1,7 +1,7 @@
 """The gRPC consumer in process: registration target, dispatch, servicer contexts.
 
 No NATS here: :class:`GrpcEndpoint` is called with hand-made messages and its replies
-are decoded with :mod:`narun.grpcwire`. The wire end to end is ``tests/e2e/test_grpc.py``.
+are decoded with :mod:`narun.protocol.grpcwire`. The wire end to end is ``tests/e2e/test_grpc.py``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from nats.aio.msg import Msg
 from examples.grpc_hello import hello_pb2
 from examples.grpc_hello.server import Greeter
 from examples.grpc_hello.server import register as register_greeter
-from narun import grpcwire, wire
 from narun.consumer import GrpcConsumer, GrpcTarget
-from narun.consumer.grpc import GrpcEndpoint
-from narun.consumer.grpc_context import AsyncContext, SyncContext
+from narun.consumer.grpc.consumer import GrpcEndpoint
+from narun.consumer.grpc.context import AsyncContext, SyncContext
 from narun.consumer.service import Reply
 from narun.errors import ConfigError
-from narun.grpcwire import GrpcRequest, GrpcStatus, Metadata, Metadatum
+from narun.protocol import grpcwire, wire
+from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, Metadata, Metadatum
 
 Behavior = Callable[[Any, Any], Any]
 

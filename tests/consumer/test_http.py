@@ -7,11 +7,11 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from narun import wire
 from narun._types import Receive, Scope, Send
-from narun.bhttp import Request, decode_response, encode_request
-from narun.consumer.asgi import ASGIBridge
-from narun.consumer.http import HTTPEndpoint
+from narun.consumer.http.asgi import ASGIBridge
+from narun.consumer.http.endpoint import HTTPEndpoint
+from narun.protocol import wire
+from narun.protocol.bhttp import Request, decode_response, encode_request
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,7 +15,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from narun import bhttp
+from narun.protocol import bhttp
 from tests.support import start_consumer, start_gateway, unique_service
 
 Responder = Callable[[Msg], Awaitable[None]]

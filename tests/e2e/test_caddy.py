@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from narun.config import load_config
+from narun.config.gateway import load_config
 from tests.support import ROOT, free_port, start_consumer, start_gateway, unique_service
 
 CADDY = shutil.which("caddy")

@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from narun._types import ASGIApp, Message
-from narun.config import parse_config
+from narun.config.gateway import parse_config
 from narun.gateway import GatewayApp, create_app
 from tests.support import Proc, free_port, start_consumer, unique_service, write_config
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from narun.natsserver import NatsServer
+from narun.transport.server import NatsServer
 from tests.support import free_port, start_consumer, start_gateway, unique_service
 
 APP = "tests.apps:asgi_app"

@@ -27,7 +27,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from examples.grpc_hello import hello_pb2, hello_pb2_grpc
-from narun import wire
+from narun.protocol import wire
 from tests.grpc_apps import SECRET, TRAILING_BIN
 from tests.support import (
     ROOT,

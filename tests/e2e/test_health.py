@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from narun.natsserver import NatsServer
+from narun.transport.server import NatsServer
 from tests.support import (
     Proc,
     free_port,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from narun.natsserver import NatsServer
+from narun.transport.server import NatsServer
 from tests.support import ROOT, Proc, start_consumer, start_gateway, unique_service, write_config
 
 SLOW = {"path": "/slow", "methods": ["GET"], "service": ""}

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from narun.natsauth import NatsAuth, connect_options
-from narun.natsserver import NatsServer
+from narun.transport.auth import NatsAuth, connect_options
+from narun.transport.server import NatsServer
 from tests.natsauth_support import TLSFiles, jwt_chain, make_tls, user_nkey
 from tests.support import (
     Proc,

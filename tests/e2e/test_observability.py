@@ -20,8 +20,8 @@ import httpx
 import nats
 import pytest
 
-from narun import wire
-from narun.bhttp import Request, decode_response, encode_request
+from narun.protocol import wire
+from narun.protocol.bhttp import Request, decode_response, encode_request
 from tests.apps import ALL
 from tests.support import (
     Proc,
@@ -201,7 +201,7 @@ def test_other_log_lines_about_a_request_name_it(stack: Stack) -> None:
     response = httpx.get(stack.url + "/boom", headers={"X-Request-ID": "boom-me-4"})
     assert response.status_code == 500
     wait_for_line(
-        stack.consumer, r" ERROR narun\.consumer\.asgi: ASGI app raised .*\[req=boom-me-4\]$"
+        stack.consumer, r" ERROR narun\.consumer\.http\.asgi: ASGI app raised .*\[req=boom-me-4\]$"
     )
 
 

@@ -26,9 +26,9 @@ from click.testing import CliRunner, Result
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from narun.bhttp import Request, decode_response, encode_request
 from narun.cli.main import main
-from narun.micro import parse_stats
+from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.protocol.micro import parse_stats
 from tests.support import free_port, start_consumer, unique_service
 
 APP = "tests.apps:asgi_app"

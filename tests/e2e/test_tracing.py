@@ -4,7 +4,7 @@ The gateway (``Gateway(config).http_app`` driven by httpx's ASGI transport; for 
 ``grpc.aio`` server on a free port) and a ``Consumer`` of the echo app (a
 ``GrpcConsumer``) share this test's event loop and talk over two NATS connections to the
 session's nats-server. Spans go to the OpenTelemetry SDK's in-memory
-exporter, installed with :func:`narun.tracing.use_provider` (not as the global provider).
+exporter, installed with :func:`narun.observe.tracing.use_provider` (not as the global provider).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from narun import tracing
-from narun.config import parse_config
+from narun.config.gateway import parse_config
 from narun.consumer import Consumer
-from narun.consumer.grpc import GrpcConsumer
+from narun.consumer.grpc.consumer import GrpcConsumer
 from narun.gateway.server import Gateway
+from narun.observe import tracing
 from tests.apps import asgi_app
 from tests.grpc_apps import register
 from tests.support import unique_service

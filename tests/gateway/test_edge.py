@@ -8,9 +8,9 @@ import pytest
 
 from narun._types import Message, Receive, Scope, Send
 from narun.errors import PayloadTooLarge
-from narun.forwarded import TrustedProxies
 from narun.gateway.edge import Edge, strip_root_path
-from narun.metrics import GatewayMetrics
+from narun.observe.metrics import GatewayMetrics
+from narun.protocol.forwarded import TrustedProxies
 
 
 class Inner:

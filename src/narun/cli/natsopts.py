@@ -2,7 +2,7 @@
 
 Each flag is the gateway config key with dashes (``--nats-password-file`` for
 ``nats_password_file``) and reads the same environment variable as the config
-(:data:`narun.natsauth.ENV_VARS`). Secrets themselves are never flags (a command line is
+(:data:`narun.transport.auth.ENV_VARS`). Secrets themselves are never flags (a command line is
 visible to every user of the machine): they come from files, or from
 ``NARUN_NATS_PASSWORD`` / ``NARUN_NATS_TOKEN``.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import click
 
-from narun.natsauth import ENV_VARS, NatsAuth
+from narun.transport.auth import ENV_VARS, NatsAuth
 
 __all__ = ["auth_env", "auth_from_flags", "nats_auth_options"]
 

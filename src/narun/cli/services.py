@@ -3,7 +3,7 @@
 Works with any ADR-32 service, Go or Python, narun or not. Each command publishes one
 ``$SRV.<VERB>[.<name>]`` request with a reply inbox and collects every answer that
 arrives before ``--timeout`` (scatter-gather); the documents are parsed by
-:mod:`narun.micro` and printed as plain aligned columns, or as JSON with ``--json``.
+:mod:`narun.protocol.micro` and printed as plain aligned columns, or as JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import click
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from narun.config import validate_service_name
+from narun.config.addr import validate_service_name
 from narun.errors import ConfigError, NotConnected
-from narun.micro import (
+from narun.protocol.micro import (
     InfoResponse,
     MicroDocumentError,
     PingResponse,

@@ -6,7 +6,7 @@
 
 from typing import TYPE_CHECKING
 
-from narun.consumer.server import Consumer, Interface, detect_interface, run
+from narun.consumer.http.consumer import Consumer, Interface, detect_interface, run
 
 __all__ = ["Consumer", "Interface", "detect_interface", "run"]
 
@@ -15,7 +15,7 @@ __all__ = ["Consumer", "Interface", "detect_interface", "run"]
 __all__ += ["GrpcConsumer", "GrpcTarget"]
 
 if TYPE_CHECKING:
-    from narun.consumer.grpc import GrpcConsumer, GrpcTarget
+    from narun.consumer.grpc.consumer import GrpcConsumer, GrpcTarget
 
 
 def __getattr__(name: str) -> object:

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Required, Self, TypedDict
 
 from nats.aio.client import Client
 
-from narun.config import parse_addr, validate_service_name
+from narun.config.addr import parse_addr, validate_service_name
 from narun.consumer.service import Handler, MicroService, Reply
 from narun.errors import ConfigError
-from narun.metrics import ConsumerMetrics, RequestRecorder
-from narun.natsconn import DEFAULT_NATS_URL, connect, drain
+from narun.observe.metrics import ConsumerMetrics, RequestRecorder
+from narun.transport.connect import DEFAULT_NATS_URL, connect, drain
 
 if TYPE_CHECKING:
-    from narun.natsauth import NatsAuth
-    from narun.ops import OpsServer
+    from narun.observe.ops import OpsServer
+    from narun.transport.auth import NatsAuth
 
 __all__ = ["HostOptions", "ServiceHost", "install_signal_handlers", "serve"]
 
@@ -55,8 +55,8 @@ class ServiceHost:
     On enter: :meth:`_open`, connect, register the service (and start the ops server).
     On exit: stop taking requests, finish those in flight (up to ``drain_timeout``),
     :meth:`_close`, drain NATS. ``metrics_addr`` (``host:port``, default off) serves
-    ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`narun.ops`) with ``metrics`` (a
-    :class:`~narun.metrics.ConsumerMetrics`, made if not given; recorded only when one
+    ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`narun.observe.ops`) with ``metrics`` (a
+    :class:`~narun.observe.metrics.ConsumerMetrics`, made if not given; recorded only when one
     of the two is set).
     """
 
@@ -168,7 +168,7 @@ class ServiceHost:
 
     def readiness(self) -> tuple[bool, str]:
         """``(ready, reason)`` of ``/readyz``: registered, connected, not stopping."""
-        from narun.ops import nats_readiness
+        from narun.observe.ops import nats_readiness
 
         if self._stop.is_set():
             return False, "shutting down"
@@ -188,7 +188,7 @@ class ServiceHost:
 async def _start_ops(
     addr: str, metrics: ConsumerMetrics, is_ready: Callable[[], tuple[bool, str]]
 ) -> OpsServer:
-    from narun.ops import OpsApp, OpsServer
+    from narun.observe.ops import OpsApp, OpsServer
 
     ops = await OpsServer.start(OpsApp(registry=metrics.registry, is_ready=is_ready), addr)
     logger.info(

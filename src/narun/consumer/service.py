@@ -25,8 +25,8 @@ from nats.aio.subscription import Subscription
 from nats.errors import MaxPayloadError
 from nats.nuid import NUID
 
-from narun import wire
-from narun.micro import EndpointStats, ServiceIdentity, control_subjects
+from narun.protocol import wire
+from narun.protocol.micro import EndpointStats, ServiceIdentity, control_subjects
 
 __all__ = ["Handler", "MicroService", "Reply", "error_reply"]
 

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from prometheus_client import CollectorRegistry
 
 from narun._types import Receive, Scope, Send
-from narun.config import GatewayConfig, load_config
+from narun.config.gateway import GatewayConfig, load_config
 from narun.errors import NotConnected
 from narun.gateway.server import Gateway
 
@@ -122,7 +122,7 @@ def create_app(
 ) -> GatewayApp:
     """Build the embeddable gateway app from a :class:`GatewayConfig` or a YAML file path.
 
-    A path is read with :func:`narun.config.load_config` (``env``, default
+    A path is read with :func:`narun.config.gateway.load_config` (``env``, default
     ``os.environ``, supplies the ``NARUN_*`` overrides). Raises :class:`ConfigError`.
     Nothing connects until the lifespan starts.
     """

@@ -7,7 +7,7 @@
   strips a prefix (uvicorn ``--root-path``), or mounted in a Starlette/FastAPI app;
 - request header fields larger than ``max_header_bytes`` in total get 431;
 - a body larger than ``max_body_bytes`` gets 413 (at once if ``Content-Length`` says so);
-- client address, scheme and ``Host`` are decided by :func:`narun.forwarded.resolve`
+- client address, scheme and ``Host`` are decided by :func:`narun.protocol.forwarded.resolve`
   (``X-Forwarded-*`` believed only from ``trusted_proxies``), and fields named in
   ``Connection`` are dropped.
 
@@ -21,12 +21,12 @@ import logging
 import time
 from urllib.parse import quote, unquote
 
-from narun import requestid
 from narun._types import ASGIApp, Message, Receive, Scope, Send
 from narun.errors import HeadersTooLarge, NarunError, PayloadTooLarge
-from narun.forwarded import TrustedProxies, header_bytes, resolve
 from narun.gateway.http import access_logger, log_access
-from narun.metrics import UNMATCHED, GatewayMetrics
+from narun.observe import requestid
+from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.protocol.forwarded import TrustedProxies, header_bytes, resolve
 
 __all__ = ["Edge", "strip_root_path"]
 

@@ -3,7 +3,7 @@
 One generic handler takes every method. The fully-qualified service of
 ``/pkg.Service/Method`` picks the route; the raw request message becomes the NATS
 payload, and the method, the client's metadata, deadline and address go in NATS headers
-(``narun.grpcwire``). The reply's status, message and metadata reach the client as the
+(``narun.protocol.grpcwire``). The reply's status, message and metadata reach the client as the
 servicer set them. Every call ends with a definite status; nothing internal reaches the
 client.
 
@@ -27,8 +27,8 @@ import grpc
 import grpc.aio
 from opentelemetry.trace import Span, SpanKind, Tracer
 
-from narun import grpcwire, log, requestid, tracing
-from narun.config import GatewayConfig, GrpcRoute, parse_addr
+from narun.config.addr import parse_addr
+from narun.config.gateway import GatewayConfig, GrpcRoute
 from narun.errors import (
     BadBackendReply,
     NarunError,
@@ -37,10 +37,12 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway import health
-from narun.gateway.requester import Requester
-from narun.grpcwire import GrpcStatus, GrpcWireError, Metadata, Metadatum
-from narun.log import ACCESS_LOGGER
-from narun.metrics import UNMATCHED, GatewayMetrics
+from narun.observe import log, requestid, tracing
+from narun.observe.log import ACCESS_LOGGER
+from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.protocol import grpcwire
+from narun.protocol.grpcwire import GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.transport.requester import Requester
 
 __all__ = ["GrpcGateway"]
 

@@ -14,10 +14,8 @@ from urllib.parse import quote_from_bytes
 
 from opentelemetry.trace import Span, SpanKind, Tracer
 
-from narun import log, requestid, tracing, wire
 from narun._types import Message, Receive, Scope, Send
-from narun.bhttp import Request, decode_response, encode_request
-from narun.config import GatewayConfig, HttpRoute
+from narun.config.gateway import GatewayConfig, HttpRoute
 from narun.errors import (
     BackendError,
     BadBackendReply,
@@ -27,10 +25,13 @@ from narun.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
-from narun.gateway.requester import Requester
-from narun.log import ACCESS_LOGGER
-from narun.metrics import UNMATCHED, GatewayMetrics
-from narun.routing import Match, MethodNotAllowed, Redirect, Router
+from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
+from narun.observe import log, requestid, tracing
+from narun.observe.log import ACCESS_LOGGER
+from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.protocol import wire
+from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
 

@@ -12,17 +12,18 @@ import uvicorn
 from nats.aio.client import Client
 
 from narun._types import Receive, Scope, Send
-from narun.config import GatewayConfig, parse_addr
-from narun.forwarded import TrustedProxies
+from narun.config.addr import parse_addr
+from narun.config.gateway import GatewayConfig
 from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
-from narun.gateway.protocol import HttpToolsProtocol
-from narun.gateway.requester import Requester
+from narun.gateway.uvproto import HttpToolsProtocol
 from narun.gateway.workers import MULTIPROC_ENV
-from narun.metrics import GatewayMetrics
-from narun.natsauth import redact_url
-from narun.natsconn import connect, drain
-from narun.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
+from narun.observe.metrics import GatewayMetrics
+from narun.observe.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
+from narun.protocol.forwarded import TrustedProxies
+from narun.transport.auth import redact_url
+from narun.transport.connect import connect, drain
+from narun.transport.requester import Requester
 
 if TYPE_CHECKING:
     from narun.gateway.grpc import GrpcGateway
@@ -112,7 +113,7 @@ class Gateway:
             await ops.stop()
 
     async def _start_metrics_server(self) -> None:
-        """Serve ``/metrics``, ``/healthz``, ``/readyz`` (:mod:`narun.ops`)."""
+        """Serve ``/metrics``, ``/healthz``, ``/readyz`` (:mod:`narun.observe.ops`)."""
         registry = self.metrics.registry
         if self.reuse_port and os.environ.get(MULTIPROC_ENV):
             # One of several workers: a scrape gets the sum over all of them.

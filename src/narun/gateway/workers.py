@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Literal
 
-from narun.config import GatewayConfig, parse_addr
+from narun.config.addr import parse_addr
+from narun.config.gateway import GatewayConfig
 from narun.errors import ConfigError, NarunError
 
 __all__ = ["MULTIPROC_ENV", "run_workers"]
@@ -174,7 +175,7 @@ def _worker_main() -> None:
     """Entry point of one worker process (see :data:`_BOOT`)."""
     spec: _WorkerSpec = pickle.load(sys.stdin.buffer)
     _die_with(spec.supervisor)
-    from narun.log import configure
+    from narun.observe.log import configure
 
     configure(
         level=spec.log_level,

@@ -1,0 +1,392 @@
+"""Serve grpcio servicers as a NATS Micro service (endpoint ``grpc_handler``).
+
+Register servicers exactly as on a ``grpc.Server``: the generated
+``add_XServicer_to_server(servicer, target)`` functions accept a :class:`GrpcTarget`
+(or a :class:`GrpcConsumer`, which is one). Each NATS request names its method in
+``X-Original-Grpc-Method`` and carries the raw request message; the reply carries the
+raw response message and the call's status and metadata (``narun.protocol.grpcwire``).
+
+``async def`` servicer methods run on the event loop with an
+:class:`~narun.consumer.grpc.context.AsyncContext`; plain ones run on a thread pool with
+a :class:`~narun.consumer.grpc.context.SyncContext`. Unary methods only: a streaming
+method answers UNIMPLEMENTED.
+
+>>> async with GrpcConsumer(register, service="greeter") as consumer:  # doctest: +SKIP
+...     await consumer.serve_forever()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
+
+import grpc
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from narun.consumer.grpc.context import AsyncContext, CallContext, SyncContext
+from narun.consumer.host import HostOptions, ServiceHost, serve
+from narun.consumer.service import Handler, Reply
+from narun.errors import ConfigError
+from narun.observe import log, requestid, tracing
+from narun.observe.log import ACCESS_LOGGER
+from narun.observe.metrics import RequestRecorder
+from narun.protocol import grpcwire, wire
+from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadata, Metadatum
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["GrpcConsumer", "GrpcEndpoint", "GrpcTarget", "Register", "run", "serve"]
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(ACCESS_LOGGER)
+_RID = requestid.HEADER.decode()
+
+Register = Callable[["GrpcTarget"], None]
+"""A function that registers servicers: ``def register(target): add_XServicer_to_server(...)``."""
+
+_MethodHandler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+_GenericHandler: TypeAlias = "grpc.GenericRpcHandler[Any, Any]"
+
+UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 2, 3, 4
+RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 8, 12, 13
+
+
+@dataclass(frozen=True, slots=True)
+class _CallDetails(grpc.HandlerCallDetails):
+    """What a ``GenericRpcHandler.service`` gets: method name and metadata."""
+
+    method: str
+    invocation_metadata: Metadata
+
+
+class GrpcTarget:
+    """The object ``add_XServicer_to_server`` functions register servicers on.
+
+    It keeps what grpcio's server keeps: method handlers registered by name, and generic
+    handlers asked in order for any other method.
+    """
+
+    def __init__(self) -> None:
+        self._methods: dict[str, _MethodHandler] = {}
+        self._generic: list[_GenericHandler] = []
+        self._services: set[str] = set()
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_GenericHandler]) -> None:
+        """Add handlers whose ``service(details)`` returns a method handler or ``None``."""
+        for handler in generic_rpc_handlers:
+            if not callable(getattr(handler, "service", None)):
+                raise TypeError(f"{handler!r} is not a grpc.GenericRpcHandler")
+            self._generic.append(handler)
+            service_name = getattr(handler, "service_name", None)
+            if callable(service_name):
+                self._services.add(str(service_name()))
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, _MethodHandler]
+    ) -> None:
+        """Add the method handlers of service ``service_name``, by method name."""
+        for name, handler in method_handlers.items():
+            self._methods[f"/{service_name}/{name}"] = handler
+        self._services.add(service_name)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Names of the gRPC services registered so far (those that say their name)."""
+        return tuple(sorted(self._services))
+
+    @property
+    def empty(self) -> bool:
+        """True while nothing is registered."""
+        return not self._methods and not self._generic
+
+    def find(self, method: str, metadata: Metadata = ()) -> _MethodHandler | None:
+        """The handler of ``/pkg.Service/Method``, or ``None`` if no one serves it."""
+        handler = self._methods.get(method)
+        if handler is not None:
+            return handler
+        details = _CallDetails(method, metadata)
+        for generic in self._generic:
+            handler = generic.service(details)
+            if handler is not None:
+                return handler
+        return None
+
+
+def _is_async(behavior: Callable[..., Any]) -> bool:
+    call = behavior if inspect.isroutine(behavior) else getattr(behavior, "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(behavior) or inspect.iscoroutinefunction(call)
+
+
+def _status_reply(code: int, message: str) -> Reply:
+    status = GrpcStatus(code=code, message=message)
+    return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {grpcwire.code_name(code)}")
+
+
+# A full instance refuses with UNAVAILABLE, marked retryable for the gateway.
+_OVERLOADED = Reply(
+    headers={
+        **grpcwire.encode_reply(GrpcStatus(code=14, message="Service overloaded")),
+        wire.OVERLOADED: "1",
+    },
+    error="Service overloaded",
+)
+
+
+def _metadata(metadata: Metadata, rid: str, traced: bool) -> Metadata:
+    """The servicer's view: ``x-request-id`` added if absent; our trace context if traced."""
+    if not any(key == _RID for key, _ in metadata):
+        metadata = (*metadata, Metadatum(_RID, rid))
+    if traced:
+        drop = set(tracing.propagation_fields())
+        fields = tracing.app_trace_headers()
+        metadata = (
+            *(m for m in metadata if m.key not in drop),
+            *(Metadatum(key.lower(), value) for key, value in fields),
+        )
+    return metadata
+
+
+def _headers_size(headers: Mapping[str, str]) -> int:
+    # "NATS/1.0\r\n" + "Name: value\r\n"... + "\r\n", as nats-py writes it.
+    return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+
+
+class GrpcEndpoint:
+    """Handler of the ``grpc_handler`` endpoint: one unary gRPC call per NATS message.
+
+    Per call it also sets the request ID (``Narun-Request-Id``, or a new one; the
+    servicer sees it as ``x-request-id`` metadata), opens the consumer's trace span when
+    tracing is on, records ``metrics`` (if given) and writes the access log line.
+    """
+
+    def __init__(
+        self,
+        target: GrpcTarget,
+        *,
+        executor: Executor,
+        max_payload: int = 1024 * 1024,
+        metrics: RequestRecorder | None = None,
+    ) -> None:
+        self.target = target
+        self.executor = executor
+        self.max_payload = max_payload
+        self.metrics = metrics
+        self._tracer = tracing.LazyTracer("narun.consumer")
+
+    async def __call__(self, msg: Msg) -> Reply:
+        """Decode, call the servicer, encode. Never raises for bad input."""
+        started = time.perf_counter()
+        headers = msg.headers or {}
+        # Each call runs in a task of its own (MicroService): the ID stays set for the
+        # last log lines about it, and goes with the task.
+        rid = requestid.accept(headers.get(wire.REQUEST_ID))
+        requestid.current.set(rid)
+        recorder = self.metrics
+        if recorder is not None:
+            recorder.active.inc()
+        tracer = self._tracer.get()
+        traced = None
+        if tracer is not None:
+            traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
+        method = headers.get(wire.GRPC_METHOD) or "-"
+        code = INTERNAL
+        try:
+            reply = await self._serve(msg, rid, traced is not None)
+            status = (reply.headers or {}).get(wire.GRPC_STATUS, "")
+            code = int(status) if status.isdigit() else UNKNOWN
+            return reply
+        finally:
+            seconds = time.perf_counter() - started
+            name = grpcwire.code_name(code)
+            if recorder is not None:
+                recorder.active.dec()
+                recorder.observe(name, seconds)
+            if traced is not None:
+                attributes: dict[str, str | int] = {"rpc.system": "grpc"}
+                parts = grpcwire.split_method(method)
+                if parts is not None:
+                    attributes["rpc.service"], attributes["rpc.method"] = parts
+                attributes["rpc.grpc.status_code"] = code
+                tracing.finish(*traced, attributes, error=code != 0)
+            if access_logger.isEnabledFor(logging.INFO):
+                ms = round(seconds * 1000, 3)
+                log.access(
+                    "gRPC %s %s %.3fms",
+                    (method, name, ms),
+                    {"method": method, "grpc_code": name, "duration_ms": ms},
+                )
+
+    async def _serve(self, msg: Msg, rid: str, traced: bool) -> Reply:
+        started = time.monotonic()
+        try:
+            request = grpcwire.decode_request(msg.headers)
+        except GrpcWireError as exc:
+            logger.warning("malformed gRPC request headers on %s: %s", msg.subject, exc)
+            return _status_reply(INVALID_ARGUMENT, "Malformed gRPC request metadata")
+        method = request.method
+        if method is None:
+            return _status_reply(INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header")
+        request = dataclasses.replace(request, metadata=_metadata(request.metadata, rid, traced))
+        try:
+            return await self._call(request, method, msg.data, started)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("gRPC call %s failed inside narun", method)
+            return _status_reply(INTERNAL, "Internal error")
+
+    async def _call(self, request: GrpcRequest, method: str, data: bytes, started: float) -> Reply:
+        handler = self.target.find(method, request.metadata)
+        if handler is None:
+            logger.info("gRPC method %s is not served here", method)
+            return _status_reply(UNIMPLEMENTED, "Method not found!")
+        behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
+        if handler.request_streaming or handler.response_streaming or behavior is None:
+            return _status_reply(
+                UNIMPLEMENTED, f"{method} is a streaming method; narun serves unary methods only"
+            )
+        try:
+            argument = (
+                data if handler.request_deserializer is None else handler.request_deserializer(data)
+            )
+        except Exception:
+            logger.exception("%s: cannot deserialize the request", method)
+            return _status_reply(INTERNAL, "Exception deserializing request!")
+
+        context: CallContext
+        if _is_async(behavior):
+            context = AsyncContext(request, started=started)
+            status, response = await self._run(method, context, behavior(argument, context))
+        else:
+            context = SyncContext(request, started=started)
+            run = contextvars.copy_context().run
+            future = asyncio.get_running_loop().run_in_executor(
+                self.executor, run, behavior, argument, context
+            )
+            status, response = await self._run(method, context, future)
+        try:
+            return self._reply(method, status, response, handler.response_serializer)
+        finally:
+            context.finish()
+
+    async def _run(self, method: str, context: CallContext, call: Any) -> tuple[GrpcStatus, object]:
+        budget = context.time_remaining()
+        timer = asyncio.timeout(budget)
+        try:
+            async with timer:
+                response = await call
+        except Exception as exc:
+            if context.aborted:
+                return context.status(), None
+            if timer.expired():
+                logger.info("%s: deadline exceeded", method)
+                return GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"), None
+            if context.code() not in (None, grpc.StatusCode.OK):
+                # As grpcio: an exception after set_code() ends the call with that code.
+                logger.info("%s raised %s after setting a status", method, type(exc).__name__)
+                return context.status(), None
+            logger.exception("%s: exception calling application", method)
+            return GrpcStatus(UNKNOWN, "Exception calling application"), None
+        return context.status(), response
+
+    def _reply(
+        self,
+        method: str,
+        status: GrpcStatus,
+        response: object,
+        serializer: Callable[[Any], bytes] | None,
+    ) -> Reply:
+        data = b""
+        if status.code == 0:
+            try:
+                out = response if serializer is None else serializer(response)
+                if not isinstance(out, bytes):
+                    raise TypeError(f"serialized response is {type(out).__name__}, not bytes")
+                data = out
+            except Exception:
+                logger.exception("%s: cannot serialize the response", method)
+                status = GrpcStatus(INTERNAL, "Failed to serialize response!")
+        headers = grpcwire.encode_reply(status)
+        if len(data) + _headers_size(headers) > self.max_payload:
+            logger.error(
+                "%s: reply of %d bytes exceeds the NATS max_payload of %d bytes",
+                method,
+                len(data),
+                self.max_payload,
+            )
+            data = b""
+            status = GrpcStatus(RESOURCE_EXHAUSTED, "Response message too large")
+            headers = grpcwire.encode_reply(status)
+        error = None if status.code == 0 else f"gRPC {grpcwire.code_name(status.code)}"
+        return Reply(data=data, headers=headers, error=error)
+
+
+class GrpcConsumer(ServiceHost):
+    """grpcio servicers served as the NATS Micro service ``service``; an async context manager.
+
+    ``register(target)`` (optional) is called at once to register servicers; more can be
+    added with :meth:`add_generic_rpc_handlers` / :meth:`add_registered_method_handlers`
+    (so ``add_XServicer_to_server(servicer, consumer)`` works too). The options and the
+    lifecycle are :class:`~narun.consumer.host.ServiceHost`'s; ``concurrency`` also
+    sizes the thread pool of non-async servicers.
+    """
+
+    endpoint = wire.GRPC_SERVICE_ENDPOINT
+    stream = "grpc"
+    connection_name = "narun grpc consumer"
+    overload_reply = _OVERLOADED
+
+    def __init__(self, register: Register | None = None, **options: Unpack[HostOptions]) -> None:
+        super().__init__(**options)
+        self.target = GrpcTarget()
+        if register is not None:
+            if not callable(register):
+                raise ConfigError(f"{register!r} is not callable: expected register(target)")
+            register(self.target)
+            if self.target.empty:
+                raise ConfigError(f"{register!r} registered no gRPC service")
+        self._executor: ThreadPoolExecutor | None = None
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_GenericHandler]) -> None:
+        """As ``grpc.Server.add_generic_rpc_handlers``."""
+        self.target.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, _MethodHandler]
+    ) -> None:
+        """As ``grpc.Server.add_registered_method_handlers``."""
+        self.target.add_registered_method_handlers(service_name, method_handlers)
+
+    async def _open(self) -> None:
+        if self.target.empty:
+            logger.warning("no gRPC servicer registered: every call will be UNIMPLEMENTED")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=f"narun-grpc-{self.service}"
+        )
+
+    def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
+        assert self._executor is not None
+        logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
+        return GrpcEndpoint(
+            self.target, executor=self._executor, max_payload=nc.max_payload, metrics=recorder
+        )
+
+    async def _close(self) -> None:
+        if self._executor is not None:
+            # Threads still running past the drain timeout are left to finish on their own.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def run(register: Register, **options: Any) -> None:
+    """Serve the servicers ``register`` adds until SIGINT/SIGTERM (options of GrpcConsumer)."""
+    asyncio.run(serve(GrpcConsumer(register, **options)))

@@ -1,0 +1,97 @@
+"""Serve an ASGI or WSGI app as a NATS Micro service: connect, register, drain, close."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Literal, Unpack, cast
+
+from nats.aio.client import Client
+
+from narun._types import ASGIApp, WSGIApp
+from narun.consumer.host import HostOptions, ServiceHost, serve
+from narun.consumer.http.asgi import ASGIBridge, Lifespan
+from narun.consumer.http.endpoint import HTTPEndpoint
+from narun.consumer.http.wsgi import wsgi_to_asgi
+from narun.consumer.service import Handler
+from narun.errors import ConfigError
+from narun.observe.metrics import RequestRecorder
+from narun.protocol import wire
+
+__all__ = ["Consumer", "Interface", "detect_interface", "run"]
+
+logger = logging.getLogger(__name__)
+
+Interface = Literal["auto", "asgi", "wsgi"]
+
+
+def detect_interface(app: object) -> Literal["asgi", "wsgi"]:
+    """Tell an ASGI app (async, 3 arguments) from a WSGI app (sync, 2 arguments)."""
+    if not callable(app):
+        raise ConfigError(f"{app!r} is not callable")
+    call = app if inspect.isroutine(app) else app.__call__
+    if inspect.iscoroutinefunction(call):
+        return "asgi"
+    try:
+        params = [
+            p
+            for p in inspect.signature(call).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) == 2:
+        return "wsgi"
+    if len(params) == 3:
+        return "asgi"
+    raise ConfigError(f"cannot tell whether {app!r} is ASGI or WSGI: pass interface='asgi'|'wsgi'")
+
+
+class Consumer(ServiceHost):
+    """An ASGI or WSGI app served as the NATS Micro service ``service``.
+
+    An async context manager (see :class:`~narun.consumer.host.ServiceHost` for the
+    shared options and the lifecycle): the app's lifespan startup runs before the
+    service registers, its shutdown after the requests in flight have finished.
+    ``interface`` is ``asgi``, ``wsgi`` or ``auto``; WSGI apps run on ``concurrency``
+    threads.
+    """
+
+    endpoint = wire.HTTP_SERVICE_ENDPOINT
+    stream = "default"
+    connection_name = "narun consumer"
+
+    def __init__(
+        self,
+        app: ASGIApp | WSGIApp,
+        *,
+        interface: Interface = "auto",
+        **options: Unpack[HostOptions],
+    ) -> None:
+        super().__init__(**options)
+        kind = detect_interface(app) if interface == "auto" else interface
+        self.interface = kind
+        self.app: ASGIApp = (
+            wsgi_to_asgi(cast(WSGIApp, app), workers=self.concurrency)
+            if kind == "wsgi"
+            else cast(ASGIApp, app)
+        )
+        self._lifespan: Lifespan | None = None
+
+    async def _open(self) -> None:
+        self._lifespan = Lifespan(self.app)
+        await self._lifespan.startup()
+
+    def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
+        state = self._lifespan.state if self._lifespan is not None else None
+        return HTTPEndpoint(ASGIBridge(self.app, state=state), metrics=recorder)
+
+    async def _close(self) -> None:
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+
+
+def run(app: ASGIApp | WSGIApp, **options: Any) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM. Options are those of :class:`Consumer`."""
+    asyncio.run(serve(Consumer(app, **options)))

@@ -1,0 +1,117 @@
+"""The NATS side of an HTTP consumer: Binary HTTP in, app call, Binary HTTP out."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from nats.aio.msg import Msg
+
+from narun.consumer.deadlines import DeadlineWheel
+from narun.consumer.http.asgi import ASGIBridge, parse_client
+from narun.consumer.service import Reply, error_reply
+from narun.errors import BinaryHTTPError
+from narun.observe import log, requestid, tracing
+from narun.observe.log import ACCESS_LOGGER
+from narun.observe.metrics import RequestRecorder
+from narun.protocol import wire
+from narun.protocol.bhttp import Request, decode_request, encode_response
+
+__all__ = ["HTTPEndpoint"]
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+_BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
+_DEADLINE = error_reply(504, "Request deadline exceeded")
+
+
+class HTTPEndpoint:
+    """Handler of the ``handler`` endpoint: one Binary HTTP request per NATS message.
+
+    Per request it also sets the request ID (``Narun-Request-Id``, or a new one) for
+    the log, opens the consumer's trace span when tracing is on, records ``metrics``
+    (if given) and writes the access log line.
+    """
+
+    def __init__(self, bridge: ASGIBridge, *, metrics: RequestRecorder | None = None) -> None:
+        self.bridge = bridge
+        self.metrics = metrics
+        # The caller's deadline (Narun-Timeout-Ms) bounds each request. One timer wheel
+        # for all of them: asyncio.timeout's timer per request costs more than the
+        # request itself; a few milliseconds of lateness do not matter here.
+        self._deadlines = DeadlineWheel()
+        self._tracer = tracing.LazyTracer("narun.consumer")
+
+    async def __call__(self, msg: Msg) -> Reply:
+        """Decode, serve, encode. Never raises for bad input."""
+        started = time.perf_counter()
+        headers = msg.headers or {}
+        # Each request runs in a task of its own (MicroService): the ID stays set for
+        # the last log lines about it, and goes with the task.
+        rid = requestid.accept(headers.get(wire.REQUEST_ID))
+        requestid.current.set(rid)
+        recorder = self.metrics
+        if recorder is not None:
+            recorder.active.inc()
+        tracer = self._tracer.get()
+        traced = None
+        if tracer is not None:
+            traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
+        request: Request | None = None
+        status = 500
+        try:
+            try:
+                request = decode_request(msg.data)
+            except BinaryHTTPError as exc:
+                logger.warning("undecodable request on %s: %s", msg.subject, exc)
+                status = 400
+                return _BAD_REQUEST
+            client = parse_client(headers.get(wire.CLIENT_ADDR))
+            # With tracing on, the app's own instrumentation reads our span from the
+            # traceparent field (the client's field goes no further than our spans).
+            fields = None if traced is None else tracing.app_trace_headers()
+            budget = wire.parse_timeout(headers.get(wire.TIMEOUT_MS))
+            if budget is None:
+                response = await self.bridge(request, client=client, request_id=rid, trace=fields)
+            else:
+                try:
+                    with self._deadlines.after(budget):
+                        response = await self.bridge(
+                            request, client=client, request_id=rid, trace=fields
+                        )
+                except TimeoutError:
+                    logger.warning(
+                        "%s %s gave up after the caller's %.3fs deadline",
+                        request.method,
+                        request.path,
+                        budget,
+                    )
+                    status = 504
+                    return _DEADLINE
+            status = response.status
+            error = f"HTTP {status}" if status >= 500 else None
+            return Reply(data=encode_response(response), error=error)
+        finally:
+            if recorder is not None:
+                recorder.active.dec()
+                recorder.observe(str(status), time.perf_counter() - started)
+            if traced is not None:
+                attributes: dict[str, str | int] = {"http.response.status_code": status}
+                if request is not None:
+                    attributes["http.request.method"] = request.method
+                    attributes["url.path"] = request.path.partition("?")[0]
+                tracing.finish(*traced, attributes, error=status >= 500)
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(request, status, time.perf_counter() - started)
+
+
+def _log_access(request: Request | None, status: int, seconds: float) -> None:
+    method, path = ("-", "-") if request is None else (request.method, request.path)
+    path = path.partition("?")[0]  # the query may hold what a log should not
+    ms = round(seconds * 1000, 3)
+    log.access(
+        "%s %s %d %.3fms",
+        (method, path, status, ms),
+        {"method": method, "path": path, "status": status, "duration_ms": ms},
+    )

@@ -1,0 +1,79 @@
+"""Names and small pure helpers of the NATS side of the narun wire protocol.
+
+The normative description is ``docs/protocol.md``. Everything that travels outside the
+Binary HTTP message (or outside the raw protobuf message for gRPC) is a NATS header
+named here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+__all__ = [
+    "BHTTP_CONTENT_TYPE",
+    "CLIENT_ADDR",
+    "CONTENT_TYPE",
+    "GRPC_INITIAL_METADATA",
+    "GRPC_MESSAGE",
+    "GRPC_METADATA",
+    "GRPC_METHOD",
+    "GRPC_SERVICE_ENDPOINT",
+    "GRPC_STATUS",
+    "GRPC_TRAILING_METADATA",
+    "HTTP_SERVICE_ENDPOINT",
+    "OVERLOADED",
+    "QUEUE_GROUP",
+    "REQUEST_ID",
+    "SERVICE_ERROR",
+    "SERVICE_ERROR_CODE",
+    "TIMEOUT_MS",
+    "format_timeout",
+    "parse_timeout",
+]
+
+# Endpoint names and queue group, as Go narun registers them.
+HTTP_SERVICE_ENDPOINT: Final = "handler"
+GRPC_SERVICE_ENDPOINT: Final = "grpc_handler"
+QUEUE_GROUP: Final = "q"
+
+# Request headers (gateway -> consumer).
+CONTENT_TYPE: Final = "Content-Type"
+BHTTP_CONTENT_TYPE: Final = "application/bhttp"
+GRPC_METHOD: Final = "X-Original-Grpc-Method"
+REQUEST_ID: Final = "Narun-Request-Id"
+CLIENT_ADDR: Final = "Narun-Client-Addr"
+TIMEOUT_MS: Final = "Narun-Timeout-Ms"
+
+# Reply header (consumer -> gateway): the instance refused the request unprocessed
+# because it is at its concurrency and backlog limits; another instance may take it.
+OVERLOADED: Final = "Narun-Overloaded"
+
+# Reply headers (consumer -> gateway), ADR-32.
+SERVICE_ERROR: Final = "Nats-Service-Error"
+SERVICE_ERROR_CODE: Final = "Nats-Service-Error-Code"
+
+
+def format_timeout(seconds: float) -> str:
+    """Encode a remaining time budget as whole milliseconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(seconds * 1000)))
+
+
+def parse_timeout(value: str | None) -> float | None:
+    """Decode a ``Narun-Timeout-Ms`` header into seconds; ``None`` if absent or malformed."""
+    if not value or not value.isdigit():
+        return None
+    return int(value) / 1000.0
+
+
+# gRPC control headers (see docs/protocol.md; encoded by narun.protocol.grpcwire).
+GRPC_METADATA: Final = "Narun-Grpc-Metadata"
+"""Request: the call's forwarded metadata, ``key=value`` items separated by commas."""
+GRPC_STATUS: Final = "Narun-Grpc-Status"
+"""Reply: the decimal gRPC status code (0..16) the servicer ended the call with."""
+GRPC_MESSAGE: Final = "Narun-Grpc-Message"
+"""Reply: the status message (details), percent-encoded UTF-8."""
+GRPC_INITIAL_METADATA: Final = "Narun-Grpc-Initial-Metadata"
+"""Reply: initial (header) metadata the servicer sent, same encoding as the request's."""
+GRPC_TRAILING_METADATA: Final = "Narun-Grpc-Trailing-Metadata"
+"""Reply: trailing metadata the servicer set, same encoding as the request's."""
