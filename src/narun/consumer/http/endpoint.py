@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from nats.aio.msg import Msg
 
 from narun.consumer.deadlines import DeadlineWheel
-from narun.consumer.http.asgi import ASGIBridge, parse_client
+from narun.consumer.http.asgi import STREAMED, ASGIBridge, parse_client
+from narun.consumer.http.streaming import Exchange
 from narun.consumer.service import Reply, error_reply
 from narun.errors import BinaryHTTPError
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import wire
-from narun.protocol.bhttp import Request, decode_request, encode_response
+from narun.protocol.bhttp import Request, Response, decode_request, encode_response
+from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, StreamError
+from narun.transport.stream import StreamHub
 
 __all__ = ["HTTPEndpoint"]
 
@@ -24,6 +28,7 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 
 _BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
 _DEADLINE = error_reply(504, "Request deadline exceeded")
+_SENT = Reply(sent=True)
 
 
 class HTTPEndpoint:
@@ -34,9 +39,22 @@ class HTTPEndpoint:
     (if given) and writes the access log line.
     """
 
-    def __init__(self, bridge: ASGIBridge, *, metrics: RequestRecorder | None = None) -> None:
+    def __init__(
+        self,
+        bridge: ASGIBridge,
+        *,
+        metrics: RequestRecorder | None = None,
+        hub: StreamHub | None = None,
+        stream_subject: str | None = None,
+    ) -> None:
         self.bridge = bridge
         self.metrics = metrics
+        self.hub = hub
+        """Where streams get their inboxes; None: never stream (single messages only)."""
+        self.stream_subject = stream_subject
+        """The subject of requests with a streamed body (``<service>.stream``)."""
+        self._running: dict[str, asyncio.Task[object]] = {}
+        """Requests the gateway may cancel, by reply subject."""
         # The caller's deadline (Narun-Timeout-Ms) bounds each request. One timer wheel
         # for all of them: asyncio.timeout's timer per request costs more than the
         # request itself; a few milliseconds of lateness do not matter here.
@@ -60,6 +78,8 @@ class HTTPEndpoint:
             traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
         request: Request | None = None
         status = 500
+        exchange: Exchange | None = None
+        reply_to = msg.reply
         try:
             try:
                 request = decode_request(msg.data)
@@ -67,18 +87,34 @@ class HTTPEndpoint:
                 logger.warning("undecodable request on %s: %s", msg.subject, exc)
                 status = 400
                 return _BAD_REQUEST
+            hub = self.hub
+            credit = None if hub is None else wire.parse_window(headers.get(wire.STREAM))
+            body_streamed = msg.subject == self.stream_subject
+            if hub is not None and credit is not None and reply_to:
+                exchange = self._exchange(hub, reply_to, credit, headers, body_streamed)
+            elif body_streamed:
+                logger.warning("streamed request on %s without a Narun-Stream header", msg.subject)
+                status = 400
+                return _BAD_REQUEST
             client = parse_client(headers.get(wire.CLIENT_ADDR))
             # With tracing on, the app's own instrumentation reads our span from the
             # traceparent field (the client's field goes no further than our spans).
             fields = None if traced is None else tracing.app_trace_headers()
             budget = wire.parse_timeout(headers.get(wire.TIMEOUT_MS))
+            if exchange is not None and body_streamed:
+                await exchange.start_body()
+            response: Response
             if budget is None:
-                response = await self.bridge(request, client=client, request_id=rid, trace=fields)
+                response = await self.bridge(
+                    request, client=client, request_id=rid, trace=fields, exchange=exchange
+                )
             else:
                 try:
-                    with self._deadlines.after(budget):
+                    with self._deadlines.after(budget) as deadline:
+                        if exchange is not None:
+                            exchange.on_head = deadline.disarm  # the stream's idle timeout rules
                         response = await self.bridge(
-                            request, client=client, request_id=rid, trace=fields
+                            request, client=client, request_id=rid, trace=fields, exchange=exchange
                         )
                 except TimeoutError:
                     logger.warning(
@@ -88,11 +124,36 @@ class HTTPEndpoint:
                         budget,
                     )
                     status = 504
+                    if exchange is not None and exchange.channel is not None:
+                        await exchange.abort(ABORT_IDLE, "request deadline exceeded")
+                        return _SENT
                     return _DEADLINE
+            if response is STREAMED:
+                assert exchange is not None
+                channel = exchange.channel
+                broken = None if channel is None else channel.state.abort_error
+                status = 499 if broken is not None and broken.remote else 200
+                return _SENT
             status = response.status
             error = f"HTTP {status}" if status >= 500 else None
+            if exchange is not None and exchange.channel is not None:
+                # The stream is open (a streamed request body): the answer is its head.
+                await exchange.send_head(encode_response(response), fin=True)
+                return Reply(error=error, sent=True)
             return Reply(data=encode_response(response), error=error)
+        except StreamError as exc:
+            logger.info("stream of %s ended: %s", msg.subject, exc)
+            status = 499 if exc.remote else 502
+            return _SENT
+        except asyncio.CancelledError:
+            status = 499
+            logger.info("request cancelled: the gateway gave up on it")
+            raise
         finally:
+            if exchange is not None:
+                exchange.close()
+                if reply_to:
+                    self._running.pop(reply_to, None)
             if recorder is not None:
                 recorder.active.dec()
                 recorder.observe(str(status), time.perf_counter() - started)
@@ -104,6 +165,39 @@ class HTTPEndpoint:
                 tracing.finish(*traced, attributes, error=status >= 500)
             if access_logger.isEnabledFor(logging.INFO):
                 _log_access(request, status, time.perf_counter() - started)
+
+    def _exchange(
+        self,
+        hub: StreamHub,
+        reply: str,
+        credit: int,
+        headers: dict[str, str],
+        body_streamed: bool,
+    ) -> Exchange:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[reply] = task
+        idle_ms = wire.parse_timeout(headers.get(wire.STREAM_IDLE_MS))
+        return Exchange(
+            hub,
+            reply=reply,
+            credit=credit,
+            idle=DEFAULT_IDLE_MS / 1000 if idle_ms is None else max(idle_ms, 0.05),
+            body_streamed=body_streamed,
+            on_abort=lambda _: _cancel(task),
+        )
+
+    def cancel(self, reply: str) -> bool:
+        """Cancel the running request whose reply subject is ``reply`` (the gateway gave up)."""
+        task = self._running.get(reply)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+
+def _cancel(task: asyncio.Task[object]) -> None:
+    task.cancel()
 
 
 def _log_access(request: Request | None, status: int, seconds: float) -> None:
