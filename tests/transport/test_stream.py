@@ -44,7 +44,7 @@ async def _consumer(nc: Client, subject: str, serve: Serve, *, idle: float = 5.0
             state,
             peer=msg.reply,
             idle=idle,
-            first_headers={wire.STREAM: str(state.granted if streamed else 0)},
+            first_headers={wire.STREAM_CREDIT: str(state.granted if streamed else 0)},
         )
         task = asyncio.create_task(serve(channel, msg))
         tasks.add(task)

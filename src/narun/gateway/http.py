@@ -26,11 +26,19 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
+from narun.gateway.streams import (
+    BodyPump,
+    ClientGone,
+    DisconnectWatch,
+    relay_reply,
+    stream_error,
+)
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
 from narun.protocol import wire
-from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.protocol.bhttp import Request, Response, decode_response, encode_request
+from narun.protocol.stream import ABORT_IDLE, WINDOW, Frame, StreamError
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
@@ -58,6 +66,10 @@ _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _RETRY_AFTER = (b"retry-after", b"1")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+_WINDOW = str(WINDOW)
+# Room left in a NATS message for the request head and the NATS headers: a body larger
+# than max_payload less this is streamed (to consumers that can take it).
+_HEAD_ROOM = 16 * 1024
 
 
 def _service_error_status(code: str) -> int:
@@ -88,11 +100,12 @@ class HTTPGateway:
         self.metrics = metrics
         self._in_flight = None if metrics is None else metrics.in_flight_http
         self._tracer = tracing.LazyTracer("narun.gateway")
-        # Per route: the reply timeout and its Narun-Timeout-Ms header value.
-        self._timeouts = {
-            id(r): (t, wire.format_timeout(t))
+        # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
+        # idle timeout and its header value, the largest body.
+        self._route_params = {
+            id(r): (t, wire.format_timeout(t), i, wire.format_timeout(i), config.route_max_body(r))
             for r in config.http_routes
-            for t in (config.route_timeout(r),)
+            for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,17 +173,45 @@ class HTTPGateway:
         requester = self._requester()
         metrics = self.metrics
         service = route.service
+        watch: DisconnectWatch | None = None
         try:
             if requester is None:
                 raise NarunError("gateway has no NATS connection")
-            timeout, timeout_ms = self._timeouts[id(route)]
-            body = await _read_body(scope, receive, requester.nc.max_payload, timeout)
+            timeout, timeout_ms, idle, idle_ms, limit = self._route_params[id(route)]
+            max_payload = requester.nc.max_payload
+            declared = _content_length(scope)
+            if limit is not None and declared is not None and declared > limit:
+                raise PayloadTooLarge(f"content-length {declared} > max_body_bytes {limit}")
+            first: Message = await receive()
+            if first["type"] != "http.request":
+                raise ClientGone("client went away before sending its body")
+            fit = max_payload - _HEAD_ROOM
+            first_body: bytes = first.get("body", b"")
+            streamed = (first.get("more_body", False) and (declared is None or declared > fit)) or (
+                len(first_body) > fit
+            )
+            if streamed:
+                # A body too large for one message, or of unknown length: stream it to
+                # a consumer that can take it, else fall back to one message.
+                status = await self._forward_streamed(
+                    route, scope, receive, send, rid_field, first, declared, limit, span
+                )
+                if status is not None:
+                    return status
+                body = await _read_body(
+                    first, receive, min(max_payload, limit or max_payload), timeout
+                )
+            else:
+                body = await _read_body(first, receive, max_payload, timeout)
+            if limit is not None and len(body) > limit:
+                raise PayloadTooLarge(f"body over max_body_bytes {limit}")
             payload = encode_request(_to_bhttp(scope, body, rid_field))
-            headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
-            client = scope.get("client")
-            if client:
-                headers[wire.CLIENT_ADDR] = _format_addr(client)
-            headers[wire.TIMEOUT_MS] = timeout_ms
+            headers = self._nats_headers(scope, rid, timeout_ms, idle_ms)
+            task = asyncio.current_task()
+            if task is not None:
+                # A client that goes away cancels the wait (and the consumer's work).
+                watch = DisconnectWatch(receive, task)
+                watch.arm()
             try:
                 if span is None:  # no tracing: not even a no-op context manager
                     reply = await requester.call(
@@ -181,6 +222,11 @@ class HTTPGateway:
                         reply = await requester.call(
                             service, payload, headers, timeout, self.config.retry_seconds
                         )
+            except asyncio.CancelledError:
+                if watch is not None and watch.fired and task is not None:
+                    task.uncancel()
+                    raise ClientGone("client went away while waiting for the reply") from None
+                raise
             except RequestTimeout:
                 if metrics is not None:
                     metrics.observe_nats(service, "timeout")
@@ -191,15 +237,39 @@ class HTTPGateway:
                 if metrics is not None:
                     metrics.observe_nats(service, "error")
                 raise
+            finally:
+                if watch is not None:
+                    watch.stop()
             if metrics is not None:
                 metrics.observe_nats(service, "success")
             rh = reply.headers
+            channel = requester.stream_of(reply) if rh and wire.STREAM_CREDIT in rh else None
+            if channel is not None:
+                try:
+                    head = await channel.wait_head()
+                except StreamError as exc:
+                    raise stream_error(exc) from None
+                if not isinstance(head, Frame):
+                    raise BadBackendReply("streamed reply without a head")
+                return await relay_reply(
+                    channel,
+                    head,
+                    send,
+                    method=scope["method"],
+                    idle=idle,
+                    extra=[rid_field],
+                    drop=_RESPONSE_DROP,
+                    receive=receive,
+                )
             if rh and wire.SERVICE_ERROR in rh:
                 raise BackendError(rh[wire.SERVICE_ERROR], rh.get(wire.SERVICE_ERROR_CODE, ""))
             try:
                 response = decode_response(reply.data)
             except BinaryHTTPError as exc:
                 raise BadBackendReply(str(exc)) from None
+        except ClientGone as exc:
+            logger.info("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
+            return 499
         except BackendError as exc:
             status = _service_error_status(exc.code)
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
@@ -214,26 +284,140 @@ class HTTPGateway:
             await _plain(send, 500, b"Internal server error", [rid_field])
             return 500
 
-        head = scope["method"] == "HEAD"
-        out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
-        if head:
-            out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
-        elif response.status not in (204, 304) and response.status >= 200:
-            out.append((b"content-length", str(len(response.content)).encode()))
-        out.append(rid_field)
-        await send({"type": "http.response.start", "status": response.status, "headers": out})
-        await send({"type": "http.response.body", "body": b"" if head else response.content})
-        return response.status
+        return await _answer(scope, send, response, rid_field)
+
+    def _nats_headers(
+        self, scope: Scope, rid: str, timeout_ms: str, idle_ms: str
+    ) -> dict[str, str]:
+        headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
+        client = scope.get("client")
+        if client:
+            headers[wire.CLIENT_ADDR] = _format_addr(client)
+        headers[wire.TIMEOUT_MS] = timeout_ms
+        headers[wire.STREAM] = _WINDOW
+        headers[wire.STREAM_IDLE_MS] = idle_ms
+        return headers
+
+    async def _forward_streamed(
+        self,
+        route: HttpRoute,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid_field: tuple[bytes, bytes],
+        first: Message,
+        declared: int | None,
+        limit: int | None,
+        span: Span | None,
+    ) -> int | None:
+        """Send a request whose body is streamed; None: no streaming consumer (fall back)."""
+        requester = self._requester()
+        assert requester is not None
+        timeout, timeout_ms, idle, idle_ms, _ = self._route_params[id(route)]
+        first_body: bytes = first.get("body", b"")
+        if limit is not None and len(first_body) > limit:
+            raise PayloadTooLarge(f"body over max_body_bytes {limit}")
+        part_size = requester.nc.max_payload - _HEAD_ROOM
+        part, rest = first_body[:part_size], first_body[part_size:]
+        request = _to_bhttp(scope, part, rid_field, content_length=declared)
+        headers = self._nats_headers(scope, scope_rid(rid_field), timeout_ms, idle_ms)
+        service = route.service
+        channel = await requester.open_stream(
+            wire.stream_subject(service), encode_request(request), headers
+        )
+        channel.start(idle)
+        more = first.get("more_body", False)
+        pump = BodyPump(
+            channel,
+            receive if more else _ended,
+            first=rest,
+            seen=len(first_body),
+            limit=limit,
+            idle=idle,
+        )
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    head = await channel.wait_head()
+            except TimeoutError:
+                await channel.abort(ABORT_IDLE, "no reply head within the route's timeout")
+                if self.metrics is not None:
+                    self.metrics.observe_nats(service, "timeout")
+                raise RequestTimeout(f"no reply head within {timeout}s") from None
+            except StreamError as exc:
+                if pump.client_gone:
+                    raise ClientGone(str(exc)) from None
+                if pump.client_idle:
+                    raise BodyTimeout(f"request body stalled for {idle}s") from None
+                raise stream_error(exc) from None
+            if self.metrics is not None:
+                self.metrics.observe_nats(service, "success")
+            if not isinstance(head, Frame):
+                # A single-message reply: no streaming consumer, or an early answer.
+                hdrs = head.headers
+                if hdrs is not None and not head.data and hdrs.get("Status") == "503":
+                    pump.stop()
+                    return None  # nobody on <service>.stream: try the single-message form
+                if hdrs and wire.SERVICE_ERROR in hdrs:
+                    code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
+                    raise BackendError(hdrs[wire.SERVICE_ERROR], code)
+                try:
+                    response = decode_response(head.data)
+                except BinaryHTTPError as exc:
+                    raise BadBackendReply(str(exc)) from None
+                return await _answer(scope, send, response, rid_field)
+            return await relay_reply(
+                channel,
+                head,
+                send,
+                method=scope["method"],
+                idle=idle,
+                extra=[rid_field],
+                drop=_RESPONSE_DROP,
+            )
+        finally:
+            if not pump.task.done() and (channel.done or pump.client_gone):
+                pump.stop()
+            elif not pump.task.done():
+                # The reply is complete while the client may still be sending: stop.
+                pump.stop()
+            channel.close()
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+async def _ended() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def scope_rid(rid_field: tuple[bytes, bytes]) -> str:
+    """The request ID of an ``x-request-id`` field."""
+    return rid_field[1].decode()
+
+
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise PayloadTooLarge(f"content-length {int(value)} > max_payload {limit}")
-            break
-    message: Message = await receive()
-    if not message.get("more_body", False) and message["type"] == "http.request":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _answer(
+    scope: Scope, send: Send, response: Response, rid_field: tuple[bytes, bytes]
+) -> int:
+    head = scope["method"] == "HEAD"
+    out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
+    if head:
+        out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
+    elif response.status not in (204, 304) and response.status >= 200:
+        out.append((b"content-length", str(len(response.content)).encode()))
+    out.append(rid_field)
+    await send({"type": "http.response.start", "status": response.status, "headers": out})
+    await send({"type": "http.response.body", "body": b"" if head else response.content})
+    return response.status
+
+
+async def _read_body(first: Message, receive: Receive, limit: int, timeout: float) -> bytes:
+    message = first
+    if not message.get("more_body", False):
         body: bytes = message.get("body", b"")  # the usual case: the whole body at once
         if len(body) > limit:
             raise PayloadTooLarge(f"body over max_payload {limit}")
@@ -264,7 +448,18 @@ async def _read_rest(receive: Receive, message: Message, limit: int) -> bytes:
         message = await receive()
 
 
-def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None = None) -> Request:
+def _to_bhttp(
+    scope: Scope,
+    body: bytes,
+    request_id: tuple[bytes, bytes] | None = None,
+    *,
+    content_length: int | None = -1,
+) -> Request:
+    """The Binary HTTP request of ``scope`` with content ``body``.
+
+    ``content_length``: -1 (the default) sends ``len(body)``; for a streamed body, the
+    whole body's declared length, or None to send no ``content-length``.
+    """
     authority = ""
     headers: list[tuple[bytes, bytes]] = []
     for name, value in scope["headers"]:
@@ -280,8 +475,11 @@ def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None 
         # Raw UTF-8 (or other) bytes in the request line: percent-encode them, as a
         # browser would have, so that the Binary HTTP control data stays ASCII.
         target = quote_from_bytes(target, safe=_PRINTABLE_ASCII).encode("ascii")
-    if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
-        headers.append((b"content-length", str(len(body)).encode()))
+    if content_length == -1:
+        if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
+            headers.append((b"content-length", str(len(body)).encode()))
+    elif content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
     if request_id is not None:
         headers.append(request_id)
     return Request(

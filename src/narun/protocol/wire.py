@@ -28,6 +28,7 @@ __all__ = [
     "SERVICE_ERROR",
     "SERVICE_ERROR_CODE",
     "STREAM",
+    "STREAM_CREDIT",
     "STREAM_IDLE_MS",
     "STREAM_METADATA",
     "TIMEOUT_MS",
@@ -57,8 +58,11 @@ OVERLOADED: Final = "Narun-Overloaded"
 
 # Streams (docs/protocol.md, *Streams*).
 STREAM: Final = "Narun-Stream"
-"""Request: the gateway reads streamed replies; value = its credit for the reply body.
-First message of a consumer in a stream: value = its credit for the request body."""
+"""Request: the gateway reads streamed replies; value = its credit for the reply body."""
+STREAM_CREDIT: Final = "Narun-Stream-Credit"
+"""First message of a consumer in a stream: its credit for the request body (``0`` when
+the body is not streamed). A header of its own, never ``Narun-Stream``: some clients
+(nats-py's ``Msg.respond``) copy the request's headers into a plain reply."""
 STREAM_IDLE_MS: Final = "Narun-Stream-Idle-Ms"
 """Request: the stream idle timeout in whole milliseconds."""
 STREAM_METADATA: Final = "narun.stream"

@@ -95,7 +95,7 @@ class Requester:
         fut = self._pending.pop(token, None)
         if fut is not None and not fut.done():
             hdrs = msg.headers
-            if hdrs and wire.STREAM in hdrs:
+            if hdrs and wire.STREAM_CREDIT in hdrs and msg.reply:
                 # A streamed reply: its frames follow on this subject. The channel exists
                 # before the next message is delivered (this callback runs serially).
                 channel = self._channel(token, body_streamed=False)
@@ -116,7 +116,7 @@ class Requester:
         return channel
 
     def stream_of(self, reply: Msg) -> StreamChannel | None:
-        """The stream a reply opened (it carried ``Narun-Stream``), if it did.
+        """The stream a reply opened (it carried ``Narun-Stream-Credit``), if it did.
 
         The caller of :meth:`request` must take it when the reply has that header.
         """

@@ -58,7 +58,7 @@ class StreamChannel:
 
     ``inbox`` is where the peer sends its frames; ``peer`` the peer's inbox (None on the
     gateway until the consumer's first message names it). ``first_headers`` go with the
-    first frame this end sends (the consumer's ``Narun-Stream``). ``on_abort`` is called
+    first frame this end sends (the consumer's ``Narun-Stream-Credit``). ``on_abort`` is called
     once, from the event loop, when the stream is aborted by either side or by the idle
     timeout; ``on_close`` once when the channel is done (to unregister it).
     """
@@ -89,6 +89,9 @@ class StreamChannel:
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
         self._header: asyncio.Future[Frame | Msg] = self._loop.create_future()
+        self._ready: asyncio.Future[bool] = self._loop.create_future()
+        if peer is not None:
+            self._ready.set_result(True)
         self.head: Frame | None = None
         """The HEAD frame (gateway side), once received."""
         self.bytes_in = 0
@@ -107,9 +110,9 @@ class StreamChannel:
         if self._done:
             return
         if self.peer is None:
-            # The consumer's first message: a stream frame only with Narun-Stream.
+            # The consumer's first message: a frame only with Narun-Stream-Credit.
             headers = msg.headers
-            credit = wire.parse_window(headers.get(wire.STREAM)) if headers else None
+            credit = wire.parse_window(headers.get(wire.STREAM_CREDIT)) if headers else None
             if credit is None or not msg.reply:
                 if not self._header.done():
                     self._header.set_result(msg)  # a single-message reply
@@ -117,6 +120,8 @@ class StreamChannel:
                 return
             self.peer = msg.reply
             self.state.credit = credit
+            if not self._ready.done():
+                self._ready.set_result(True)
         try:
             frame = self.state.receive(decode(msg.data))
         except StreamError as exc:
@@ -153,6 +158,10 @@ class StreamChannel:
         Raises :class:`StreamError` if the stream is aborted first.
         """
         return await self._header
+
+    async def ready(self) -> bool:
+        """Wait until the peer's inbox is known; False if the stream ended before."""
+        return await self._ready
 
     def start(self, idle: float | None = None) -> None:
         """Start heartbeats and the idle timeout (``idle`` seconds, if given)."""
@@ -311,6 +320,8 @@ class StreamChannel:
         if not self._header.done():
             self._header.set_exception(self.state.abort_error or _CLOSED)
             self._header.exception()
+        if not self._ready.done():
+            self._ready.set_result(False)
         if self._on_close is not None:
             self._on_close(self)
 

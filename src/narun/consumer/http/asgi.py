@@ -146,6 +146,10 @@ class ASGIBridge:
         size = 0
         streaming = False  # the response head went out as a stream
         body_streamed = exchange is not None and exchange.body_streamed
+        if body_streamed and not any(k == b"content-length" for k, _ in scope["headers"]):
+            # A body of unknown length, as an HTTP/1.1 server would show a chunked one
+            # (WSGI frameworks read such a body only when they see this field).
+            scope["headers"].append((b"transfer-encoding", b"chunked"))
         body_ended = not body_streamed
         bodyless = request.method == "HEAD"
 

@@ -67,7 +67,7 @@ class Exchange:
                 state,
                 peer=self.reply,
                 idle=self.idle,
-                first_headers={wire.STREAM: str(grant)},
+                first_headers={wire.STREAM_CREDIT: str(grant)},
                 on_abort=self.on_abort,
             )
             channel.start()
