@@ -263,3 +263,18 @@ async def test_go_shaped_gateway_never_gets_a_frame(stack: Stack, nats_url: str)
         assert headers.get(wire.SERVICE_ERROR_CODE) == "500"  # too large for one message
     finally:
         await nc.close()
+
+
+async def test_access_log_line_has_the_stream_byte_counts(stack: Stack) -> None:
+    size = 2 * MiB + 3
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as c:
+        response = await c.get("/download", params={"size": size})
+    assert len(response.content) == size
+    deadline = time.monotonic() + 5
+    line = f"bytes_out={size}"
+    while line not in stack.gateway.output():
+        assert time.monotonic() < deadline, stack.gateway.output()[-2000:]
+        await asyncio.sleep(0.05)
+    assert f"stream bytes_in=0 bytes_out={size}" in stack.gateway.output()
+    # the consumer's line counts the bytes it sent as frames (the head's part aside)
+    assert "stream bytes_in=0 bytes_out=" in stack.consumer.output()

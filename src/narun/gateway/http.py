@@ -27,9 +27,11 @@ from narun.errors import (
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
 from narun.gateway.streams import (
+    SCOPE_KEY,
     BodyPump,
     ClientGone,
     DisconnectWatch,
+    StreamRecord,
     relay_reply,
     stream_error,
 )
@@ -152,12 +154,15 @@ class HTTPGateway:
                 await _plain(send, 404, b"Not Found", [_id_field(rid)])
         finally:
             seconds = time.perf_counter() - started
+            record: StreamRecord | None = scope.get(SCOPE_KEY)
             if self.metrics is not None:
                 self.metrics.observe_http(method, pattern, status, seconds)
+                if record is not None:
+                    self.metrics.observe_stream(pattern, record.bytes_in, record.bytes_out, seconds)
             if span is not None:
                 _end_server_span(span, method, pattern, status)
             if access_logger.isEnabledFor(logging.INFO):
-                log_access(scope, method, pattern, service, status, seconds)
+                log_access(scope, method, pattern, service, status, seconds, record)
             requestid.current.reset(rid_token)
 
     async def _forward(
@@ -251,16 +256,25 @@ class HTTPGateway:
                     raise stream_error(exc) from None
                 if not isinstance(head, Frame):
                     raise BadBackendReply("streamed reply without a head")
-                return await relay_reply(
-                    channel,
-                    head,
-                    send,
-                    method=scope["method"],
-                    idle=idle,
-                    extra=[rid_field],
-                    drop=_RESPONSE_DROP,
-                    receive=receive,
-                )
+                record = scope[SCOPE_KEY] = StreamRecord(bytes_in=len(body))
+                active = None if metrics is None else metrics.active_streams
+                if active is not None:
+                    active.inc()
+                try:
+                    return await relay_reply(
+                        channel,
+                        head,
+                        send,
+                        method=scope["method"],
+                        idle=idle,
+                        extra=[rid_field],
+                        drop=_RESPONSE_DROP,
+                        receive=receive,
+                        record=record,
+                    )
+                finally:
+                    if active is not None:
+                        active.dec()
             if rh and wire.SERVICE_ERROR in rh:
                 raise BackendError(rh[wire.SERVICE_ERROR], rh.get(wire.SERVICE_ERROR_CODE, ""))
             try:
@@ -326,6 +340,10 @@ class HTTPGateway:
             wire.stream_subject(service), encode_request(request), headers
         )
         channel.start(idle)
+        record = scope[SCOPE_KEY] = StreamRecord()
+        active = None if self.metrics is None else self.metrics.active_streams
+        if active is not None:
+            active.inc()
         more = first.get("more_body", False)
         pump = BodyPump(
             channel,
@@ -374,8 +392,12 @@ class HTTPGateway:
                 idle=idle,
                 extra=[rid_field],
                 drop=_RESPONSE_DROP,
+                record=record,
             )
         finally:
+            record.bytes_in = pump.seen
+            if active is not None:
+                active.dec()
             if not pump.task.done() and (channel.done or pump.client_gone):
                 pump.stop()
             elif not pump.task.done():
@@ -522,12 +544,39 @@ def _end_server_span(span: Span, method: str, pattern: str, status: int) -> None
 
 
 def log_access(
-    scope: Scope, method: str, pattern: str, service: str, status: int, seconds: float
+    scope: Scope,
+    method: str,
+    pattern: str,
+    service: str,
+    status: int,
+    seconds: float,
+    record: StreamRecord | None = None,
 ) -> None:
-    """Write the access log line of one HTTP request (``narun.access``, INFO)."""
+    """Write the access log line of one HTTP request (``narun.access``, INFO).
+
+    For a streamed exchange (``record``) the line is written when the stream ends and
+    also gives the body bytes each way.
+    """
     client = scope.get("client")
     addr = _format_addr(client) if client else "-"
     ms = round(seconds * 1000, 3)
+    if record is not None:
+        log.access(
+            "%s %s -> %s %d %.3fms client=%s stream bytes_in=%d bytes_out=%d",
+            (method, pattern, service, status, ms, addr, record.bytes_in, record.bytes_out),
+            {
+                "method": method,
+                "route": pattern,
+                "service": service,
+                "status": status,
+                "duration_ms": ms,
+                "client": addr,
+                "stream": True,
+                "bytes_in": record.bytes_in,
+                "bytes_out": record.bytes_out,
+            },
+        )
+        return
     log.access(
         "%s %s -> %s %d %.3fms client=%s",
         (method, pattern, service, status, ms, addr),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from narun._types import Message, Receive, Send
 from narun.errors import (
@@ -37,9 +38,31 @@ from narun.protocol.stream import (
 )
 from narun.transport.stream import StreamChannel
 
-__all__ = ["BodyPump", "ClientGone", "DisconnectWatch", "relay_reply", "stream_error"]
+__all__ = [
+    "SCOPE_KEY",
+    "BodyPump",
+    "ClientGone",
+    "DisconnectWatch",
+    "StreamRecord",
+    "relay_reply",
+    "stream_error",
+]
 
 logger = logging.getLogger(__name__)
+
+
+SCOPE_KEY = "narun.stream"
+"""Scope key under which a streamed exchange leaves its :class:`StreamRecord`."""
+
+
+@dataclass(slots=True)
+class StreamRecord:
+    """Body bytes of one streamed exchange, for the metrics and the access log line."""
+
+    bytes_in: int = 0
+    """Request body bytes received from the client."""
+    bytes_out: int = 0
+    """Response body bytes sent to the client."""
 
 
 class ClientGone(NarunError):
@@ -184,6 +207,7 @@ async def relay_reply(
     extra: list[tuple[bytes, bytes]],
     drop: frozenset[bytes],
     receive: Receive | None = None,
+    record: StreamRecord | None = None,
 ) -> int:
     """Answer the HTTP client with the streamed reply whose HEAD is ``head``.
 
@@ -206,8 +230,11 @@ async def relay_reply(
         headers += [(k, v) for k, v in response.headers if k.lower() == b"content-length"]
     headers.extend(extra)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if record is None:
+        record = StreamRecord()
     if fin:
         await send({"type": "http.response.body", "body": response.content})
+        record.bytes_out += len(response.content)
         return response.status
     channel.start(idle)
     watch = None
@@ -216,11 +243,13 @@ async def relay_reply(
     try:
         if response.content:
             await send({"type": "http.response.body", "body": response.content, "more_body": True})
+            record.bytes_out += len(response.content)
         while True:
             chunk = await channel.read()
             if chunk is None:
                 break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            record.bytes_out += len(chunk)
         await send({"type": "http.response.body", "body": b""})
     except StreamError as exc:
         # Too late for a status: the client's body is cut short (no final chunk).

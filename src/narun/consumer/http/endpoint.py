@@ -29,6 +29,7 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 _BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
 _DEADLINE = error_reply(504, "Request deadline exceeded")
 _SENT = Reply(sent=True)
+_DEFAULT_IDLE = DEFAULT_IDLE_MS / 1000
 
 
 class HTTPEndpoint:
@@ -54,6 +55,7 @@ class HTTPEndpoint:
         self.stream_subject = stream_subject
         """The subject of requests with a streamed body (``<service>.stream``)."""
         self._running: dict[str, asyncio.Task[object]] = {}
+        self._single_limit: int | None = None
         """Requests the gateway may cancel, by reply subject."""
         # The caller's deadline (Narun-Timeout-Ms) bounds each request. One timer wheel
         # for all of them: asyncio.timeout's timer per request costs more than the
@@ -164,7 +166,7 @@ class HTTPEndpoint:
                     attributes["url.path"] = request.path.partition("?")[0]
                 tracing.finish(*traced, attributes, error=status >= 500)
             if access_logger.isEnabledFor(logging.INFO):
-                _log_access(request, status, time.perf_counter() - started)
+                _log_access(request, status, time.perf_counter() - started, exchange)
 
     def _exchange(
         self,
@@ -177,14 +179,13 @@ class HTTPEndpoint:
         task = asyncio.current_task()
         assert task is not None
         self._running[reply] = task
-        idle_ms = wire.parse_timeout(headers.get(wire.STREAM_IDLE_MS))
+        idle = wire.parse_timeout(headers.get(wire.STREAM_IDLE_MS))
+        if idle is None:
+            idle = _DEFAULT_IDLE
+        if self._single_limit is None:
+            self._single_limit = hub.nc.max_payload - 16 * 1024
         return Exchange(
-            hub,
-            reply=reply,
-            credit=credit,
-            idle=DEFAULT_IDLE_MS / 1000 if idle_ms is None else max(idle_ms, 0.05),
-            body_streamed=body_streamed,
-            on_abort=lambda _: _cancel(task),
+            hub, reply, credit, max(idle, 0.05), body_streamed, task, self._single_limit
         )
 
     def cancel(self, reply: str) -> bool:
@@ -196,14 +197,29 @@ class HTTPEndpoint:
         return True
 
 
-def _cancel(task: asyncio.Task[object]) -> None:
-    task.cancel()
-
-
-def _log_access(request: Request | None, status: int, seconds: float) -> None:
+def _log_access(
+    request: Request | None, status: int, seconds: float, exchange: Exchange | None = None
+) -> None:
     method, path = ("-", "-") if request is None else (request.method, request.path)
     path = path.partition("?")[0]  # the query may hold what a log should not
     ms = round(seconds * 1000, 3)
+    if exchange is not None and exchange.channel is not None:
+        # A stream: the line is written at its end, with the bytes carried as frames.
+        bytes_in, bytes_out = exchange.bytes_in, exchange.bytes_out
+        log.access(
+            "%s %s %d %.3fms stream bytes_in=%d bytes_out=%d",
+            (method, path, status, ms, bytes_in, bytes_out),
+            {
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": ms,
+                "stream": True,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+            },
+        )
+        return
     log.access(
         "%s %s %d %.3fms",
         (method, path, status, ms),

@@ -10,6 +10,7 @@ the stream at once, to grant the gateway credit for the body.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -27,33 +28,46 @@ class Exchange:
 
     ``reply`` is the gateway inbox (the request's reply subject), ``credit`` the
     gateway's ``Narun-Stream`` value, ``idle`` the stream idle timeout in seconds.
-    ``on_abort`` is called when the stream is aborted (the gateway went away, a frame
-    was lost, the peer fell silent): the endpoint cancels the app then. ``on_head`` is
-    called once the head is sent (the request deadline no longer applies).
+    ``task`` (the request's) is cancelled when the stream is aborted (the gateway went
+    away, a frame was lost, the peer fell silent). ``on_head`` is called once the head
+    is sent (the request deadline no longer applies). ``single_limit`` is the largest
+    response body sent in the single-message form. Made for every request of a gateway
+    that reads streams, so it is kept cheap: slots, nothing computed.
     """
+
+    __slots__ = (
+        "body_streamed",
+        "channel",
+        "credit",
+        "head_sent",
+        "hub",
+        "idle",
+        "on_head",
+        "reply",
+        "single_limit",
+        "task",
+    )
 
     def __init__(
         self,
         hub: StreamHub,
-        *,
         reply: str,
         credit: int,
         idle: float,
         body_streamed: bool,
-        on_abort: Callable[[StreamError], None],
-        on_head: Callable[[], None] | None = None,
+        task: asyncio.Task[object],
+        single_limit: int,
     ) -> None:
         self.hub = hub
         self.reply = reply
         self.credit = credit
         self.idle = idle
         self.body_streamed = body_streamed
-        self.on_abort = on_abort
-        self.on_head = on_head
+        self.task = task
+        self.on_head: Callable[[], None] | None = None
         self.channel: StreamChannel | None = None
         self.head_sent = False
-        self.single_limit = hub.nc.max_payload - 16 * 1024
-        """Largest response body sent in the single-message form (room for the head)."""
+        self.single_limit = single_limit
 
     def open(self) -> StreamChannel:
         """The stream's channel, opened now if it was not yet."""
@@ -68,11 +82,14 @@ class Exchange:
                 peer=self.reply,
                 idle=self.idle,
                 first_headers={wire.STREAM_CREDIT: str(grant)},
-                on_abort=self.on_abort,
+                on_abort=self._aborted,
             )
             channel.start()
             self.channel = channel
         return channel
+
+    def _aborted(self, error: StreamError) -> None:
+        self.task.cancel()
 
     async def start_body(self) -> None:
         """Grant the gateway credit for a streamed request body (its first message)."""
