@@ -91,7 +91,7 @@ def test_decode_never_raises_anything_else(payload: bytes) -> None:
 
 
 def test_frame_data_size_fits_max_payload() -> None:
-    assert frame_data_size(1024 * 1024) == 64 * 1024
+    assert frame_data_size(1024 * 1024) == 256 * 1024
     assert frame_data_size(8192) == 8192 - 1024
     assert frame_data_size(100) == 1
 

@@ -49,7 +49,7 @@ MAX_SEQ: Final = 2**32 - 1
 """Largest sequence number; a stream that would need more aborts."""
 WINDOW: Final = 1024 * 1024
 """Credit our peers grant per direction: at most this much body in flight or buffered."""
-MAX_FRAME_DATA: Final = 64 * 1024
+MAX_FRAME_DATA: Final = 256 * 1024
 """Most body bytes our peers put in one DATA frame."""
 DEFAULT_IDLE_MS: Final = 30_000
 """Stream idle timeout when the request does not say (``Narun-Stream-Idle-Ms``)."""
