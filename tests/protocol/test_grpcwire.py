@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from narun.protocol import grpcwire, wire
-from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadatum
+from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, GRPCWireError, Metadatum
 
 # -- strategies -----------------------------------------------------------------------
 
@@ -48,7 +48,7 @@ def test_text_encoding_examples() -> None:
 
 @pytest.mark.parametrize("bad", ["%", "%4", "%zz", "a b", "a,b", "%FF", "tab\there"])
 def test_malformed_text_is_rejected(bad: str) -> None:
-    with pytest.raises(GrpcWireError):
+    with pytest.raises(GRPCWireError):
         grpcwire.decode_text(bad)
 
 
@@ -99,7 +99,7 @@ def test_encoder_rejects_invalid_keys(key: str) -> None:
     ["novalue", "=v", "A=v", "a=v,", ",a=v", "a=%zz", "x-bin=!!", "x-bin=A", "x-bin=A=B"],
 )
 def test_malformed_metadata_is_rejected(bad: str) -> None:
-    with pytest.raises(GrpcWireError):
+    with pytest.raises(GRPCWireError):
         grpcwire.decode_metadata(bad)
 
 
@@ -142,7 +142,7 @@ def test_request_headers_round_trip() -> None:
         "Narun-Client-Addr": "127.0.0.1:5000",
         "Narun-Grpc-Metadata": "k=v,k-bin=AA",
     }
-    assert grpcwire.decode_request(headers) == GrpcRequest(
+    assert grpcwire.decode_request(headers) == GRPCRequest(
         method="/hello.v1.Greeter/SayHello",
         metadata=(Metadatum("k", "v"), Metadatum("k-bin", b"\x00")),
         timeout=1.235,
@@ -153,13 +153,13 @@ def test_request_headers_round_trip() -> None:
 def test_go_request_has_only_the_method() -> None:
     headers = grpcwire.encode_request(method="/a.B/C")
     assert headers == {wire.GRPC_METHOD: "/a.B/C"}
-    assert grpcwire.decode_request(headers) == GrpcRequest(method="/a.B/C")
-    assert grpcwire.decode_request(None) == GrpcRequest(method=None)
+    assert grpcwire.decode_request(headers) == GRPCRequest(method="/a.B/C")
+    assert grpcwire.decode_request(None) == GRPCRequest(method=None)
     assert grpcwire.decode_request({"Other": "x"}).method is None
 
 
 def test_request_with_bad_metadata_is_rejected() -> None:
-    with pytest.raises(GrpcWireError):
+    with pytest.raises(GRPCWireError):
         grpcwire.decode_request({wire.GRPC_METHOD: "/a.B/C", wire.GRPC_METADATA: "x"})
 
 
@@ -175,45 +175,45 @@ def test_request_with_bad_metadata_is_rejected() -> None:
 def test_reply_round_trips(
     code: int, message: str, initial: grpcwire.Metadata, trailing: grpcwire.Metadata
 ) -> None:
-    status = GrpcStatus(code, message if code else "", initial, trailing)
+    status = GRPCStatus(code, message if code else "", initial, trailing)
     headers = grpcwire.encode_reply(status)
     assert all(header_safe(v) or v == "" for k, v in headers.items() if k != wire.SERVICE_ERROR)
     assert grpcwire.decode_reply(headers) == status
 
 
 def test_error_reply_also_carries_adr32_headers_with_generic_text() -> None:
-    headers = grpcwire.encode_reply(GrpcStatus(3, "secret-ish detail, for the client"))
+    headers = grpcwire.encode_reply(GRPCStatus(3, "secret-ish detail, for the client"))
     assert headers[wire.GRPC_STATUS] == "3"
     assert headers[wire.SERVICE_ERROR_CODE] == "3"
     assert headers[wire.SERVICE_ERROR] == "gRPC status INVALID_ARGUMENT"
     assert "detail" not in headers[wire.SERVICE_ERROR]
-    ok = grpcwire.encode_reply(GrpcStatus())
+    ok = grpcwire.encode_reply(GRPCStatus())
     assert ok == {wire.GRPC_STATUS: "0"}
 
 
 def test_go_success_reply_is_ok() -> None:
-    assert grpcwire.decode_reply(None) == GrpcStatus()
-    assert grpcwire.decode_reply({}) == GrpcStatus()
+    assert grpcwire.decode_reply(None) == GRPCStatus()
+    assert grpcwire.decode_reply({}) == GRPCStatus()
 
 
 @pytest.mark.parametrize(
     ("code", "text", "expected"),
     [
-        ("3", "Name cannot be empty", GrpcStatus(3, "Name cannot be empty")),
-        ("16", "who are you", GrpcStatus(16, "who are you")),
+        ("3", "Name cannot be empty", GRPCStatus(3, "Name cannot be empty")),
+        ("16", "who are you", GRPCStatus(16, "who are you")),
         (
             "501",
             "Method /x/y not implemented",
-            GrpcStatus(12, "Method not implemented by the backend service"),
+            GRPCStatus(12, "Method not implemented by the backend service"),
         ),
-        ("500", "Internal server error: boom", GrpcStatus(2, "Backend service error")),
-        ("400", "Missing required header", GrpcStatus(13, "Backend service error")),
-        ("0", "odd", GrpcStatus(13, "Backend service error")),
-        ("17", "future", GrpcStatus(13, "Backend service error")),
-        ("", "no code", GrpcStatus(13, "Backend service error")),
+        ("500", "Internal server error: boom", GRPCStatus(2, "Backend service error")),
+        ("400", "Missing required header", GRPCStatus(13, "Backend service error")),
+        ("0", "odd", GRPCStatus(13, "Backend service error")),
+        ("17", "future", GRPCStatus(13, "Backend service error")),
+        ("", "no code", GRPCStatus(13, "Backend service error")),
     ],
 )
-def test_go_error_replies(code: str, text: str, expected: GrpcStatus) -> None:
+def test_go_error_replies(code: str, text: str, expected: GRPCStatus) -> None:
     headers = {wire.SERVICE_ERROR: text, wire.SERVICE_ERROR_CODE: code}
     assert grpcwire.decode_reply(headers) == expected
 
@@ -225,7 +225,7 @@ def test_narun_status_wins_over_adr32_headers() -> None:
         wire.SERVICE_ERROR: "gRPC status NOT_FOUND",
         wire.SERVICE_ERROR_CODE: "5",
     }
-    assert grpcwire.decode_reply(headers) == GrpcStatus(5, "not here")
+    assert grpcwire.decode_reply(headers) == GRPCStatus(5, "not here")
 
 
 @pytest.mark.parametrize(
@@ -240,7 +240,7 @@ def test_narun_status_wins_over_adr32_headers() -> None:
     ],
 )
 def test_malformed_replies_raise(headers: dict[str, str]) -> None:
-    with pytest.raises(GrpcWireError) as info:
+    with pytest.raises(GRPCWireError) as info:
         grpcwire.decode_reply(headers)
     assert info.value.grpc_code == "INTERNAL"
 

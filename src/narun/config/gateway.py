@@ -39,15 +39,15 @@ from narun.errors import ConfigError
 from narun.protocol.forwarded import parse_network
 from narun.transport.auth import CONFIG_KEYS as _AUTH_KEYS
 from narun.transport.auth import ENV_VARS as _AUTH_ENV
-from narun.transport.auth import NatsAuth, auth_problems, redact_url
+from narun.transport.auth import NATSAuth, auth_problems, redact_url
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "ENV_OVERRIDES",
     "NATS_URL_ENV",
+    "GRPCRoute",
     "GatewayConfig",
-    "GrpcRoute",
-    "HttpRoute",
+    "HTTPRoute",
     "Route",
     "load_config",
     "parse_config",
@@ -250,7 +250,7 @@ def _route_list(value: object) -> object:
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
-class HttpRoute(BaseModel):
+class HTTPRoute(BaseModel):
     """Send HTTP requests whose path and method match to a NATS Micro service."""
 
     model_config = _MODEL_CONFIG
@@ -269,7 +269,7 @@ class HttpRoute(BaseModel):
     """Seconds to wait for the service's reply; overrides ``request_timeout_seconds``."""
 
 
-class GrpcRoute(BaseModel):
+class GRPCRoute(BaseModel):
     """Send every call of one gRPC service to a NATS Micro service."""
 
     model_config = _MODEL_CONFIG
@@ -282,22 +282,22 @@ class GrpcRoute(BaseModel):
     """Seconds to wait for the service's reply; overrides ``request_timeout_seconds``."""
 
 
-Route: TypeAlias = HttpRoute | GrpcRoute
+Route: TypeAlias = HTTPRoute | GRPCRoute
 """One configured route."""
 
-_ROUTE_MODELS: dict[str, type[BaseModel]] = {"http": HttpRoute, "grpc": GrpcRoute}
+_ROUTE_MODELS: dict[str, type[BaseModel]] = {"http": HTTPRoute, "grpc": GRPCRoute}
 
 
 def _route_kind(value: Any) -> str | None:
-    if isinstance(value, HttpRoute | GrpcRoute):
-        return "http" if isinstance(value, HttpRoute) else "grpc"
+    if isinstance(value, HTTPRoute | GRPCRoute):
+        return "http" if isinstance(value, HTTPRoute) else "grpc"
     if isinstance(value, dict) and (("path" in value) != ("grpc" in value)):
         return "http" if "path" in value else "grpc"
     return None
 
 
 _RouteField = Annotated[
-    Annotated[HttpRoute, Tag("http")] | Annotated[GrpcRoute, Tag("grpc")],
+    Annotated[HTTPRoute, Tag("http")] | Annotated[GRPCRoute, Tag("grpc")],
     Discriminator(_route_kind, custom_error_type=_ROUTE_KIND, custom_error_message="bad route"),
 ]
 
@@ -362,20 +362,20 @@ class GatewayConfig(BaseModel):
     """Server name to verify in the NATS server certificate, if not the URL's host."""
 
     @property
-    def nats_auth(self) -> NatsAuth | None:
+    def nats_auth(self) -> NATSAuth | None:
         """How to authenticate to NATS (``None``: anonymous, no TLS options)."""
         auth = _auth_from(self)
         return auth if auth else None
 
     @property
-    def http_routes(self) -> tuple[HttpRoute, ...]:
+    def http_routes(self) -> tuple[HTTPRoute, ...]:
         """The HTTP routes, in file order."""
-        return tuple(r for r in self.routes if isinstance(r, HttpRoute))
+        return tuple(r for r in self.routes if isinstance(r, HTTPRoute))
 
     @property
-    def grpc_routes(self) -> tuple[GrpcRoute, ...]:
+    def grpc_routes(self) -> tuple[GRPCRoute, ...]:
         """The gRPC routes, in file order."""
-        return tuple(r for r in self.routes if isinstance(r, GrpcRoute))
+        return tuple(r for r in self.routes if isinstance(r, GRPCRoute))
 
     def route_timeout(self, route: Route) -> float:
         """Seconds to wait for a reply on ``route``: its ``timeout`` or the default."""
@@ -400,8 +400,8 @@ def _auth_values(cfg: GatewayConfig) -> dict[str, str | None]:
     return values
 
 
-def _auth_from(cfg: GatewayConfig) -> NatsAuth:
-    return NatsAuth(**_auth_values(cfg))
+def _auth_from(cfg: GatewayConfig) -> NATSAuth:
+    return NATSAuth(**_auth_values(cfg))
 
 
 def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
@@ -411,7 +411,7 @@ def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...],
     http_seen: dict[tuple[str, str], int] = {}
     grpc_seen: dict[str, int] = {}
     for i, route in enumerate(cfg.routes):
-        if isinstance(route, HttpRoute):
+        if isinstance(route, HTTPRoute):
             for method in route.methods:
                 first = http_seen.setdefault((route.path, method), i)
                 if first != i:
@@ -494,7 +494,7 @@ def _error_lines(exc: ValidationError, source: str, env_keys: dict[str, str]) ->
         elif etype in ("extra_forbidden", "invalid_key"):
             name = str(loc[-1])  # YAML keys may be numbers or null: show them as written
             key = _key_path([*loc[:-1], name])
-            if model is GrpcRoute and name == "methods":
+            if model is GRPCRoute and name == "methods":
                 problem = "not allowed on a gRPC route (gRPC routes match every method)"
             else:
                 problem = "unknown key"

@@ -28,7 +28,7 @@ import grpc.aio
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun.config.addr import parse_addr
-from narun.config.gateway import GatewayConfig, GrpcRoute
+from narun.config.gateway import GatewayConfig, GRPCRoute
 from narun.errors import (
     BadBackendReply,
     NarunError,
@@ -41,10 +41,10 @@ from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
 from narun.protocol import grpcwire
-from narun.protocol.grpcwire import GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum
 from narun.transport.requester import Requester
 
-__all__ = ["GrpcGateway"]
+__all__ = ["GRPCGateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    status: GrpcStatus
+    status: GRPCStatus
     data: bytes = b""
 
 
 def _error(exc: NarunError) -> _Outcome:
     code = grpcwire.code_value(exc.grpc_code)
-    return _Outcome(GrpcStatus(code, exc.public_message))
+    return _Outcome(GRPCStatus(code, exc.public_message))
 
 
 def _listen_address(addr: str) -> str:
@@ -73,7 +73,7 @@ def _listen_address(addr: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Generic handler of every gRPC method, and owner of the ``grpc.aio`` server.
 
     ``requester`` returns the live :class:`Requester` (or ``None`` while the gateway
@@ -97,7 +97,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             is_ready or (lambda: (self._requester() is not None, "")),
             {r.grpc for r in config.grpc_routes},
         )
-        self._routes: dict[str, tuple[GrpcRoute, float]] = {
+        self._routes: dict[str, tuple[GRPCRoute, float]] = {
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
         self._server: grpc.aio.Server | None = None
@@ -146,7 +146,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _handle(
         self,
         method: str,
-        route: tuple[GrpcRoute, float] | None,
+        route: tuple[GRPCRoute, float] | None,
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> bytes:
@@ -171,7 +171,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
-            outcome = _Outcome(GrpcStatus(INTERNAL, "Internal server error"))
+            outcome = _Outcome(GRPCStatus(INTERNAL, "Internal server error"))
             code = INTERNAL
         finally:
             seconds = time.perf_counter() - started
@@ -190,17 +190,17 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _call(
         self,
         method: str,
-        route: tuple[GrpcRoute, float] | None,
+        route: tuple[GRPCRoute, float] | None,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
             what = f"service {parts[0]}" if parts else f"method {method}"
-            return _Outcome(GrpcStatus(UNIMPLEMENTED, f"{what} is not routed by this gateway"))
+            return _Outcome(GRPCStatus(UNIMPLEMENTED, f"{what} is not routed by this gateway"))
         first = await context.read()
         if first is _EOF:
-            return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+            return _Outcome(GRPCStatus(UNIMPLEMENTED, _ONE_MESSAGE))
         # Forward at once, and watch for a second request message meanwhile: a unary
         # client half-closes right after its message, a streaming one may not.
         forward = asyncio.ensure_future(self._forward(method, route, first, context, span))
@@ -209,7 +209,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
             # A failed read is the transport's business (it ends the call itself).
             if more.done() and more.exception() is None and more.result() is not _EOF:
-                return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+                return _Outcome(GRPCStatus(UNIMPLEMENTED, _ONE_MESSAGE))
             return await forward
         finally:
             for task in (forward, more):
@@ -220,7 +220,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _forward(
         self,
         method: str,
-        route: tuple[GrpcRoute, float],
+        route: tuple[GRPCRoute, float],
         payload: bytes,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
@@ -233,7 +233,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         remaining = context.time_remaining()
         if remaining is not None:
             if remaining <= 0:
-                return _Outcome(GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
+                return _Outcome(GRPCStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
             budget = min(budget, remaining)
         rid = requestid.current.get() or requestid.new_request_id()
         metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
@@ -261,7 +261,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self._observe_nats(service, "success")
         try:
             status = grpcwire.decode_reply(reply.headers)
-        except GrpcWireError as exc:
+        except GRPCWireError as exc:
             logger.warning("gRPC %s -> %s: malformed reply: %s", method, service, exc)
             return _error(BadBackendReply(str(exc)))
         if status.code != OK:

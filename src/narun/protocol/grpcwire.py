@@ -36,9 +36,9 @@ from narun.protocol import wire
 
 __all__ = [
     "CODE_NAMES",
-    "GrpcRequest",
-    "GrpcStatus",
-    "GrpcWireError",
+    "GRPCRequest",
+    "GRPCStatus",
+    "GRPCWireError",
     "Metadata",
     "Metadatum",
     "code_name",
@@ -113,7 +113,7 @@ _GO_ERRORS = {
 _OTHER_ERROR = (INTERNAL, "Backend service error")
 
 
-class GrpcWireError(NarunError, ValueError):
+class GRPCWireError(NarunError, ValueError):
     """A gRPC control header that does not follow the protocol (the sender's fault)."""
 
     grpc_code = "INTERNAL"
@@ -155,13 +155,13 @@ def encode_text(text: str | bytes) -> str:
 
 
 def decode_text(value: str) -> str:
-    """Inverse of :func:`encode_text` for UTF-8 text. Raises :class:`GrpcWireError`."""
+    """Inverse of :func:`encode_text` for UTF-8 text. Raises :class:`GRPCWireError`."""
     if not _ENCODED.fullmatch(value):
-        raise GrpcWireError(f"bad percent-encoding: {value[:80]!r}")
+        raise GRPCWireError(f"bad percent-encoding: {value[:80]!r}")
     try:
         return unquote_to_bytes(value).decode("utf-8")
     except UnicodeDecodeError:
-        raise GrpcWireError(f"not UTF-8 once decoded: {value[:80]!r}") from None
+        raise GRPCWireError(f"not UTF-8 once decoded: {value[:80]!r}") from None
 
 
 def is_reserved_key(key: str) -> bool:
@@ -212,7 +212,7 @@ def decode_metadata(value: str) -> Metadata:
     """Decode a metadata header value (see :func:`encode_metadata`).
 
     ``-bin`` values come back as ``bytes`` (padded or unpadded base64 accepted), others
-    as ``str``. Raises :class:`GrpcWireError` on anything malformed.
+    as ``str``. Raises :class:`GRPCWireError` on anything malformed.
     """
     if not value:
         return ()
@@ -220,15 +220,15 @@ def decode_metadata(value: str) -> Metadata:
     for item in value.split(","):
         key, sep, encoded = item.partition("=")
         if not sep or not _KEY.fullmatch(key):
-            raise GrpcWireError(f"bad metadata item {item[:80]!r}")
+            raise GRPCWireError(f"bad metadata item {item[:80]!r}")
         if key.endswith("-bin"):
             if not _BASE64.fullmatch(encoded) or len(encoded.rstrip("=")) % 4 == 1:
-                raise GrpcWireError(f"bad base64 in metadata item {key!r}")
+                raise GRPCWireError(f"bad base64 in metadata item {key!r}")
             stripped = encoded.rstrip("=")
             try:
                 raw = base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
             except binascii.Error:
-                raise GrpcWireError(f"bad base64 in metadata item {key!r}") from None
+                raise GRPCWireError(f"bad base64 in metadata item {key!r}") from None
             out.append(Metadatum(key, raw))
         else:
             out.append(Metadatum(key, decode_text(encoded)))
@@ -239,7 +239,7 @@ def decode_metadata(value: str) -> Metadata:
 
 
 @dataclass(frozen=True, slots=True)
-class GrpcRequest:
+class GRPCRequest:
     """The control data of one gRPC call, as the consumer reads it from NATS headers."""
 
     method: str | None
@@ -276,11 +276,11 @@ def encode_request(
     return headers
 
 
-def decode_request(headers: Mapping[str, str] | None) -> GrpcRequest:
-    """Read a gRPC request's control data. Raises :class:`GrpcWireError` on bad metadata."""
+def decode_request(headers: Mapping[str, str] | None) -> GRPCRequest:
+    """Read a gRPC request's control data. Raises :class:`GRPCWireError` on bad metadata."""
     if not headers:
-        return GrpcRequest(method=None)
-    return GrpcRequest(
+        return GRPCRequest(method=None)
+    return GRPCRequest(
         method=headers.get(wire.GRPC_METHOD) or None,
         metadata=decode_metadata(headers.get(wire.GRPC_METADATA, "")),
         timeout=wire.parse_timeout(headers.get(wire.TIMEOUT_MS)),
@@ -293,7 +293,7 @@ def decode_request(headers: Mapping[str, str] | None) -> GrpcRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class GrpcStatus:
+class GRPCStatus:
     """How a call ended: status code and message, plus the servicer's metadata."""
 
     code: int = OK
@@ -306,7 +306,7 @@ class GrpcStatus:
     """Metadata sent with the status (``context.set_trailing_metadata``)."""
 
 
-def encode_reply(status: GrpcStatus) -> dict[str, str]:
+def encode_reply(status: GRPCStatus) -> dict[str, str]:
     """NATS headers of a Python consumer's reply.
 
     Always carries ``Narun-Grpc-Status``. A non-OK status also sets the ADR-32 error
@@ -332,34 +332,34 @@ def _parse_code(value: str) -> int | None:
     return None
 
 
-def decode_reply(headers: Mapping[str, str] | None) -> GrpcStatus:
+def decode_reply(headers: Mapping[str, str] | None) -> GRPCStatus:
     """Read how a call ended from a consumer's reply headers.
 
     A Python consumer's ``Narun-Grpc-*`` headers win. Otherwise an ADR-32 error (a Go
     consumer's) maps as: a decimal gRPC code 1..16 to itself with ``Nats-Service-Error``
     as message; ``501`` to UNIMPLEMENTED, ``500`` to UNKNOWN, anything else to INTERNAL,
     these three with a generic message. No error header means OK. Raises
-    :class:`GrpcWireError` when a ``Narun-Grpc-*`` header is malformed.
+    :class:`GRPCWireError` when a ``Narun-Grpc-*`` header is malformed.
     """
     if not headers:
-        return GrpcStatus()
+        return GRPCStatus()
     status = headers.get(wire.GRPC_STATUS)
     initial = decode_metadata(headers.get(wire.GRPC_INITIAL_METADATA, ""))
     trailing = decode_metadata(headers.get(wire.GRPC_TRAILING_METADATA, ""))
     if status is not None:
         code = _parse_code(status)
         if code is None:
-            raise GrpcWireError(f"bad {wire.GRPC_STATUS} {status[:20]!r}")
+            raise GRPCWireError(f"bad {wire.GRPC_STATUS} {status[:20]!r}")
         message = decode_text(headers.get(wire.GRPC_MESSAGE, ""))
-        return GrpcStatus(code, message if code != OK else "", initial, trailing)
+        return GRPCStatus(code, message if code != OK else "", initial, trailing)
     if wire.SERVICE_ERROR_CODE in headers or wire.SERVICE_ERROR in headers:
         raw = headers.get(wire.SERVICE_ERROR_CODE, "").strip()
         code = _parse_code(raw)
         if code is not None and code != OK:
-            return GrpcStatus(code, headers.get(wire.SERVICE_ERROR, ""), initial, trailing)
+            return GRPCStatus(code, headers.get(wire.SERVICE_ERROR, ""), initial, trailing)
         code, message = _GO_ERRORS.get(raw, _OTHER_ERROR)
-        return GrpcStatus(code, message, initial, trailing)
-    return GrpcStatus(OK, "", initial, trailing)
+        return GRPCStatus(code, message, initial, trailing)
+    return GRPCStatus(OK, "", initial, trailing)
 
 
 # --- names and addresses -------------------------------------------------------------

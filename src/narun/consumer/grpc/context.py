@@ -3,7 +3,7 @@
 :class:`SyncContext` implements ``grpc.ServicerContext`` for plain (thread pool)
 servicers, :class:`AsyncContext` implements ``grpc.aio.ServicerContext`` for ``async``
 ones. Both read the call's metadata, deadline and peer from the request
-(:class:`narun.protocol.grpcwire.GrpcRequest`) and record what the servicer decides - status,
+(:class:`narun.protocol.grpcwire.GRPCRequest`) and record what the servicer decides - status,
 details, initial and trailing metadata - for the reply. ``abort`` raises, as grpcio's
 does, and marks the call so that swallowing the exception does not undo it.
 """
@@ -20,7 +20,7 @@ import grpc
 import grpc.aio
 
 from narun.protocol import grpcwire
-from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, Metadata, Metadatum
 
 __all__ = ["AsyncContext", "CallContext", "SyncContext", "status_number"]
 
@@ -61,7 +61,7 @@ class AsyncAbort(grpc.aio.AbortError):
 class CallContext:
     """The state of one call that both kinds of servicer context share."""
 
-    def __init__(self, request: GrpcRequest, *, started: float | None = None) -> None:
+    def __init__(self, request: GRPCRequest, *, started: float | None = None) -> None:
         self.request = request
         start = time.monotonic() if started is None else started
         self._deadline = None if request.timeout is None else start + request.timeout
@@ -169,14 +169,14 @@ class CallContext:
         """True once ``abort`` was called (even if the servicer caught the exception)."""
         return self._aborted
 
-    def status(self, default_code: int = 0, default_details: str = "") -> GrpcStatus:
+    def status(self, default_code: int = 0, default_details: str = "") -> GRPCStatus:
         """The call's outcome: the code and details the servicer set, else the defaults."""
         if self._cancelled and not self._aborted:
             code, details = 1, "Cancelled"
         else:
             code = default_code if self._code is None else self._code
             details = default_details if self._details is None else self._details
-        return GrpcStatus(
+        return GRPCStatus(
             code=code,
             message=details if code else "",
             initial_metadata=self._initial or (),
