@@ -27,7 +27,7 @@ from narun.consumer.grpc.context import AsyncContext, SyncContext
 from narun.consumer.service import Reply
 from narun.errors import ConfigError
 from narun.protocol import grpcwire, wire
-from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, Metadata, Metadatum, StatusCode
 
 Behavior = Callable[[Any, Any], Any]
 
@@ -93,7 +93,7 @@ async def test_ok_reply(executor: ThreadPoolExecutor) -> None:
 async def test_missing_method_header_is_invalid_argument(executor: ThreadPoolExecutor) -> None:
     for msg in (message(b"x"), message(b"x", {"Other": "1"})):
         reply, status = await call(echo, executor, msg)
-        assert status.code == 3
+        assert status.code == StatusCode.INVALID_ARGUMENT
         assert status.message == "Missing required X-Original-Grpc-Method header"
         assert reply.headers is not None
         assert reply.headers[wire.SERVICE_ERROR_CODE] == "3"
@@ -102,19 +102,19 @@ async def test_missing_method_header_is_invalid_argument(executor: ThreadPoolExe
 
 async def test_malformed_metadata_is_invalid_argument(executor: ThreadPoolExecutor) -> None:
     _, status = await call(echo, executor, request(extra={wire.GRPC_METADATA: "no-equals"}))
-    assert status.code == 3
+    assert status.code == StatusCode.INVALID_ARGUMENT
 
 
 async def test_unknown_method_is_unimplemented(executor: ThreadPoolExecutor) -> None:
     msg = message(b"", {wire.GRPC_METHOD: "/t.Svc/Other"})
     _, status = await call(echo, executor, msg)
-    assert status == GRPCStatus(12, "Method not found!")
+    assert status == GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not found!")
 
 
 @pytest.mark.parametrize("kind", ["unary_stream", "stream_unary", "stream_stream"])
 async def test_streaming_methods_are_unimplemented(executor: ThreadPoolExecutor, kind: str) -> None:
     _, status = await call(echo, executor, kind=kind)
-    assert status.code == 12
+    assert status.code == StatusCode.UNIMPLEMENTED
     assert "streaming" in status.message
 
 
@@ -122,7 +122,7 @@ async def test_undecodable_request_is_internal(executor: ThreadPoolExecutor) -> 
     _, status = await call(
         echo, executor, request(b"\xff\xff"), deserializer=hello_pb2.SayHelloRequest.FromString
     )
-    assert status == GRPCStatus(13, "Exception deserializing request!")
+    assert status == GRPCStatus(StatusCode.INTERNAL, "Exception deserializing request!")
 
 
 async def test_unserializable_response_is_internal(executor: ThreadPoolExecutor) -> None:
@@ -130,7 +130,7 @@ async def test_unserializable_response_is_internal(executor: ThreadPoolExecutor)
         return None
 
     _, status = await call(returns_none, executor)
-    assert status == GRPCStatus(13, "Failed to serialize response!")
+    assert status == GRPCStatus(StatusCode.INTERNAL, "Failed to serialize response!")
 
 
 async def test_response_over_max_payload_is_resource_exhausted(
@@ -139,7 +139,7 @@ async def test_response_over_max_payload_is_resource_exhausted(
     endpoint = GRPCEndpoint(target_with(echo), executor=executor, max_payload=100)
     reply = await endpoint(request(b"x" * 100))
     assert reply.data == b""
-    assert grpcwire.decode_reply(reply.headers).code == 8
+    assert grpcwire.decode_reply(reply.headers).code == StatusCode.RESOURCE_EXHAUSTED
 
 
 async def test_metadata_status_and_details_reach_the_reply(executor: ThreadPoolExecutor) -> None:
@@ -169,7 +169,10 @@ async def test_metadata_status_and_details_reach_the_reply(executor: ThreadPoolE
     assert 2.5 < seen[2] <= 3.0
     assert reply.data == b""
     assert status == GRPCStatus(
-        5, "no such thing", md(("i", "1"), ("i-bin", b"\x00")), md(("t", "x"), ("t", "y"))
+        StatusCode.NOT_FOUND,
+        "no such thing",
+        md(("i", "1"), ("i-bin", b"\x00")),
+        md(("t", "x"), ("t", "y")),
     )
 
 
@@ -186,7 +189,7 @@ async def test_swallowed_abort_still_aborts(executor: ThreadPoolExecutor, sync: 
         return b"sneaky"
 
     reply, status = await call(sync_servicer if sync else async_servicer, executor)
-    assert status == GRPCStatus(7, "no")
+    assert status == GRPCStatus(StatusCode.PERMISSION_DENIED, "no")
     assert reply.data == b""
 
 
@@ -204,7 +207,7 @@ async def test_exception_after_set_code_keeps_the_code(
         return sync_servicer(req, context)
 
     _, status = await call(sync_servicer if sync else async_servicer, executor)
-    assert status == GRPCStatus(12, "Method not implemented!")
+    assert status == GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
 @pytest.mark.parametrize("sync", [True, False])
@@ -216,7 +219,7 @@ async def test_exception_is_unknown_and_generic(executor: ThreadPoolExecutor, sy
         raise ValueError("internal detail")
 
     reply, status = await call(sync_servicer if sync else async_servicer, executor)
-    assert status == GRPCStatus(2, "Exception calling application")
+    assert status == GRPCStatus(StatusCode.UNKNOWN, "Exception calling application")
     assert "internal detail" not in repr(reply)
 
 
@@ -225,7 +228,7 @@ async def test_abort_with_ok_becomes_unknown(executor: ThreadPoolExecutor) -> No
         await context.abort(grpc.StatusCode.OK, "fine?")
 
     _, status = await call(servicer, executor)
-    assert status.code == 2
+    assert status.code == StatusCode.UNKNOWN
 
 
 async def test_abort_with_status_sets_trailing_metadata(executor: ThreadPoolExecutor) -> None:
@@ -238,7 +241,7 @@ async def test_abort_with_status_sets_trailing_metadata(executor: ThreadPoolExec
         context.abort_with_status(Status())
 
     _, status = await call(servicer, executor)
-    assert status == GRPCStatus(10, "conflict", (), md(("why", "race")))
+    assert status == GRPCStatus(StatusCode.ABORTED, "conflict", (), md(("why", "race")))
 
 
 @pytest.mark.parametrize("sync", [True, False])
@@ -259,7 +262,7 @@ async def test_deadline_ends_the_call(executor: ThreadPoolExecutor, sync: bool) 
     _, status = await call(
         sync_servicer if sync else async_servicer, executor, request(extra={wire.TIMEOUT_MS: "100"})
     )
-    assert status == GRPCStatus(4, "Deadline Exceeded")
+    assert status == GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
     assert time.monotonic() - started < 2
     if sync:
         await asyncio.sleep(0.1)
@@ -289,7 +292,7 @@ async def test_sync_cancel_ends_as_cancelled(executor: ThreadPoolExecutor) -> No
         return b"x"
 
     _, status = await call(servicer, executor)
-    assert status.code == 1
+    assert status.code == StatusCode.CANCELLED
 
 
 # -- the contexts ---------------------------------------------------------------------

@@ -41,16 +41,14 @@ from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
 from narun.protocol import grpcwire
-from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum, StatusCode
 from narun.transport.requester import Requester
 
 __all__ = ["GRPCGateway"]
 
 logger = logging.getLogger(__name__)
 
-_STATUS_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-OK, CANCELLED, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 12, 13
 _ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
@@ -64,8 +62,7 @@ class _Outcome:
 
 
 def _error(exc: NarunError) -> _Outcome:
-    code = grpcwire.code_value(exc.grpc_code)
-    return _Outcome(GRPCStatus(code, exc.public_message))
+    return _Outcome(GRPCStatus(StatusCode[exc.grpc_code], exc.public_message))
 
 
 def _listen_address(addr: str) -> str:
@@ -152,7 +149,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     ) -> bytes:
         started = time.perf_counter()
         label = method if route is not None else UNMATCHED
-        code = grpcwire.code_value("UNKNOWN")
+        code = StatusCode.UNKNOWN
         metrics = self.metrics
         metadata: _Pairs = tuple(context.invocation_metadata() or ())
         # Each call runs in a task of its own: the ID is not reset after it.
@@ -167,21 +164,27 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             code = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
-            code = DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else CANCELLED
+            code = (
+                StatusCode.DEADLINE_EXCEEDED
+                if remaining is not None and remaining <= 0
+                else StatusCode.CANCELLED
+            )
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
-            outcome = _Outcome(GRPCStatus(INTERNAL, "Internal server error"))
-            code = INTERNAL
+            outcome = _Outcome(GRPCStatus(StatusCode.INTERNAL, "Internal server error"))
+            code = StatusCode.INTERNAL
         finally:
             seconds = time.perf_counter() - started
-            name = grpcwire.code_name(code)
+            name = code.name
             if metrics is not None:
                 metrics.in_flight_grpc.dec()
                 metrics.grpc_requests.labels(label, name).inc()
                 metrics.grpc_duration.labels(label).observe(seconds)
             if span is not None:
-                tracing.end_span(span, {"rpc.grpc.status_code": code}, error=code != OK)
+                tracing.end_span(
+                    span, {"rpc.grpc.status_code": int(code)}, error=code != StatusCode.OK
+                )
             if access_logger.isEnabledFor(logging.INFO):
                 service = route[0].service if route is not None else "-"
                 _log_access(method, service, name, seconds, context.peer())
@@ -197,10 +200,12 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if route is None:
             parts = grpcwire.split_method(method)
             what = f"service {parts[0]}" if parts else f"method {method}"
-            return _Outcome(GRPCStatus(UNIMPLEMENTED, f"{what} is not routed by this gateway"))
+            return _Outcome(
+                GRPCStatus(StatusCode.UNIMPLEMENTED, f"{what} is not routed by this gateway")
+            )
         first = await context.read()
         if first is _EOF:
-            return _Outcome(GRPCStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+            return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
         # Forward at once, and watch for a second request message meanwhile: a unary
         # client half-closes right after its message, a streaming one may not.
         forward = asyncio.ensure_future(self._forward(method, route, first, context, span))
@@ -209,7 +214,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
             # A failed read is the transport's business (it ends the call itself).
             if more.done() and more.exception() is None and more.result() is not _EOF:
-                return _Outcome(GRPCStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+                return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
             return await forward
         finally:
             for task in (forward, more):
@@ -233,7 +238,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         remaining = context.time_remaining()
         if remaining is not None:
             if remaining <= 0:
-                return _Outcome(GRPCStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
+                return _Outcome(GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             budget = min(budget, remaining)
         rid = requestid.current.get() or requestid.new_request_id()
         metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
@@ -264,8 +269,8 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         except GRPCWireError as exc:
             logger.warning("gRPC %s -> %s: malformed reply: %s", method, service, exc)
             return _error(BadBackendReply(str(exc)))
-        if status.code != OK:
-            logger.debug("gRPC %s -> %s: %s", method, service, grpcwire.code_name(status.code))
+        if status.code != StatusCode.OK:
+            logger.debug("gRPC %s -> %s: %s", method, service, status.code.name)
             return _Outcome(status)
         return _Outcome(status, reply.data)
 
@@ -285,8 +290,8 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         )
         trailing = grpcwire.forwardable(status.trailing_metadata)
         await context.send_initial_metadata(initial)
-        if status.code != OK:
-            await context.abort(_STATUS_CODES[status.code], status.message, trailing)
+        if status.code != StatusCode.OK:
+            await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
         if trailing:
             context.set_trailing_metadata(trailing)
         return outcome.data

@@ -17,8 +17,8 @@ Encodings:
 * **status** (``Narun-Grpc-Status``): the decimal code, 0 to 16.
 * **message** (``Narun-Grpc-Message``): percent-encoded UTF-8.
 
-Status codes are plain ints here (``grpc.StatusCode`` lives in grpcio, which this
-module does not need). No I/O, no event loop.
+Status codes are :class:`StatusCode`, an ``IntEnum`` with grpcio's names (``grpc.StatusCode``
+lives in grpcio, which this module does not need). No I/O, no event loop.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
@@ -35,14 +36,12 @@ from narun.errors import NarunError
 from narun.protocol import wire
 
 __all__ = [
-    "CODE_NAMES",
     "GRPCRequest",
     "GRPCStatus",
     "GRPCWireError",
     "Metadata",
     "Metadatum",
-    "code_name",
-    "code_value",
+    "StatusCode",
     "decode_metadata",
     "decode_reply",
     "decode_request",
@@ -58,29 +57,39 @@ __all__ = [
     "split_method",
 ]
 
-CODE_NAMES: tuple[str, ...] = (
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-)
-"""gRPC status code names, indexed by code (``CODE_NAMES[14] == "UNAVAILABLE"``)."""
 
-_CODES = {name: code for code, name in enumerate(CODE_NAMES)}
-OK, UNKNOWN, UNIMPLEMENTED, INTERNAL = 0, 2, 12, 13
+class StatusCode(IntEnum):
+    """A gRPC status code, named as in grpcio (``StatusCode.UNAVAILABLE == 14``).
+
+    ``grpc.StatusCode[code.name]`` is grpcio's member for it; ``str(code)`` is the
+    decimal number, as ``Narun-Grpc-Status`` carries it.
+    """
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+    @classmethod
+    def parse(cls, value: str) -> StatusCode | None:
+        """The code a decimal header value names (``"14"``); ``None`` if it names none."""
+        if value.isdigit() and len(value) <= 2 and int(value) <= cls.UNAUTHENTICATED:
+            return cls(int(value))
+        return None
+
 
 # Keys a gateway never forwards and never sends back to a client: HTTP/2 pseudo-headers
 # (":path"), gRPC's reserved "grpc-*" keys, and connection-level HTTP fields.
@@ -107,10 +116,10 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 # Generic texts for ADR-32 error codes that are not gRPC codes (a Go narun consumer
 # answers 400, 500 or 501): the text such a consumer sent is logged, never forwarded.
 _GO_ERRORS = {
-    "501": (UNIMPLEMENTED, "Method not implemented by the backend service"),
-    "500": (UNKNOWN, "Backend service error"),
+    "501": (StatusCode.UNIMPLEMENTED, "Method not implemented by the backend service"),
+    "500": (StatusCode.UNKNOWN, "Backend service error"),
 }
-_OTHER_ERROR = (INTERNAL, "Backend service error")
+_OTHER_ERROR = (StatusCode.INTERNAL, "Backend service error")
 
 
 class GRPCWireError(NarunError, ValueError):
@@ -129,16 +138,6 @@ class Metadatum(NamedTuple):
 
 Metadata = tuple[Metadatum, ...]
 """Metadata items in order; a key may repeat."""
-
-
-def code_name(code: int) -> str:
-    """The name of a gRPC status code (``14`` -> ``"UNAVAILABLE"``); unknown -> ``UNKNOWN``."""
-    return CODE_NAMES[code] if 0 <= code < len(CODE_NAMES) else "UNKNOWN"
-
-
-def code_value(name: str) -> int:
-    """The number of a gRPC status code name (``"UNAVAILABLE"`` -> ``14``)."""
-    return _CODES[name]
 
 
 # --- text and metadata ---------------------------------------------------------------
@@ -296,8 +295,8 @@ def decode_request(headers: Mapping[str, str] | None) -> GRPCRequest:
 class GRPCStatus:
     """How a call ended: status code and message, plus the servicer's metadata."""
 
-    code: int = OK
-    """gRPC status code, 0 (OK) to 16."""
+    code: StatusCode = StatusCode.OK
+    """gRPC status code."""
     message: str = ""
     """Status message (``details`` in grpcio); empty for OK."""
     initial_metadata: Metadata = ()
@@ -320,16 +319,10 @@ def encode_reply(status: GRPCStatus) -> dict[str, str]:
         headers[wire.GRPC_INITIAL_METADATA] = encode_metadata(status.initial_metadata)
     if status.trailing_metadata:
         headers[wire.GRPC_TRAILING_METADATA] = encode_metadata(status.trailing_metadata)
-    if status.code != OK:
-        headers[wire.SERVICE_ERROR] = f"gRPC status {code_name(status.code)}"
+    if status.code != StatusCode.OK:
+        headers[wire.SERVICE_ERROR] = f"gRPC status {status.code.name}"
         headers[wire.SERVICE_ERROR_CODE] = str(status.code)
     return headers
-
-
-def _parse_code(value: str) -> int | None:
-    if value.isdigit() and len(value) <= 2 and int(value) < len(CODE_NAMES):
-        return int(value)
-    return None
 
 
 def decode_reply(headers: Mapping[str, str] | None) -> GRPCStatus:
@@ -347,19 +340,19 @@ def decode_reply(headers: Mapping[str, str] | None) -> GRPCStatus:
     initial = decode_metadata(headers.get(wire.GRPC_INITIAL_METADATA, ""))
     trailing = decode_metadata(headers.get(wire.GRPC_TRAILING_METADATA, ""))
     if status is not None:
-        code = _parse_code(status)
+        code = StatusCode.parse(status)
         if code is None:
             raise GRPCWireError(f"bad {wire.GRPC_STATUS} {status[:20]!r}")
         message = decode_text(headers.get(wire.GRPC_MESSAGE, ""))
-        return GRPCStatus(code, message if code != OK else "", initial, trailing)
+        return GRPCStatus(code, message if code != StatusCode.OK else "", initial, trailing)
     if wire.SERVICE_ERROR_CODE in headers or wire.SERVICE_ERROR in headers:
         raw = headers.get(wire.SERVICE_ERROR_CODE, "").strip()
-        code = _parse_code(raw)
-        if code is not None and code != OK:
+        code = StatusCode.parse(raw)
+        if code is not None and code != StatusCode.OK:
             return GRPCStatus(code, headers.get(wire.SERVICE_ERROR, ""), initial, trailing)
         code, message = _GO_ERRORS.get(raw, _OTHER_ERROR)
         return GRPCStatus(code, message, initial, trailing)
-    return GRPCStatus(OK, "", initial, trailing)
+    return GRPCStatus(StatusCode.OK, "", initial, trailing)
 
 
 # --- names and addresses -------------------------------------------------------------

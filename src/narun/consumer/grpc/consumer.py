@@ -40,7 +40,14 @@ from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import grpcwire, wire
-from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, GRPCWireError, Metadata, Metadatum
+from narun.protocol.grpcwire import (
+    GRPCRequest,
+    GRPCStatus,
+    GRPCWireError,
+    Metadata,
+    Metadatum,
+    StatusCode,
+)
 
 if TYPE_CHECKING:
     pass
@@ -56,9 +63,6 @@ Register = Callable[["GRPCTarget"], None]
 
 _MethodHandler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 _GenericHandler: TypeAlias = "grpc.GenericRpcHandler[Any, Any]"
-
-UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 2, 3, 4
-RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 8, 12, 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +131,17 @@ def _is_async(behavior: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(behavior) or inspect.iscoroutinefunction(call)
 
 
-def _status_reply(code: int, message: str) -> Reply:
+def _status_reply(code: StatusCode, message: str) -> Reply:
     status = GRPCStatus(code=code, message=message)
-    return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {grpcwire.code_name(code)}")
+    return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {code.name}")
 
 
 # A full instance refuses with UNAVAILABLE, marked retryable for the gateway.
 _OVERLOADED = Reply(
     headers={
-        **grpcwire.encode_reply(GRPCStatus(code=14, message="Service overloaded")),
+        **grpcwire.encode_reply(
+            GRPCStatus(code=StatusCode.UNAVAILABLE, message="Service overloaded")
+        ),
         wire.OVERLOADED: "1",
     },
     error="Service overloaded",
@@ -199,15 +205,15 @@ class GRPCEndpoint:
         if tracer is not None:
             traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
         method = headers.get(wire.GRPC_METHOD) or "-"
-        code = INTERNAL
+        code = StatusCode.INTERNAL
         try:
             reply = await self._serve(msg, rid, traced is not None)
-            status = (reply.headers or {}).get(wire.GRPC_STATUS, "")
-            code = int(status) if status.isdigit() else UNKNOWN
+            status = StatusCode.parse((reply.headers or {}).get(wire.GRPC_STATUS, ""))
+            code = StatusCode.UNKNOWN if status is None else status
             return reply
         finally:
             seconds = time.perf_counter() - started
-            name = grpcwire.code_name(code)
+            name = code.name
             if recorder is not None:
                 recorder.active.dec()
                 recorder.observe(name, seconds)
@@ -216,8 +222,8 @@ class GRPCEndpoint:
                 parts = grpcwire.split_method(method)
                 if parts is not None:
                     attributes["rpc.service"], attributes["rpc.method"] = parts
-                attributes["rpc.grpc.status_code"] = code
-                tracing.finish(*traced, attributes, error=code != 0)
+                attributes["rpc.grpc.status_code"] = int(code)
+                tracing.finish(*traced, attributes, error=code != StatusCode.OK)
             if access_logger.isEnabledFor(logging.INFO):
                 ms = round(seconds * 1000, 3)
                 log.access(
@@ -232,10 +238,12 @@ class GRPCEndpoint:
             request = grpcwire.decode_request(msg.headers)
         except GRPCWireError as exc:
             logger.warning("malformed gRPC request headers on %s: %s", msg.subject, exc)
-            return _status_reply(INVALID_ARGUMENT, "Malformed gRPC request metadata")
+            return _status_reply(StatusCode.INVALID_ARGUMENT, "Malformed gRPC request metadata")
         method = request.method
         if method is None:
-            return _status_reply(INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header")
+            return _status_reply(
+                StatusCode.INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header"
+            )
         request = dataclasses.replace(request, metadata=_metadata(request.metadata, rid, traced))
         try:
             return await self._call(request, method, msg.data, started)
@@ -243,17 +251,18 @@ class GRPCEndpoint:
             raise
         except Exception:
             logger.exception("gRPC call %s failed inside narun", method)
-            return _status_reply(INTERNAL, "Internal error")
+            return _status_reply(StatusCode.INTERNAL, "Internal error")
 
     async def _call(self, request: GRPCRequest, method: str, data: bytes, started: float) -> Reply:
         handler = self.target.find(method, request.metadata)
         if handler is None:
             logger.info("gRPC method %s is not served here", method)
-            return _status_reply(UNIMPLEMENTED, "Method not found!")
+            return _status_reply(StatusCode.UNIMPLEMENTED, "Method not found!")
         behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
         if handler.request_streaming or handler.response_streaming or behavior is None:
             return _status_reply(
-                UNIMPLEMENTED, f"{method} is a streaming method; narun serves unary methods only"
+                StatusCode.UNIMPLEMENTED,
+                f"{method} is a streaming method; narun serves unary methods only",
             )
         try:
             argument = (
@@ -261,7 +270,7 @@ class GRPCEndpoint:
             )
         except Exception:
             logger.exception("%s: cannot deserialize the request", method)
-            return _status_reply(INTERNAL, "Exception deserializing request!")
+            return _status_reply(StatusCode.INTERNAL, "Exception deserializing request!")
 
         context: CallContext
         if _is_async(behavior):
@@ -290,13 +299,13 @@ class GRPCEndpoint:
                 return context.status(), None
             if timer.expired():
                 logger.info("%s: deadline exceeded", method)
-                return GRPCStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"), None
+                return GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), None
             if context.code() not in (None, grpc.StatusCode.OK):
                 # As grpcio: an exception after set_code() ends the call with that code.
                 logger.info("%s raised %s after setting a status", method, type(exc).__name__)
                 return context.status(), None
             logger.exception("%s: exception calling application", method)
-            return GRPCStatus(UNKNOWN, "Exception calling application"), None
+            return GRPCStatus(StatusCode.UNKNOWN, "Exception calling application"), None
         return context.status(), response
 
     def _reply(
@@ -307,7 +316,7 @@ class GRPCEndpoint:
         serializer: Callable[[Any], bytes] | None,
     ) -> Reply:
         data = b""
-        if status.code == 0:
+        if status.code == StatusCode.OK:
             try:
                 out = response if serializer is None else serializer(response)
                 if not isinstance(out, bytes):
@@ -315,7 +324,7 @@ class GRPCEndpoint:
                 data = out
             except Exception:
                 logger.exception("%s: cannot serialize the response", method)
-                status = GRPCStatus(INTERNAL, "Failed to serialize response!")
+                status = GRPCStatus(StatusCode.INTERNAL, "Failed to serialize response!")
         headers = grpcwire.encode_reply(status)
         if len(data) + _headers_size(headers) > self.max_payload:
             logger.error(
@@ -325,9 +334,9 @@ class GRPCEndpoint:
                 self.max_payload,
             )
             data = b""
-            status = GRPCStatus(RESOURCE_EXHAUSTED, "Response message too large")
+            status = GRPCStatus(StatusCode.RESOURCE_EXHAUSTED, "Response message too large")
             headers = grpcwire.encode_reply(status)
-        error = None if status.code == 0 else f"gRPC {grpcwire.code_name(status.code)}"
+        error = None if status.code == StatusCode.OK else f"gRPC {status.code.name}"
         return Reply(data=data, headers=headers, error=error)
 
 
