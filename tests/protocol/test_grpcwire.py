@@ -278,6 +278,11 @@ def test_status_codes_are_grpcios() -> None:
         ("0", StatusCode.OK),
         ("14", StatusCode.UNAVAILABLE),
         ("16", StatusCode.UNAUTHENTICATED),
+        ("04", StatusCode.DEADLINE_EXCEEDED),
+        ("00", StatusCode.OK),
+        (" 4", None),
+        ("4 ", None),
+        ("\u0664", None),  # ARABIC-INDIC DIGIT FOUR: a digit, not ASCII
         ("17", None),
         ("99", None),
         ("-1", None),
