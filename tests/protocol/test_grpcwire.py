@@ -272,6 +272,13 @@ def test_status_codes_are_grpcios() -> None:
     assert str(StatusCode.UNAVAILABLE) == "14"  # as Narun-Grpc-Status carries it
 
 
+def test_code_name_of_an_int() -> None:
+    assert grpcwire.code_name(14) == "UNAVAILABLE"
+    assert grpcwire.code_name(StatusCode.OK) == "OK"
+    assert all(grpcwire.code_name(code) == code.name for code in StatusCode)
+    assert grpcwire.code_name(17) == grpcwire.code_name(-1) == "UNKNOWN"
+
+
 @pytest.mark.parametrize(
     ("value", "code"),
     [

@@ -176,7 +176,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             code = StatusCode.INTERNAL
         finally:
             seconds = time.perf_counter() - started
-            name = code.name
+            name = grpcwire.code_name(code)
             if metrics is not None:
                 metrics.in_flight_grpc.dec()
                 metrics.grpc_requests.labels(label, name).inc()
@@ -270,7 +270,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             logger.warning("gRPC %s -> %s: malformed reply: %s", method, service, exc)
             return _error(BadBackendReply(str(exc)))
         if status.code != StatusCode.OK:
-            logger.debug("gRPC %s -> %s: %s", method, service, status.code.name)
+            logger.debug("gRPC %s -> %s: %s", method, service, grpcwire.code_name(status.code))
             return _Outcome(status)
         return _Outcome(status, reply.data)
 

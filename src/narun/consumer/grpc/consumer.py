@@ -133,7 +133,7 @@ def _is_async(behavior: Callable[..., Any]) -> bool:
 
 def _status_reply(code: StatusCode, message: str) -> Reply:
     status = GRPCStatus(code=code, message=message)
-    return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {code.name}")
+    return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {grpcwire.code_name(code)}")
 
 
 # A full instance refuses with UNAVAILABLE, marked retryable for the gateway.
@@ -213,7 +213,7 @@ class GRPCEndpoint:
             return reply
         finally:
             seconds = time.perf_counter() - started
-            name = code.name
+            name = grpcwire.code_name(code)
             if recorder is not None:
                 recorder.active.dec()
                 recorder.observe(name, seconds)
@@ -336,7 +336,7 @@ class GRPCEndpoint:
             data = b""
             status = GRPCStatus(StatusCode.RESOURCE_EXHAUSTED, "Response message too large")
             headers = grpcwire.encode_reply(status)
-        error = None if status.code == StatusCode.OK else f"gRPC {status.code.name}"
+        error = None if status.code == StatusCode.OK else f"gRPC {grpcwire.code_name(status.code)}"
         return Reply(data=data, headers=headers, error=error)
 
 

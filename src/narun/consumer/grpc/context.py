@@ -150,7 +150,7 @@ class CallContext:
         self._code, self._details, self._aborted = number, details, True
 
     def _aborted_with(self) -> str:
-        return (self._code or StatusCode.UNKNOWN).name
+        return grpcwire.code_name(self._code or StatusCode.UNKNOWN)
 
     def set_compression(self, compression: grpc.Compression) -> None:
         """Accepted and ignored: NATS messages are not compressed per call."""
