@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.stream_apps import pattern, pattern_digest
 from tests.support import Proc, start_consumer, start_gateway, unique_service
 
@@ -98,7 +98,7 @@ async def test_gateway_sigkill_mid_stream_cancels_the_app(logs: Path, nats_url: 
 
 
 async def test_nats_server_restart_mid_stream_never_corrupts(
-    logs: Path, own_nats_server: NatsServer
+    logs: Path, own_nats_server: NATSServer
 ) -> None:
     nats = own_nats_server
     service = unique_service("restartst")
