@@ -48,6 +48,8 @@ def stack(request: pytest.FixtureRequest, nats_url: str, logs: Path) -> Iterator
     routes: list[dict[str, object]] = [
         {"path": "/", "methods": ["GET", "POST", "HEAD"], "service": service},
         {"path": "/upload", "methods": ["POST"], "service": service, "max_body_bytes": 64 * MiB},
+        # A short stream idle timeout: heartbeats must keep quiet streams alive.
+        {"path": "/sse", "methods": ["GET"], "service": service, "stream_idle_timeout": 0.6},
     ]
     gateway, url = start_gateway(logs, nats_url, routes)
     yield Stack(kind, service, url, marks, gateway, consumer)
@@ -77,6 +79,14 @@ async def test_sse_events_arrive_as_they_are_produced(client: httpx.AsyncClient)
     delays = [a - p for a, p in zip(arrivals, produced, strict=True)]
     assert max(delays) < 0.4, delays
     assert arrivals[2] - arrivals[0] > 0.8
+
+
+async def test_a_quiet_stream_outlives_the_idle_timeout(client: httpx.AsyncClient) -> None:
+    # Events 2 s apart on a route whose idle timeout is 0.6 s: heartbeats keep it open.
+    async with client.stream("GET", "/sse", params={"n": 2, "gap": 2.0}) as response:
+        assert response.status_code == 200
+        lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert len(lines) == 2
 
 
 @pytest.mark.parametrize("size", [5 * MiB, 5 * MiB + 12345])

@@ -336,9 +336,13 @@ class HTTPGateway:
         request = _to_bhttp(scope, part, rid_field, content_length=declared)
         headers = self._nats_headers(scope, scope_rid(rid_field), timeout_ms, idle_ms)
         service = route.service
-        channel = await requester.open_stream(
-            wire.stream_subject(service), encode_request(request), headers
-        )
+        payload = encode_request(request)
+        subject = wire.stream_subject(service)
+        if span is None:
+            channel = await requester.open_stream(subject, payload, headers)
+        else:  # the consumer's span is a child of this one (the head carries the context)
+            with tracing.sending(self._tracer, span, service, headers, len(payload)):
+                channel = await requester.open_stream(subject, payload, headers)
         channel.start(idle)
         record = scope[SCOPE_KEY] = StreamRecord()
         active = None if self.metrics is None else self.metrics.active_streams
@@ -375,6 +379,7 @@ class HTTPGateway:
                 hdrs = head.headers
                 if hdrs is not None and not head.data and hdrs.get("Status") == "503":
                     pump.stop()
+                    del scope[SCOPE_KEY]  # not a stream after all
                     return None  # nobody on <service>.stream: try the single-message form
                 if hdrs and wire.SERVICE_ERROR in hdrs:
                     code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
