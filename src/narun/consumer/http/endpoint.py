@@ -77,7 +77,9 @@ class HTTPEndpoint:
         tracer = self._tracer.get()
         traced = None
         if tracer is not None:
-            traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
+            # The span is named after the service, also for <service>.stream requests.
+            subject = msg.subject.removesuffix(".stream")
+            traced = tracing.process(tracer, headers, subject, len(msg.data), {})
         request: Request | None = None
         status = 500
         exchange: Exchange | None = None
