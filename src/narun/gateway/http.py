@@ -102,6 +102,7 @@ class HTTPGateway:
         self.metrics = metrics
         self._in_flight = None if metrics is None else metrics.in_flight_http
         self._tracer = tracing.LazyTracer("narun.gateway")
+        self._watch = DisconnectWatch()
         # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
         # idle timeout and its header value, the largest body.
         self._route_params = {
@@ -178,7 +179,7 @@ class HTTPGateway:
         requester = self._requester()
         metrics = self.metrics
         service = route.service
-        watch: DisconnectWatch | None = None
+        task: asyncio.Task[object] | None = None
         try:
             if requester is None:
                 raise NarunError("gateway has no NATS connection")
@@ -215,8 +216,7 @@ class HTTPGateway:
             task = asyncio.current_task()
             if task is not None:
                 # A client that goes away cancels the wait (and the consumer's work).
-                watch = DisconnectWatch(receive, task)
-                watch.arm()
+                self._watch.add(task, receive)
             try:
                 if span is None:  # no tracing: not even a no-op context manager
                     reply = await requester.call(
@@ -228,7 +228,7 @@ class HTTPGateway:
                             service, payload, headers, timeout, self.config.retry_seconds
                         )
             except asyncio.CancelledError:
-                if watch is not None and watch.fired and task is not None:
+                if task is not None and self._watch.remove(task):
                     task.uncancel()
                     raise ClientGone("client went away while waiting for the reply") from None
                 raise
@@ -243,8 +243,8 @@ class HTTPGateway:
                     metrics.observe_nats(service, "error")
                 raise
             finally:
-                if watch is not None:
-                    watch.stop()
+                if task is not None:
+                    self._watch.remove(task)
             if metrics is not None:
                 metrics.observe_nats(service, "success")
             rh = reply.headers

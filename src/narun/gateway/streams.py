@@ -84,43 +84,55 @@ def stream_error(exc: StreamError) -> NarunError:
 
 
 class DisconnectWatch:
-    """Cancels a task when the HTTP client goes away (its body having been read).
+    """Cancels the requests whose HTTP client went away while they wait for a reply.
 
-    Armed ``delay`` seconds after :meth:`arm`, so that quick requests cost one timer
-    handle and no task. ``fired`` tells the cancelled task why it was cancelled.
+    Quick requests cost two dict operations and no task: a single timer ticks every
+    ``delay`` seconds while requests wait, and starts watching (``receive()``, which
+    answers ``http.disconnect`` when the client goes) only the requests that were already
+    waiting at the previous tick. A request is therefore watched from between ``delay``
+    and twice ``delay`` after it was sent.
     """
 
-    __slots__ = ("_handle", "_receive", "_target", "_watcher", "fired")
+    def __init__(self, delay: float = 0.25) -> None:
+        self.delay = delay
+        self._new: dict[asyncio.Task[object], Receive] = {}
+        self._old: dict[asyncio.Task[object], Receive] = {}
+        self._watchers: dict[asyncio.Task[object], asyncio.Task[None]] = {}
+        self._fired: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def __init__(self, receive: Receive, target: asyncio.Task[object]) -> None:
-        self._receive = receive
-        self._target = target
-        self._handle: asyncio.TimerHandle | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self.fired = False
+    def add(self, task: asyncio.Task[object], receive: Receive) -> None:
+        """Watch ``task``'s client from now until :meth:`remove`."""
+        self._new[task] = receive
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._tick)
 
-    def arm(self, delay: float = 0.25) -> None:
-        """Start watching after ``delay`` seconds."""
-        self._handle = asyncio.get_running_loop().call_later(delay, self._start)
+    def remove(self, task: asyncio.Task[object]) -> bool:
+        """Stop watching ``task``; True if it was cancelled because its client left."""
+        if self._new.pop(task, None) is None:
+            self._old.pop(task, None)
+        watcher = self._watchers.pop(task, None)
+        if watcher is not None:
+            watcher.cancel()
+        if self._fired and task in self._fired:
+            self._fired.discard(task)
+            return True
+        return False
 
-    def _start(self) -> None:
-        self._handle = None
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+    def _tick(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        for task, receive in self._old.items():
+            self._watchers[task] = loop.create_task(self._watch(task, receive))
+        self._old, self._new = self._new, {}
+        if self._old:
+            self._timer = loop.call_later(self.delay, self._tick)
 
-    async def _watch(self) -> None:
-        message = await self._receive()
-        if message["type"] == "http.disconnect":
-            self.fired = True
-            self._target.cancel()
-
-    def stop(self) -> None:
-        """Stop watching."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+    async def _watch(self, task: asyncio.Task[object], receive: Receive) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect" and self._watchers.pop(task, None) is not None:
+            self._fired.add(task)
+            task.cancel()
 
 
 class BodyPump:
