@@ -21,7 +21,7 @@ import httpx
 from narun.transport.server import NatsServer
 from tests.support import free_port, start_consumer, start_gateway, unique_service
 
-APP = "tests.apps:asgi_app"
+APP = "tests.support.apps:asgi_app"
 
 
 @dataclass

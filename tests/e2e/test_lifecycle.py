@@ -18,7 +18,7 @@ SLOW = {"path": "/slow", "methods": ["GET"], "service": ""}
 
 async def test_gateway_sigterm_finishes_in_flight_then_exits_0(logs: Path, nats_url: str) -> None:
     service = unique_service("gw-drain")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     gateway, url = start_gateway(logs, nats_url, [{**SLOW, "service": service}])
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -48,7 +48,7 @@ async def test_nats_outage_answers_503_fast_and_recovers(
 ) -> None:
     url_nats = own_nats_server.url
     service = unique_service("outage")
-    consumer = start_consumer(logs, url_nats, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, url_nats, "tests.support.apps:asgi_app", service)
     gateway, url = start_gateway(
         logs, url_nats, [{"path": "/echo/", "methods": ["GET"], "service": service}]
     )

@@ -16,7 +16,7 @@ from tests.support import Proc, start_consumer, start_gateway, unique_service
 @pytest.fixture(scope="module")
 def gateway_port(nats_url: str, logs: Path) -> Iterator[int]:
     service = unique_service("raw")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     gateway, url = start_gateway(
         logs, nats_url, [{"path": "/echo/", "methods": ["GET", "POST"], "service": service}]
     )

@@ -31,7 +31,7 @@ from narun.protocol.bhttp import Request, decode_response, encode_request
 from narun.protocol.micro import parse_stats
 from tests.support import free_port, start_consumer, unique_service
 
-APP = "tests.apps:asgi_app"
+APP = "tests.support.apps:asgi_app"
 OK = 7
 BOOM = 3
 T = TypeVar("T")
