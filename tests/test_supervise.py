@@ -233,7 +233,7 @@ def test_group_stops_newest_first(tmp_path: Path) -> None:
     log = tmp_path / "all.log"
     with Group(grace=20) as group:
         for name in ("a", "b", "c"):
-            group.start(program(name, "0"), output=log, name=name)
+            group.add(Child.start(program(name, "0"), output=log, name=name))
             wait_ready(log, name)
     assert [line for line in log.read_text().splitlines() if line.startswith("term")] == [
         "term c",
@@ -247,8 +247,8 @@ def test_supervise_stops_the_others_when_one_exits(tmp_path: Path) -> None:
     log = tmp_path / "all.log"
     seen: list[tuple[str, int | None, bool]] = []
     with Group() as group:
-        a = group.start(program("a", "0"), output=log, name="a")
-        group.start(program("b", "7"), output=log, name="b")
+        a = group.add(Child.start(program("a", "0"), output=log, name="a"))
+        group.add(Child.start(program("b", "7"), output=log, name="b"))
         wait_ready(log, "a")
         wait_ready(log, "b")
         a.signal(signal.SIGTERM)  # "a" exits on its own, as far as the group knows
@@ -265,8 +265,8 @@ def test_supervise_stops_the_others_when_one_exits(tmp_path: Path) -> None:
 def test_supervise_kills_children_that_outlive_the_grace(tmp_path: Path) -> None:
     log = tmp_path / "all.log"
     group = Group()
-    quitter = group.start([sys.executable, "-c", "pass"], name="quitter")
-    group.start(program("stubborn", "ignore"), output=log, name="stubborn")
+    quitter = group.add(Child.start([sys.executable, "-c", "pass"], name="quitter"))
+    group.add(Child.start(program("stubborn", "ignore"), output=log, name="stubborn"))
     wait_ready(log, "stubborn")
     assert group.supervise(grace=0.3) is quitter
     assert [child.returncode for child in group.children] == [0, -signal.SIGKILL]
@@ -277,12 +277,12 @@ def test_forward_signals_passes_sigterm_on(tmp_path: Path) -> None:
     caught: list[signal.Signals] = []
     before = signal.getsignal(signal.SIGTERM)
     with Group(grace=20) as group, group.forward_signals(on_signal=caught.append):
-        group.start(program("a", "0"), output=log, name="a")
+        group.add(Child.start(program("a", "0"), output=log, name="a"))
         wait_ready(log, "a")
         os.kill(os.getpid(), signal.SIGINT)  # reaches the child as SIGTERM
         assert group.supervise() is None
         assert group.stop_signal == signal.SIGINT
-        late = group.start(program("late", "6"), output=log, name="late")
+        late = group.add(Child.start(program("late", "6"), output=log, name="late"))
         assert late.wait(timeout=20) in (6, -signal.SIGTERM)  # SIGTERM at once, maybe early
     assert caught == [signal.SIGINT]
     assert signal.getsignal(signal.SIGTERM) is before

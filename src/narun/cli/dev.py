@@ -78,12 +78,14 @@ def dev(
         for pair in http_apps:
             service, ref = _parse_pair(pair, "--serve")
             cmd = [*python, "serve", ref, "--service", service]
-            group.start(cmd, env=env, name=f"consumer {service}")
+            group.add(Child.start(cmd, env=env, name=f"consumer {service}"))
         for pair in grpc_apps:
             service, ref = _parse_pair(pair, "--serve-grpc")
             cmd = [*python, "serve", ref, "--service", service, "--interface", "grpc"]
-            group.start(cmd, env=env, name=f"consumer {service}")
-        gw = group.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
+            group.add(Child.start(cmd, env=env, name=f"consumer {service}"))
+        gw = group.add(
+            Child.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
+        )
         from narun.config.addr import parse_addr
 
         host, port = parse_addr(config.server_addr)

@@ -105,11 +105,13 @@ def run_workers(
                 spec = _WorkerSpec(
                     config, graceful_timeout, log_level, log_format, index, os.getpid(), access_log
                 )
-                group.start(
-                    [sys.executable, "-c", _BOOT],
-                    name=f"gateway worker {index}",
-                    env=env,
-                    input=pickle.dumps(spec),
+                group.add(
+                    Child.start(
+                        [sys.executable, "-c", _BOOT],
+                        name=f"gateway worker {index}",
+                        env=env,
+                        input=pickle.dumps(spec),
+                    )
                 )
             pids = [child.pid for child in group.children]
             logger.info("started %d gateway workers: pids %s", len(pids), pids)
