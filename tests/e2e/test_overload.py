@@ -12,8 +12,8 @@ import httpx
 import nats
 from nats.aio.msg import Msg
 
-from tests.e2e.test_faults import Traffic, during, steady
 from tests.support import Processes, start_consumer, start_gateway, unique_service
+from tests.support.traffic import Traffic, during, steady
 
 APP = "tests.support.apps:asgi_app"
 

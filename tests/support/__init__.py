@@ -7,6 +7,7 @@
 - :mod:`~tests.support.apps`, :mod:`~tests.support.grpc_apps`: the ASGI, WSGI and gRPC
   apps the e2e tests serve (``narun serve tests.support.apps:asgi_app``).
 - :mod:`~tests.support.natsauth`: NKeys, JWT chains and TLS files made on the spot.
+- :mod:`~tests.support.traffic`: steady request streams, every outcome counted.
 
 The helpers of :mod:`~tests.support.procs` are importable from here too.
 """
