@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,23 @@ print("ready", name, flush=True)
 while True:
     time.sleep(0.05)
 """
+
+
+@pytest.fixture(autouse=True)
+def no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Kill whatever a test started and left running (say, after a failed assertion)."""
+    started: list[Child] = []
+    start = Child.start
+
+    def recorded(*args: Any, **kwargs: Any) -> Child:
+        child = start(*args, **kwargs)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(Child, "start", recorded)
+    yield
+    for child in started:
+        child.kill()  # a no-op for a child already reaped
 
 
 def program(name: str = "c", code: str = "0", *extra: str) -> list[str]:

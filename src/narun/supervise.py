@@ -310,7 +310,7 @@ class Child:
         """Collect its exit status; first kill what is left of its process group."""
         if self._popen.returncode is None:
             if self.own_group:
-                # It is a zombie now, so its group id cannot have been reused yet.
+                # Not reaped yet, so its PID (the group id) cannot have been reused.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, SIGKILL)
             self._popen.wait()
@@ -434,13 +434,13 @@ class Group:
         ``on_exit(child)`` is called once for each child as it is reaped (after
         :attr:`first_exit` is set).
         """
-        reaped: set[int] = set()
+        reaped: set[Child] = set()
         deadline: float | None = None
         while True:
             for child in self._children:
-                if child.pid in reaped or child.returncode is None:
+                if child in reaped or child.returncode is None:
                     continue
-                reaped.add(child.pid)
+                reaped.add(child)
                 if not self.stopping:
                     self.first_exit = child
                     logger.debug("%s exited with %d: stopping the group", child, child.returncode)
