@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from narun.transport.server import NatsServer
 from tests.support import ROOT, Proc, start_consumer, start_gateway, unique_service, write_config
@@ -76,12 +77,13 @@ async def test_nats_outage_answers_503_fast_and_recovers(
         assert consumer.stop() == 0, consumer.output()
 
 
-def test_bad_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["gateway", "dev"])
+def test_bad_config_fails_at_start_naming_the_key(command: str, tmp_path: Path) -> None:
     path = write_config(
         tmp_path,
         {"routes": [{"path": "/x", "methods": ["GET"], "service": "bad.name"}], "colour": 1},
     )
-    proc = Proc(["gateway", "-c", str(path)], tmp_path / "gw.log")
+    proc = Proc([command, "-c", str(path)], tmp_path / "gw.log")
     code = proc.wait(timeout=20)
     out = proc.output()
     assert code != 0

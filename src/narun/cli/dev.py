@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from narun.errors import ConfigError
 from narun.supervise import Child, Group, SuperviseError
 from narun.transport.server import NatsServer, NatsServerError
 
@@ -59,7 +60,10 @@ def dev(
     """Start nats-server, the gateway and consumers; Ctrl-C stops them all."""
     from narun.config.gateway import load_config
 
-    config = load_config(config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     url = urlsplit(config.nats_url.split(",")[0])
     nats = NatsServer(host=url.hostname or "127.0.0.1", port=url.port or 4222)
     try:
