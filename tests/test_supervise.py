@@ -343,3 +343,34 @@ def test_async_waits_under_uvloop(tmp_path: Path) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(stop()) == 9
+
+
+async def test_an_asyncio_runner_captures_output_and_restarts_a_crashed_child() -> None:
+    """The shape a node runner takes: a watcher task per child, logs read from a pipe."""
+    script = "import sys; print('run', sys.argv[1], flush=True); raise SystemExit(3)"
+    lines: list[str] = []
+    codes: list[int] = []
+
+    async def capture(child: Child) -> None:
+        assert child.stdout is not None
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), child.stdout
+        )
+        try:
+            async for line in reader:
+                lines.append(line.decode().strip())
+        finally:
+            transport.close()
+
+    async def watch(runs: int) -> None:
+        for run in range(runs):
+            child = Child.start([sys.executable, "-c", script, str(run)], output=subprocess.PIPE)
+            reading = asyncio.create_task(capture(child))
+            codes.append(await child.wait_async(timeout=20))
+            await reading
+
+    await asyncio.wait_for(watch(2), timeout=60)
+    assert codes == [3, 3]
+    assert lines == ["run 0", "run 1"]
