@@ -69,6 +69,21 @@ async def test_service_error_reply_is_502_with_generic_body(
     assert "password" not in response.text
 
 
+@pytest.mark.parametrize(("code", "status"), [("504", 504), ("503", 503), ("500", 502)])
+async def test_service_error_code_alone_is_mapped_by_code(
+    logs: Path, nats_url: str, nc: Client, code: str, status: int
+) -> None:
+    """``Nats-Service-Error-Code`` without ``Nats-Service-Error`` is still an error reply."""
+
+    async def fail(msg: Msg) -> None:
+        await nc.publish(msg.reply, b"", headers={"Nats-Service-Error-Code": code})
+
+    response = await call_through_gateway(logs, nats_url, nc, fail)
+    assert response.status_code == status
+    assert response.text == "Backend service error\n"  # not "Bad reply ..."
+    assert ("retry-after" in response.headers) is (status == 503)
+
+
 async def test_go_shaped_indeterminate_reply_is_served(
     logs: Path, nats_url: str, nc: Client
 ) -> None:

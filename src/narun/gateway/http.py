@@ -194,8 +194,11 @@ class HTTPGateway:
             if metrics is not None:
                 metrics.observe_nats(service, "success")
             rh = reply.headers
-            if rh and wire.SERVICE_ERROR in rh:
-                raise BackendError(rh[wire.SERVICE_ERROR], rh.get(wire.SERVICE_ERROR_CODE, ""))
+            # ADR-32: either header marks an error reply (some peers send the code alone).
+            if rh and (wire.SERVICE_ERROR in rh or wire.SERVICE_ERROR_CODE in rh):
+                raise BackendError(
+                    rh.get(wire.SERVICE_ERROR, ""), rh.get(wire.SERVICE_ERROR_CODE, "")
+                )
             try:
                 response = decode_response(reply.data)
             except BinaryHTTPError as exc:
