@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from narun.protocol import bhttp
+from tests import goshaped
 from tests.support import start_consumer, start_gateway, unique_service
 
 Responder = Callable[[Msg], Awaitable[None]]
@@ -82,6 +83,37 @@ async def test_service_error_code_alone_is_mapped_by_code(
     assert response.status_code == status
     assert response.text == "Backend service error\n"  # not "Bad reply ..."
     assert ("retry-after" in response.headers) is (status == 503)
+
+
+async def test_go_body_on_204_304_and_head_is_dropped(
+    logs: Path, nats_url: str, nc: Client
+) -> None:
+    """A Go consumer sends what the handler wrote, even on 204/304: no content goes out."""
+
+    async def go_consumer(msg: Msg) -> None:
+        request = bhttp.decode_request(msg.data)
+        status = int(request.path.partition("?status=")[2] or 200)
+        fields = [(b"content-type", b"text/plain"), (b"etag", b'"v1"')]
+        await msg.respond(goshaped.response(status, fields, b"written by the handler"))
+
+    service = unique_service("go-204")
+    await nc.subscribe(service, queue="q", cb=go_consumer)
+    await nc.flush()
+    route = {"path": "/x", "methods": ["GET", "HEAD"], "service": service}
+    gateway, url = start_gateway(logs, nats_url, [route])
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            for method, status in [("GET", 204), ("GET", 304), ("HEAD", 200), ("GET", 204)]:
+                response = await client.request(method, "/x", params={"status": status})
+                assert response.status_code == status
+                assert response.content == b""
+                assert response.headers["etag"] == '"v1"'
+                assert "content-length" not in response.headers or method == "HEAD"
+            # The connection survived every one of them (no aborted response).
+            response = await client.get("/x", params={"status": 200})
+            assert response.content == b"written by the handler"
+    finally:
+        assert gateway.stop() == 0, gateway.output()
 
 
 async def test_go_shaped_indeterminate_reply_is_served(

@@ -218,14 +218,17 @@ class HTTPGateway:
             return 500
 
         head = scope["method"] == "HEAD"
+        # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
+        # the backend sent (a Go consumer passes on what the handler wrote).
+        bodyless = head or response.status in (204, 304)
         out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
         if head:
             out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
-        elif response.status not in (204, 304) and response.status >= 200:
+        elif not bodyless:
             out.append((b"content-length", str(len(response.content)).encode()))
         out.append(rid_field)
         await send({"type": "http.response.start", "status": response.status, "headers": out})
-        await send({"type": "http.response.body", "body": b"" if head else response.content})
+        await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
         return response.status
 
 
