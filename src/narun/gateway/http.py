@@ -31,6 +31,7 @@ from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
 from narun.protocol import wire
 from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.protocol.fields import end_to_end
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
@@ -221,7 +222,7 @@ class HTTPGateway:
         # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
         # the backend sent (a Go consumer passes on what the handler wrote).
         bodyless = head or response.status in (204, 304)
-        out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
+        out = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in _RESPONSE_DROP]
         if head:
             out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
         elif not bodyless:

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from narun._types import ASGIApp, Message, Scope
 from narun.observe import requestid, tracing
 from narun.protocol.bhttp import Request, Response
+from narun.protocol.fields import end_to_end
 
 __all__ = ["ASGIBridge", "Lifespan", "build_scope"]
 
@@ -182,7 +183,8 @@ class ASGIBridge:
             return _INTERNAL_ERROR
         if request.method == "HEAD" or status in _BODYLESS_STATUS:
             chunks.clear()
-        return Response(status=status, headers=tuple(headers), content=b"".join(chunks))
+        # Connection-level fields describe a hop the app does not have (RFC 9110 7.6.1).
+        return Response(status=status, headers=tuple(end_to_end(headers)), content=b"".join(chunks))
 
 
 def replace_fields(

@@ -1,0 +1,91 @@
+"""Go narun peers on the wire: raw NATS clients playing a Go gateway or a Go consumer.
+
+A Go gateway (narun-gw) sends a Go-shaped Binary HTTP request with only
+``Content-Type: application/bhttp`` and reads only the Binary HTTP reply; a Go consumer
+(nconsumer) replies with Go-shaped Binary HTTP. The messages are built in
+``tests/goshaped.py``; everything else is real: nats-server, ``narun serve``,
+``narun gateway``, httpx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from narun.protocol import bhttp
+from tests import goshaped
+from tests.interop_apps import HOP_FIELDS, KEPT_FIELDS
+from tests.support import start_consumer, start_gateway, unique_service
+
+GO_HEADERS = {"Content-Type": "application/bhttp"}
+"""The only NATS header a Go gateway sends."""
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+async def go_gateway_request(nc: Client, service: str, message: bytes, timeout: float = 10) -> Msg:
+    """What narun-gw does: one NATS request, Content-Type only, no narun headers."""
+    return await nc.request(service, message, timeout=timeout, headers=GO_HEADERS)
+
+
+# --- item 4: hop-by-hop fields ---------------------------------------------------------
+
+
+async def test_consumer_strips_hop_by_hop_fields_of_the_app(
+    logs: Path, nats_url: str, nc: Client
+) -> None:
+    service = unique_service("hop-consumer")
+    consumer = start_consumer(logs, nats_url, "tests.interop_apps:hop_by_hop", service)
+    try:
+        message = goshaped.request(b"GET", b"localhost:8080", b"/", [(b"accept", b"*/*")])
+        reply = await go_gateway_request(nc, service, message)
+        response = bhttp.decode_response(reply.data)
+        assert response.status == 200
+        assert response.content == b"end to end"
+        names = [name for name, _ in response.headers]
+        for name, _ in HOP_FIELDS:
+            assert name not in names
+        assert [f for f in response.headers if f[0] != b"content-length"] == KEPT_FIELDS
+    finally:
+        assert consumer.stop() == 0
+
+
+async def test_gateway_strips_hop_by_hop_fields_of_a_go_consumer(
+    logs: Path, nats_url: str, nc: Client
+) -> None:
+    """A Go consumer passes on every field its handler set; the client gets none of those."""
+
+    async def go_consumer(msg: Msg) -> None:
+        await msg.respond(goshaped.response(200, [*KEPT_FIELDS, *HOP_FIELDS], b"end to end"))
+
+    service = unique_service("hop-gateway")
+    await nc.subscribe(service, queue="q", cb=go_consumer)
+    await nc.flush()
+    gateway, url = start_gateway(
+        logs, nats_url, [{"path": "/x", "methods": ["GET"], "service": service}]
+    )
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            for _ in range(2):  # and the connection stays usable
+                response = await client.get("/x")
+                assert response.status_code == 200
+                assert response.content == b"end to end"
+                assert response.headers["x-kept"] == "yes"
+                for name in ("x-private", "keep-alive", "upgrade", "te", "trailer"):
+                    assert name not in response.headers
+                assert not [k for k in response.headers if k.startswith("proxy-")]
+                assert response.headers.get("connection", "keep-alive") == "keep-alive"
+                assert "transfer-encoding" not in response.headers
+    finally:
+        assert gateway.stop() == 0, gateway.output()
