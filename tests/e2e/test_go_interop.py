@@ -9,6 +9,7 @@ A Go gateway (narun-gw) sends a Go-shaped Binary HTTP request with only
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -89,3 +90,40 @@ async def test_gateway_strips_hop_by_hop_fields_of_a_go_consumer(
                 assert "transfer-encoding" not in response.headers
     finally:
         assert gateway.stop() == 0, gateway.output()
+
+
+# --- item 1: raw UTF-8 in the request target ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        (
+            "tests.interop_apps:asgi_target",
+            {"path": "/café", "raw_path": "/caf\xc3\xa9", "query_string": "q=caf\xc3\xa9"},
+        ),
+        (
+            # PEP 3333: the bytes received, one character per byte.
+            "tests.interop_apps:wsgi_target",
+            {"PATH_INFO": "/caf\xc3\xa9", "QUERY_STRING": "q=caf\xc3\xa9"},
+        ),
+    ],
+)
+async def test_consumer_accepts_raw_utf8_target_from_a_go_gateway(
+    logs: Path, nats_url: str, nc: Client, app: str, expected: dict[str, str]
+) -> None:
+    """``curl '...?q=café'`` through narun-gw: the query's UTF-8 arrives raw.
+
+    (Go escapes the path itself; raw bytes in the path are accepted all the same.)
+    """
+    service = unique_service("utf8-target")
+    consumer = start_consumer(logs, nats_url, app, service)
+    try:
+        message = goshaped.request(b"GET", b"localhost:8080", b"/caf\xc3\xa9?q=caf\xc3\xa9")
+        reply = await go_gateway_request(nc, service, message)
+        assert not reply.headers, reply.headers  # not a service error
+        response = bhttp.decode_response(reply.data)
+        assert response.status == 200
+        assert json.loads(response.content) == expected
+    finally:
+        assert consumer.stop() == 0

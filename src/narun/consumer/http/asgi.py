@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from narun._types import ASGIApp, Message, Scope
 from narun.observe import requestid, tracing
@@ -67,6 +67,10 @@ def build_scope(
     """
     target = request.path or "/"
     raw_path, _, query = target.partition("?")
+    # The target is ASCII from narun's gateway; a Go gateway passes raw bytes through
+    # (request.path holds them as latin-1): raw_path and query_string get those bytes,
+    # path their percent-decoded UTF-8.
+    raw = raw_path.encode("latin-1")
     headers = [(name.lower(), value) for name, value in request.headers]
     if request.authority:
         for name, _ in headers:
@@ -88,9 +92,11 @@ def build_scope(
         "http_version": "1.1",
         "method": request.method,
         "scheme": scheme,
-        "path": unquote(raw_path, errors="surrogateescape") if "%" in raw_path else raw_path,
-        "raw_path": raw_path.encode("ascii"),
-        "query_string": query.encode("ascii"),
+        "path": raw_path
+        if "%" not in raw_path and raw.isascii()
+        else unquote_to_bytes(raw).decode("utf-8", "surrogateescape"),
+        "raw_path": raw,
+        "query_string": query.encode("latin-1"),
         "root_path": root_path,
         "headers": headers,
         "client": client,
