@@ -9,7 +9,9 @@ A Go gateway (narun-gw) sends a Go-shaped Binary HTTP request with only
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -125,5 +127,74 @@ async def test_consumer_accepts_raw_utf8_target_from_a_go_gateway(
         response = bhttp.decode_response(reply.data)
         assert response.status == 200
         assert json.loads(response.content) == expected
+    finally:
+        assert consumer.stop() == 0
+
+
+# --- item 2: no deadline and no ADR-32 error headers from a Go gateway --------------------
+
+
+async def test_go_request_gets_the_default_deadline_as_binary_http_504(
+    logs: Path, nats_url: str, nc: Client
+) -> None:
+    service = unique_service("go-deadline")
+    consumer = start_consumer(
+        logs, nats_url, "tests.apps:asgi_app", service, "--default-deadline", "1"
+    )
+    try:
+        hang = goshaped.request(b"GET", b"localhost:8080", b"/slow?seconds=60")
+        started = time.monotonic()
+        reply = await go_gateway_request(nc, service, hang, timeout=20)
+        assert time.monotonic() - started < 15  # the default deadline, not the app's 60 s
+        assert not reply.headers  # nothing a Go gateway would not read
+        response = bhttp.decode_response(reply.data)
+        assert response.status == 504
+        assert response.content == b"Request deadline exceeded\n"
+        # A narun gateway's request keeps the ADR-32 answer (and its own deadline).
+        narun = await nc.request(
+            service,
+            hang,
+            timeout=20,
+            headers={**GO_HEADERS, "Narun-Timeout-Ms": "500", "Narun-Request-Id": "r-1"},
+        )
+        assert narun.headers is not None
+        assert narun.headers["Nats-Service-Error-Code"] == "504"
+        assert narun.data == b""
+    finally:
+        assert consumer.stop() == 0
+
+
+async def test_go_request_refused_by_a_full_instance_gets_binary_http_503(
+    logs: Path, nats_url: str, nc: Client
+) -> None:
+    service = unique_service("go-overload")
+    consumer = start_consumer(
+        logs,
+        nats_url,
+        "tests.apps:asgi_app",
+        service,
+        *("--concurrency", "1", "--backlog", "0"),
+    )
+    try:
+        busy = asyncio.ensure_future(
+            go_gateway_request(
+                nc, service, goshaped.request(b"GET", b"h", b"/slow?seconds=3"), timeout=20
+            )
+        )
+        await asyncio.sleep(0.5)  # the only slot is taken
+        ping = goshaped.request(b"GET", b"h", b"/status/200")
+        refused = await go_gateway_request(nc, service, ping)
+        assert not refused.headers
+        response = bhttp.decode_response(refused.data)
+        assert response.status == 503
+        assert (b"retry-after", b"1") in response.headers
+        # A narun gateway's request is refused the ADR-32 way, marked for a retry.
+        narun = await nc.request(
+            service, ping, timeout=10, headers={**GO_HEADERS, "Narun-Request-Id": "r-2"}
+        )
+        assert narun.headers is not None
+        assert narun.headers["Nats-Service-Error-Code"] == "503"
+        assert narun.headers["Narun-Overloaded"] == "1"
+        assert bhttp.decode_response((await busy).data).content == b"slept"
     finally:
         assert consumer.stop() == 0

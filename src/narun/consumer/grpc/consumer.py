@@ -176,11 +176,14 @@ class GrpcEndpoint:
         executor: Executor,
         max_payload: int = 1024 * 1024,
         metrics: RequestRecorder | None = None,
+        default_deadline: float | None = None,
     ) -> None:
         self.target = target
         self.executor = executor
         self.max_payload = max_payload
         self.metrics = metrics
+        self.default_deadline = default_deadline or None
+        """Seconds a call without ``Narun-Timeout-Ms`` (a Go gateway's) may run."""
         self._tracer = tracing.LazyTracer("narun.consumer")
 
     async def __call__(self, msg: Msg) -> Reply:
@@ -236,7 +239,11 @@ class GrpcEndpoint:
         method = request.method
         if method is None:
             return _status_reply(INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header")
-        request = dataclasses.replace(request, metadata=_metadata(request.metadata, rid, traced))
+        request = dataclasses.replace(
+            request,
+            metadata=_metadata(request.metadata, rid, traced),
+            timeout=request.timeout if request.timeout is not None else self.default_deadline,
+        )
         try:
             return await self._call(request, method, msg.data, started)
         except asyncio.CancelledError:
@@ -378,7 +385,11 @@ class GrpcConsumer(ServiceHost):
         assert self._executor is not None
         logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
         return GrpcEndpoint(
-            self.target, executor=self._executor, max_payload=nc.max_payload, metrics=recorder
+            self.target,
+            executor=self._executor,
+            max_payload=nc.max_payload,
+            metrics=recorder,
+            default_deadline=self.default_deadline,
         )
 
     async def _close(self) -> None:
