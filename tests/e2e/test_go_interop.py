@@ -198,3 +198,46 @@ async def test_go_request_refused_by_a_full_instance_gets_binary_http_503(
         assert bhttp.decode_response((await busy).data).content == b"slept"
     finally:
         assert consumer.stop() == 0
+
+
+# --- item 5: what a Go consumer's decoder refuses ---------------------------------------
+
+
+async def test_gateway_answers_what_a_go_consumer_would_refuse(
+    logs: Path, nats_url: str, nc: Client
+) -> None:
+    """414 / 400 from the gateway, where a Go consumer's refusal would have been a 502."""
+    seen: list[int] = []
+
+    async def go_consumer(msg: Msg) -> None:
+        seen.append(len(msg.data))
+        request = bhttp.decode_request(msg.data)
+        if len(request.path) > 4096 or " " in request.authority:  # as Go's decoder does
+            headers = {"Nats-Service-Error-Code": "400", "Nats-Service-Error": "Failed to decode"}
+            await nc.publish(msg.reply, b"", headers=headers)
+        else:
+            await msg.respond(goshaped.response(200, [(b"content-type", b"text/plain")], b"ok"))
+
+    service = unique_service("go-limits")
+    await nc.subscribe(service, queue="q", cb=go_consumer)
+    await nc.flush()
+    route = {"path": "/", "methods": ["GET"], "service": service}
+    strict, strict_url = start_gateway(logs, nats_url, [route])
+    lax, lax_url = start_gateway(logs, nats_url, [route], go_peer_limits=False)
+    long_path = "/" + "a" * 4096  # 4097 bytes
+    try:
+        async with httpx.AsyncClient(base_url=strict_url, timeout=10) as client:
+            assert (await client.get("/" + "a" * 4095)).status_code == 200  # 4096: fine
+            response = await client.get(long_path)
+            assert response.status_code == 414
+            assert response.text == "URI too long\n"
+            response = await client.get("/", headers={"Host": "bad host"})
+            assert response.status_code == 400
+            assert response.text == "Bad request\n"
+        assert len(seen) == 1  # the refused requests never reached NATS
+        # Where every consumer is narun's, the limits can be lifted.
+        async with httpx.AsyncClient(base_url=lax_url, timeout=10) as client:
+            assert (await client.get(long_path)).status_code == 502  # what Go then answers
+    finally:
+        assert strict.stop() == 0, strict.output()
+        assert lax.stop() == 0, lax.output()

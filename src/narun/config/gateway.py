@@ -222,6 +222,12 @@ def _optional_byte_count(value: object) -> int | None:
     return None if value is None else _byte_count(value)
 
 
+def _switch(value: object) -> bool:
+    if not isinstance(value, bool):
+        _fail("must be true or false")
+    return value
+
+
 def _proxy_list(value: object) -> object:
     if not isinstance(value, list | tuple):
         _fail("must be a list of IP addresses or networks, e.g. ['127.0.0.1', '10.0.0.0/8']")
@@ -336,6 +342,10 @@ class GatewayConfig(BaseModel):
     """Largest request body accepted (413 beyond); default: what fits in NATS ``max_payload``."""
     max_header_bytes: Annotated[int, BeforeValidator(_byte_count)] = DEFAULT_MAX_HEADER_BYTES
     """Largest total size of the request header fields (431 beyond)."""
+    go_peer_limits: Annotated[bool, BeforeValidator(_switch)] = True
+    """Refuse at the gateway the requests a Go narun consumer's decoder would refuse:
+    ``:path`` over 4096 bytes (414), ``:authority`` over 256 bytes or not a valid host,
+    method or scheme over 64 bytes (400). ``false`` when every consumer is narun's."""
 
     # --- NATS authentication and TLS (narun.transport.auth) ---
     nats_user: Annotated[str | None, BeforeValidator(_optional_text)] = None

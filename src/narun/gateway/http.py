@@ -29,7 +29,7 @@ from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
-from narun.protocol import wire
+from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, decode_response, encode_request
 from narun.protocol.fields import end_to_end
 from narun.transport.requester import Requester
@@ -166,7 +166,10 @@ class HTTPGateway:
                 raise NarunError("gateway has no NATS connection")
             timeout, timeout_ms = self._timeouts[id(route)]
             body = await _read_body(scope, receive, requester.nc.max_payload, timeout)
-            payload = encode_request(_to_bhttp(scope, body, rid_field))
+            request = _to_bhttp(scope, body, rid_field)
+            if self.config.go_peer_limits:
+                golimits.check_request(request)  # 414/400 rather than a Go consumer's 502
+            payload = encode_request(request)
             headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
             client = scope.get("client")
             if client:
