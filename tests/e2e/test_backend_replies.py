@@ -116,22 +116,23 @@ async def test_go_body_on_204_304_and_head_is_dropped(
         assert gateway.stop() == 0, gateway.output()
 
 
-async def test_go_shaped_indeterminate_reply_is_served(
-    logs: Path, nats_url: str, nc: Client
+@pytest.mark.parametrize(
+    "body",
+    [
+        bytes(range(256)) * 40,  # 10240 bytes: chunks of 1, 4094, 4094 and 2051 bytes
+        b"x",  # a single 1-byte chunk
+        b"",  # known-length framing with content-length: 0
+    ],
+)
+async def test_go_shaped_reply_is_served(
+    logs: Path, nats_url: str, nc: Client, body: bytes
 ) -> None:
-    body = bytes(range(256)) * 40  # 10240 bytes: three chunks of at most 4094 as Go sends
-
     async def go_like(msg: Msg) -> None:
         request = bhttp.decode_request(msg.data)
         assert request.method == "POST"
         assert (msg.headers or {}).get("Content-Type") == "application/bhttp"
-        fields = b"\x0ccontent-type\x18application/octet-stream\x00"
-        chunks = b""
-        for i in range(0, len(body), 4094):
-            piece = body[i : i + 4094]
-            chunks += bytes([0x40 | (len(piece) >> 8), len(piece) & 0xFF]) + piece
-        reply = b"\x03" + b"\x40\xc8" + fields + chunks + b"\x00" + b"\x00"
-        await msg.respond(reply)
+        fields = [(b"content-type", b"application/octet-stream")]
+        await msg.respond(goshaped.response(200, fields, body))
 
     response = await call_through_gateway(logs, nats_url, nc, go_like)
     assert response.status_code == 200
@@ -155,6 +156,25 @@ async def test_consumer_serves_go_shaped_request(logs: Path, nats_url: str, nc: 
         response = bhttp.decode_response(reply.data)
         assert response.status == 200
         assert response.content == b"hello"
+    finally:
+        assert consumer.stop() == 0
+
+
+async def test_consumer_serves_go_chunked_request(logs: Path, nats_url: str, nc: Client) -> None:
+    """A body the client sent chunked: Go forwards it in indeterminate framing (2)."""
+    service = unique_service("from-go-chunked")
+    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    try:
+        body = b"chunked body " * 700  # 9100 bytes: three chunks of at most 4094
+        fields = [(b"content-type", b"application/octet-stream")]
+        message = goshaped.request(b"POST", b"localhost:8080", b"/raw", fields, body, chunked=True)
+        assert message[0] == 2
+        reply = await nc.request(
+            service, message, timeout=5, headers={"Content-Type": "application/bhttp"}
+        )
+        response = bhttp.decode_response(reply.data)
+        assert response.status == 200
+        assert response.content == body
     finally:
         assert consumer.stop() == 0
 
