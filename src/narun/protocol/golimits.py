@@ -10,6 +10,7 @@ client itself: 414 for the path, 400 for the rest. Pure, no I/O.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from narun.errors import BadRequest, URITooLong
@@ -29,9 +30,7 @@ MAX_PATH: Final = 4096
 # The bytes Go's net/http allows in a Host header (httpguts.ValidHostHeader): letters,
 # digits and these. Anything else (a space, '/', '@', '"', a control or non-ASCII byte)
 # makes the Go decoder refuse the request.
-_HOST_BYTES: Final = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!$%&'()*+,-.:;=[]_~"
-)
+_HOST: Final = re.compile(r"[A-Za-z0-9!$%&'()*+,\-.:;=\[\]_~]*")
 
 
 def check_request(request: Request) -> None:
@@ -45,5 +44,5 @@ def check_request(request: Request) -> None:
     authority = request.authority
     if len(authority) > MAX_AUTHORITY:
         raise BadRequest(f":authority of {len(authority)} bytes > {MAX_AUTHORITY} (Go consumers)")
-    if not _HOST_BYTES.issuperset(authority.encode("latin-1", "replace")):
+    if _HOST.fullmatch(authority) is None:
         raise BadRequest(f":authority {authority!r} is not a valid host for Go consumers")
