@@ -266,6 +266,34 @@ async def test_deadline_ends_the_call(executor: ThreadPoolExecutor, sync: bool) 
         assert observed == [False]
 
 
+async def test_call_without_deadline_gets_the_default_one(executor: ThreadPoolExecutor) -> None:
+    """A Go gateway sends only the method: the consumer's default deadline bounds the call."""
+    remaining: list[float | None] = []
+
+    async def servicer(req: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        remaining.append(context.time_remaining())
+        await asyncio.sleep(5)
+        return b"late"
+
+    started = time.monotonic()
+    endpoint = GrpcEndpoint(target_with(servicer), executor=executor, default_deadline=0.2)
+    reply = await endpoint(request(b"in"))  # X-Original-Grpc-Method only
+    assert grpcwire.decode_reply(reply.headers) == GrpcStatus(4, "Deadline Exceeded")
+    assert time.monotonic() - started < 2
+    assert remaining[0] is not None
+    assert 0 < remaining[0] <= 0.2
+    # Without a default, such a call is unbounded (what the servicer sees: no deadline).
+    seen: list[float | None] = []
+
+    async def unbounded(req: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        seen.append(context.time_remaining())
+        return req
+
+    endpoint = GrpcEndpoint(target_with(unbounded), executor=executor)
+    await endpoint(request(b"in"))
+    assert seen == [None]
+
+
 async def test_callbacks_run_when_the_call_ends(executor: ThreadPoolExecutor) -> None:
     events: list[str] = []
 
