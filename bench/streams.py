@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.procs import Procs, RssSampler, free_port, wait_for_port
+from bench.procs import Procs, RssSampler, free_port
 
 __all__ = ["StreamResult", "main", "run_streams"]
 
@@ -116,7 +116,7 @@ def run_streams(size_mib: int, workdir: Path) -> list[StreamResult]:
                 *("--no-access-log", "--log-level", "warning"),
             ],
         )
-        wait_for_port(port, uv)
+        uv.wait_for_port(port, timeout=30)
         direct = {"uvicorn": procs.pids("uvicorn-stream")}
         results.append(_measure("uvicorn (direct)", f"http://127.0.0.1:{port}", direct, size))
 
@@ -124,7 +124,7 @@ def run_streams(size_mib: int, workdir: Path) -> list[StreamResult]:
         nats = procs.start(
             "nats-server-stream", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)]
         )
-        wait_for_port(nats_port, nats)
+        nats.wait_for_port(nats_port, timeout=30)
         nats_url = f"nats://127.0.0.1:{nats_port}"
         procs.start(
             "consumer-stream",
@@ -153,7 +153,7 @@ def run_streams(size_mib: int, workdir: Path) -> list[StreamResult]:
             "gateway-stream",
             [_PY, "-m", "narun", "gateway", "-c", str(config), "--log-level", "warning"],
         )
-        wait_for_port(gw_port, gateway)
+        gateway.wait_for_port(gw_port, timeout=30)
         time.sleep(1.0)  # the consumer registers
         roles = {
             "gateway": procs.pids("gateway-stream"),

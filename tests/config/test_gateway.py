@@ -579,3 +579,11 @@ def test_bad_stream_settings_name_the_key(route_key: str, value: object, fragmen
     assert "stream_idle_timeout_seconds: must be a number > 0" in single_error(
         minimal(stream_idle_timeout_seconds=-1)
     )
+
+
+def test_go_peer_limits_is_on_by_default_and_a_switch() -> None:
+    assert parse_config(minimal(), env={}).go_peer_limits is True
+    assert parse_config(minimal(go_peer_limits=False), env={}).go_peer_limits is False
+    assert single_error(minimal(go_peer_limits="no")) == (
+        "cfg.yaml: go_peer_limits: must be true or false (got 'no')"
+    )

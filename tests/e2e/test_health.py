@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from narun.transport.server import NATSServer
 from tests.support import (
     Proc,
+    Processes,
     free_port,
     start_gateway,
     unique_service,
@@ -46,9 +47,10 @@ def wait_for_status(url: str, status: int, timeout: float = 20) -> httpx.Respons
 
 @pytest.fixture(scope="module")
 def stack(nats_url: str, logs: Path) -> Iterator[tuple[Proc, str, str]]:
-    gateway, url, ops = start_with_ops(logs, nats_url, unique_service("nobody"))
-    yield gateway, url, ops
-    assert gateway.stop() == 0, gateway.output()
+    with Processes(logs, nats_url) as procs:
+        gateway, url, ops = start_with_ops(logs, nats_url, unique_service("nobody"))
+        procs.add(gateway)
+        yield gateway, url, ops
 
 
 def test_healthz_and_readyz_answer_ok(stack: tuple[Proc, str, str]) -> None:

@@ -19,7 +19,6 @@ import pytest
 
 from narun.transport.auth import NATSAuth, connect_options
 from narun.transport.server import NATSServer
-from tests.natsauth_support import TLSFiles, jwt_chain, make_tls, user_nkey
 from tests.support import (
     Proc,
     free_port,
@@ -28,6 +27,7 @@ from tests.support import (
     wait_for_port,
     write_config,
 )
+from tests.support.natsauth import TLSFiles, jwt_chain, make_tls, user_nkey
 
 PASSWORD = "correct-horse-battery-staple"
 WRONG_PASSWORD = "wrong-horse-not-to-be-shown"
@@ -210,7 +210,7 @@ def test_request_passes_with_each_auth_method(
         consumer = start_consumer(
             logs,
             server.url,
-            "tests.apps:asgi_app",
+            "tests.support.apps:asgi_app",
             service,
             *method.consumer,
             nats_options=connect_options(method.probe),
@@ -253,7 +253,13 @@ def test_wrong_credentials_stop_the_programs_with_a_clear_reason(
         return gateway_proc(logs, url, unique_service("gw"), settings, env or {})[0]
 
     def consumer(url: str, *flags: str, env: dict[str, str] | None = None) -> Proc:
-        args = ["serve", "tests.apps:asgi_app", "--service", unique_service("c"), "--nats-url"]
+        args = [
+            "serve",
+            "tests.support.apps:asgi_app",
+            "--service",
+            unique_service("c"),
+            "--nats-url",
+        ]
         log = logs / f"bad-consumer-{unique_service('log')}.log"
         return Proc([*args, url, *flags], log, env=env)
 

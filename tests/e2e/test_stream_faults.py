@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from narun.transport.server import NATSServer
-from tests.stream_apps import pattern, pattern_digest
 from tests.support import Proc, start_consumer, start_gateway, unique_service
+from tests.support.stream_apps import pattern, pattern_digest
 
-ASGI = "tests.stream_apps:asgi_app"
+ASGI = "tests.support.stream_apps:asgi_app"
 MiB = 1024 * 1024
 IDLE = 1.5  # seconds: the stream idle timeout of these gateways
 
@@ -185,7 +185,9 @@ async def _upload(size: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-@pytest.mark.parametrize("app", ["tests.stream_apps:asgi_app", "tests.stream_apps:wsgi_app"])
+@pytest.mark.parametrize(
+    "app", ["tests.support.stream_apps:asgi_app", "tests.support.stream_apps:wsgi_app"]
+)
 async def test_one_gib_both_ways_byte_exact(logs: Path, nats_url: str, app: str) -> None:
     service = unique_service("gib")
     consumer = start_consumer(logs, nats_url, app, service)

@@ -1,6 +1,6 @@
 """Streams end to end: httpx -> gateway -> nats-server -> consumer -> FastAPI / Flask app.
 
-Each test runs over both apps of ``tests.stream_apps``. Bodies are generated and
+Each test runs over both apps of ``tests.support.stream_apps``. Bodies are generated and
 checksummed as they flow, never held whole.
 """
 
@@ -20,10 +20,10 @@ import pytest
 from nats.aio.msg import Msg
 
 from narun.protocol import bhttp, wire
-from tests.stream_apps import BLOCK, pattern, pattern_digest
 from tests.support import Proc, start_consumer, start_gateway, unique_service
+from tests.support.stream_apps import BLOCK, pattern, pattern_digest
 
-APPS = {"asgi": "tests.stream_apps:asgi_app", "wsgi": "tests.stream_apps:wsgi_app"}
+APPS = {"asgi": "tests.support.stream_apps:asgi_app", "wsgi": "tests.support.stream_apps:wsgi_app"}
 MiB = 1024 * 1024
 
 

@@ -27,9 +27,9 @@ from narun.consumer import Consumer
 from narun.consumer.grpc.consumer import GRPCConsumer
 from narun.gateway.server import Gateway
 from narun.observe import tracing
-from tests.apps import asgi_app
-from tests.grpc_apps import register
 from tests.support import unique_service
+from tests.support.apps import asgi_app
+from tests.support.grpc_apps import register
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"

@@ -18,7 +18,7 @@ from narun.transport.auth import (
     telling_error,
     wants_tls,
 )
-from tests.natsauth_support import jwt_chain, make_tls, user_nkey
+from tests.support.natsauth import jwt_chain, make_tls, user_nkey
 
 SECRET = "pa55-w0rd-not-to-show"
 

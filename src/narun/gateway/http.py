@@ -38,8 +38,9 @@ from narun.gateway.streams import (
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
-from narun.protocol import wire
+from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, Response, decode_response, encode_request
+from narun.protocol.fields import end_to_end
 from narun.protocol.stream import ABORT_IDLE, WINDOW, Frame, StreamError
 from narun.transport.requester import Requester
 
@@ -211,7 +212,10 @@ class HTTPGateway:
                 body = await _read_body(first, receive, max_payload, timeout)
             if limit is not None and len(body) > limit:
                 raise PayloadTooLarge(f"body over max_body_bytes {limit}")
-            payload = encode_request(_to_bhttp(scope, body, rid_field))
+            request = _to_bhttp(scope, body, rid_field)
+            if self.config.go_peer_limits:
+                golimits.check_request(request)  # 414/400 rather than a Go consumer's 502
+            payload = encode_request(request)
             headers = self._nats_headers(scope, rid, timeout_ms, idle_ms)
             task = asyncio.current_task()
             if task is not None:
@@ -275,8 +279,11 @@ class HTTPGateway:
                 finally:
                     if active is not None:
                         active.dec()
-            if rh and wire.SERVICE_ERROR in rh:
-                raise BackendError(rh[wire.SERVICE_ERROR], rh.get(wire.SERVICE_ERROR_CODE, ""))
+            # ADR-32: either header marks an error reply (some peers send the code alone).
+            if rh and (wire.SERVICE_ERROR in rh or wire.SERVICE_ERROR_CODE in rh):
+                raise BackendError(
+                    rh.get(wire.SERVICE_ERROR, ""), rh.get(wire.SERVICE_ERROR_CODE, "")
+                )
             try:
                 response = decode_response(reply.data)
             except BinaryHTTPError as exc:
@@ -381,9 +388,9 @@ class HTTPGateway:
                     pump.stop()
                     del scope[SCOPE_KEY]  # not a stream after all
                     return None  # nobody on <service>.stream: try the single-message form
-                if hdrs and wire.SERVICE_ERROR in hdrs:
+                if hdrs and (wire.SERVICE_ERROR in hdrs or wire.SERVICE_ERROR_CODE in hdrs):
                     code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
-                    raise BackendError(hdrs[wire.SERVICE_ERROR], code)
+                    raise BackendError(hdrs.get(wire.SERVICE_ERROR, ""), code)
                 try:
                     response = decode_response(head.data)
                 except BinaryHTTPError as exc:
@@ -431,14 +438,17 @@ async def _answer(
     scope: Scope, send: Send, response: Response, rid_field: tuple[bytes, bytes]
 ) -> int:
     head = scope["method"] == "HEAD"
-    out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
+    # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
+    # the backend sent (a Go consumer passes on what the handler wrote).
+    bodyless = head or response.status in (204, 304)
+    out = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in _RESPONSE_DROP]
     if head:
         out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
-    elif response.status not in (204, 304) and response.status >= 200:
+    elif not bodyless:
         out.append((b"content-length", str(len(response.content)).encode()))
     out.append(rid_field)
     await send({"type": "http.response.start", "status": response.status, "headers": out})
-    await send({"type": "http.response.body", "body": b"" if head else response.content})
+    await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
     return response.status
 
 

@@ -28,6 +28,7 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.protocol.bhttp import decode_response
+from narun.protocol.fields import end_to_end
 from narun.protocol.stream import (
     ABORT_CLIENT_GONE,
     ABORT_IDLE,
@@ -233,9 +234,10 @@ async def relay_reply(
         await channel.abort(502, "undecodable head")
         raise BadBackendReply(str(exc)) from None
     fin = bool(head.value & FIN)
-    headers = [(k, v) for k, v in response.headers if k.lower() not in drop]
+    bodyless = method == "HEAD" or response.status in (204, 304)
+    headers = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in drop]
     if fin:
-        if method != "HEAD" and response.status not in (204, 304):
+        if not bodyless:
             headers.append((b"content-length", str(len(response.content)).encode()))
     else:
         # The app's own length, if it gave one; else the client gets a chunked body.
@@ -244,9 +246,12 @@ async def relay_reply(
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     if record is None:
         record = StreamRecord()
-    if fin:
-        await send({"type": "http.response.body", "body": response.content})
-        record.bytes_out += len(response.content)
+    if fin or bodyless:
+        content = b"" if bodyless else response.content
+        await send({"type": "http.response.body", "body": content})
+        record.bytes_out += len(content)
+        if not fin:
+            await channel.abort(ABORT_CLIENT_GONE, "no body for this answer")
         return response.status
     channel.start(idle)
     watch = None

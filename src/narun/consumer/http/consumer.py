@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, Unpack, cast
 
 from nats.aio.client import Client
@@ -13,9 +14,9 @@ from nats.aio.msg import Msg
 from narun._types import ASGIApp, WSGIApp
 from narun.consumer.host import HostOptions, ServiceHost, serve
 from narun.consumer.http.asgi import ASGIBridge, Lifespan
-from narun.consumer.http.endpoint import HTTPEndpoint
+from narun.consumer.http.endpoint import HTTPEndpoint, refuse
 from narun.consumer.http.wsgi import wsgi_to_asgi
-from narun.consumer.service import Handler
+from narun.consumer.service import Handler, Reply
 from narun.errors import ConfigError
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import wire
@@ -106,10 +107,14 @@ class Consumer(ServiceHost):
         self._endpoint = HTTPEndpoint(
             ASGIBridge(self.app, state=state),
             metrics=recorder,
+            default_deadline=self.default_deadline,
             hub=self._hub,
             stream_subject=wire.stream_subject(self.service),
         )
         return self._endpoint
+
+    def _refusal(self) -> Callable[[Msg], Reply]:
+        return refuse  # Binary HTTP 503 for Go gateways, which read no ADR-32 errors
 
     async def _close(self) -> None:
         if self._hub is not None:

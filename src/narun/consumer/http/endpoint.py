@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from narun.consumer.deadlines import DeadlineWheel
 from narun.consumer.http.asgi import STREAMED, ASGIBridge, parse_client
 from narun.consumer.http.streaming import Exchange
-from narun.consumer.service import Reply, error_reply
+from narun.consumer.service import OVERLOADED, Reply, error_reply
 from narun.errors import BinaryHTTPError
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
@@ -21,7 +21,7 @@ from narun.protocol.bhttp import Request, Response, decode_request, encode_respo
 from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, StreamError
 from narun.transport.stream import StreamHub
 
-__all__ = ["HTTPEndpoint"]
+__all__ = ["HTTPEndpoint", "refuse"]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -30,6 +30,29 @@ _BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
 _DEADLINE = error_reply(504, "Request deadline exceeded")
 _SENT = Reply(sent=True)
 _DEFAULT_IDLE = DEFAULT_IDLE_MS / 1000
+
+
+def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> bytes:
+    body = text.encode() + b"\n"
+    headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    )
+    return encode_response(Response(status, headers, body))
+
+
+# A Go gateway reads no ADR-32 error headers (a reply without Binary HTTP becomes its
+# 502): requests from one get the same answers as Binary HTTP responses it relays.
+_GO_DEADLINE = Reply(_plain(504, "Request deadline exceeded"), error="Request deadline exceeded")
+_GO_OVERLOADED = Reply(
+    _plain(503, "Service overloaded", (b"retry-after", b"1")), error="Service overloaded"
+)
+
+
+def refuse(msg: Msg) -> Reply:
+    """How a full instance refuses ``msg``: ADR-32 503 for narun gateways, else Binary HTTP."""
+    return OVERLOADED if wire.from_narun_gateway(msg.headers) else _GO_OVERLOADED
 
 
 class HTTPEndpoint:
@@ -45,18 +68,21 @@ class HTTPEndpoint:
         bridge: ASGIBridge,
         *,
         metrics: RequestRecorder | None = None,
+        default_deadline: float | None = None,
         hub: StreamHub | None = None,
         stream_subject: str | None = None,
     ) -> None:
         self.bridge = bridge
         self.metrics = metrics
+        self.default_deadline = default_deadline or None
+        """Seconds a request without ``Narun-Timeout-Ms`` may run (None: no bound)."""
         self.hub = hub
         """Where streams get their inboxes; None: never stream (single messages only)."""
         self.stream_subject = stream_subject
         """The subject of requests with a streamed body (``<service>.stream``)."""
         self._running: dict[str, asyncio.Task[object]] = {}
-        self._single_limit: int | None = None
         """Requests the gateway may cancel, by reply subject."""
+        self._single_limit: int | None = None
         # The caller's deadline (Narun-Timeout-Ms) bounds each request. One timer wheel
         # for all of them: asyncio.timeout's timer per request costs more than the
         # request itself; a few milliseconds of lateness do not matter here.
@@ -109,6 +135,8 @@ class HTTPEndpoint:
                 await exchange.start_body()
             response: Response
             if budget is None:
+                budget = self.default_deadline  # a Go gateway sends no deadline
+            if budget is None:
                 response = await self.bridge(
                     request, client=client, request_id=rid, trace=fields, exchange=exchange
                 )
@@ -131,7 +159,7 @@ class HTTPEndpoint:
                     if exchange is not None and exchange.channel is not None:
                         await exchange.abort(ABORT_IDLE, "request deadline exceeded")
                         return _SENT
-                    return _DEADLINE
+                    return _DEADLINE if wire.from_narun_gateway(headers) else _GO_DEADLINE
             if response is STREAMED:
                 assert exchange is not None
                 channel = exchange.channel

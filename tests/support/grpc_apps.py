@@ -1,4 +1,4 @@
-"""gRPC servicers for the end-to-end tests, served with ``narun serve tests.grpc_apps:register``.
+"""gRPC servicers for the end-to-end tests (``narun serve tests.support.grpc_apps:register``).
 
 Besides the example ``hello.v1.Greeter``, three raw-bytes services share one method set,
 implemented twice: ``async def`` (``narun.test.AsyncProbe`` and, for a route with a short
