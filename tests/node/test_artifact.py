@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -47,8 +48,8 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     return pack(PYAPP, work_dir=tmp_path_factory.mktemp("pack"))
 
 
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
+@contextlib.contextmanager
+def no_network() -> Iterator[None]:
     """No network for pip: a node installs from the artifact's wheels alone."""
     with pytest.MonkeyPatch.context() as mp:
         for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
@@ -58,16 +59,21 @@ def offline() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def offline() -> Iterator[None]:
+    with no_network():
+        yield
+
+
 @pytest.fixture(scope="module")
-def installed(
-    packed: Artifact, offline: None, tmp_path_factory: pytest.TempPathFactory
-) -> Installed:
-    return install(
-        packed.path,
-        digest=packed.digest,
-        kind="python",
-        cache_dir=tmp_path_factory.mktemp("cache"),
-    )
+def installed(packed: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    with no_network():
+        return install(
+            packed.path,
+            digest=packed.digest,
+            kind="python",
+            cache_dir=tmp_path_factory.mktemp("cache"),
+        )
 
 
 @pytest.fixture
@@ -174,13 +180,15 @@ def test_pack_refuses_symlinks_in_the_project(tmp_path: Path) -> None:
         pack(project, work_dir=tmp_path / "work")
 
 
-def test_pack_says_why_pip_could_not_resolve(tmp_path: Path) -> None:
+def test_pack_refuses_an_app_dependency_that_conflicts_with_narun(tmp_path: Path) -> None:
+    # App and narun share one venv, so pip resolves them together, on the deploying machine.
     project = tmp_path / "proj"
     project.mkdir()
-    (project / "requirements.txt").write_text("itsdangerous>=2\nitsdangerous<2\n")
+    (project / "requirements.txt").write_text("pydantic<2\n")
     with pytest.raises(ArtifactError, match=r"resolving the dependencies .* failed") as info:
         pack(project, work_dir=tmp_path / "work")
-    assert "itsdangerous" in str(info.value)
+    assert "ResolutionImpossible" in str(info.value)
+    assert "narun" in str(info.value)
     assert not [p for p in (tmp_path / "work").iterdir() if p.name.startswith(".pack-")]
 
 
