@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from narun.errors import NarunError
@@ -24,6 +24,7 @@ __all__ = [
     "MANIFEST_NAME",
     "PROJECT_DIR",
     "WHEELS_DIR",
+    "Artifact",
     "ArtifactError",
     "ArtifactKind",
     "Manifest",
@@ -84,6 +85,20 @@ class ArtifactError(NarunError):
 
     The message says which artifact (path, object name or digest) and why.
     """
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A packed artifact on the local disk, ready to upload."""
+
+    path: Path
+    """The local packed file (a ``.tar.gz`` for python, the executable itself otherwise)."""
+    digest: str
+    """``SHA-256=`` + base64url of the file's SHA-256, as the Object Store writes it."""
+    kind: ArtifactKind
+    """``python`` (a project with its wheels) or ``executable`` (one program file)."""
+    size: int
+    """Size of :attr:`path` in bytes."""
 
 
 def format_digest(sha256: bytes) -> str:
