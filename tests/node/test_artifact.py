@@ -6,6 +6,7 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import importlib.metadata
 import io
 import json
 import os
@@ -16,10 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 
-from narun.node.archive import MANIFEST_NAME, Manifest, digest_key, normalize_digest
+from narun.node import installer
+from narun.node.archive import MANIFEST_NAME, Manifest, digest_key, normalize_digest, object_name
 from narun.node.artifact import (
     ARTIFACT_BUCKET,
     Artifact,
@@ -492,3 +495,73 @@ async def test_executable_artifact_from_pack_to_a_run(js: JetStreamContext, tmp_
     out, _ = await proc.communicate()
     assert proc.returncode == 0
     assert out == b"greetings node\n"
+
+
+# -- more ways in -------------------------------------------------------------------------------
+
+
+def test_a_requirements_only_project_runs_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifact = pack(PYAPP.parent / "reqapp", work_dir=tmp_path / "work")
+    with tarfile.open(artifact.path, "r:gz") as tar:
+        names = tar.getnames()
+    assert "project/reqapp_main.py" in names
+    assert any(n.startswith("wheels/itsdangerous-") for n in names)
+    assert any(n.startswith("wheels/narun-") for n in names)
+    # ... installed by a node whose Python has no pip (a uv-made environment): the venv
+    # gets CPython's bundled pip and installs with it, offline as well.
+    monkeypatch.setattr(installer, "_node_has_pip", lambda: False)
+    with no_network():
+        installed = install(
+            artifact.path, digest=artifact.digest, kind="python", cache_dir=tmp_path / "apps"
+        )
+    assert installed.python is not None
+    assert list((installed.python.parent.parent / "lib").glob("python*/site-packages/pip"))
+    out = run_python(
+        installed.python,
+        "import reqapp_main, narun; print(reqapp_main.signed('r')); print(narun.__file__)",
+        cwd=installed.root,
+    )
+    signed, narun_file = out.splitlines()
+    assert signed.startswith("r.")
+    assert Path(narun_file).is_relative_to(installed.python.parent.parent)
+
+
+def test_pack_without_narun_metadata_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(name: str) -> importlib.metadata.Distribution:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(ArtifactError, match="narun's package metadata is missing"):
+        pack(PYAPP, work_dir=tmp_path)
+
+
+async def test_two_concurrent_downloads_of_one_digest(
+    js: JetStreamContext, packed: Artifact, tmp_path: Path
+) -> None:
+    object_name = await upload(js, packed, name=unique_service("shop"))
+    paths = await asyncio.gather(
+        *(download(js, object_name, dest_dir=tmp_path, digest=packed.digest) for _ in range(2))
+    )
+    assert paths[0] == paths[1]
+    assert await asyncio.to_thread(paths[0].read_bytes) == packed.path.read_bytes()
+    assert await asyncio.to_thread(files_under, tmp_path) == [paths[0]]
+
+
+async def test_upload_refuses_a_file_changed_after_packing(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho v1\n")
+    tool.chmod(0o755)
+    artifact = pack(tool, work_dir=tmp_path / "work")
+    artifact.path.write_text("#!/bin/sh\necho v2\n")
+    name = unique_service("tool")
+    with pytest.raises(ArtifactError, match="changed after it was packed"):
+        await upload(js, artifact, name=name)
+    store = await js.object_store(ARTIFACT_BUCKET)
+    with pytest.raises(nats.js.errors.ObjectNotFoundError):
+        await store.get_info(object_name(name, artifact.digest))

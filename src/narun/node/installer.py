@@ -195,19 +195,13 @@ def _install_python(archive: Path, home: Path) -> Installed:
     manifest = _unpack(archive, home)
     wheels = home / WHEELS_DIR
     env_dir = home / "venv"
-    use_own_pip = importlib.util.find_spec("pip") is not None
+    use_own_pip = _node_has_pip()
     venv.EnvBuilder(with_pip=not use_own_pip, symlinks=os.name != "nt").create(env_dir)
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    # The runner's pip installs into the venv (--python): no pip copy per venv.
-    pip = (
-        [sys.executable, "-m", "pip", "--python", str(python)]
-        if use_own_pip
-        else [
-            str(python),
-            "-m",
-            "pip",
-        ]
-    )
+    # The runner's pip installs into the venv (--python): no pip copy per venv. Without
+    # one (a uv-made environment), the venv gets CPython's bundled pip (offline too).
+    pip = [sys.executable, "-m", "pip", "--python", str(python)] if use_own_pip else []
+    pip = pip or [str(python), "-m", "pip"]
     command = [
         *pip,
         "--isolated",
@@ -239,6 +233,11 @@ def _install_python(archive: Path, home: Path) -> Installed:
         ) from None
     shutil.rmtree(wheels, ignore_errors=True)  # installed; the archive still has them
     return Installed(root=home / PROJECT_DIR, python=python, executable=None)
+
+
+def _node_has_pip() -> bool:
+    """Whether the runner's Python has pip (a uv-made environment may not)."""
+    return importlib.util.find_spec("pip") is not None
 
 
 def _unpack(archive: Path, home: Path) -> Manifest:
