@@ -10,6 +10,9 @@ import importlib.metadata
 import io
 import json
 import os
+import platform
+import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -34,6 +37,7 @@ from narun.node.artifact import (
     pack,
     upload,
 )
+from narun.node.binfmt import HEAD_SIZE, executable_platform, go_platform
 from narun.node.installer import uninstall
 from narun.transport.server import NatsServer
 from tests.support import unique_service
@@ -565,3 +569,40 @@ async def test_upload_refuses_a_file_changed_after_packing(
     store = await js.object_store(ARTIFACT_BUCKET)
     with pytest.raises(nats.js.errors.ObjectNotFoundError):
         await store.get_info(object_name(name, artifact.digest))
+
+
+def test_install_refuses_an_executable_of_another_platform(tmp_path: Path) -> None:
+    here = go_platform(sys.platform, platform.machine())
+    other = 0xB7 if here[1] != "arm64" else 0x3E  # an arm64 ELF here, else an amd64 one
+    program = tmp_path / "server"
+    program.write_bytes(
+        b"\x7fELF\x02\x01\x01\x00" + bytes(10) + struct.pack("<H", other) + bytes(64)
+    )
+    program.chmod(0o755)
+    with pytest.raises(ArtifactError, match=r"is built for linux/.*; this node is"):
+        install(program, digest=file_digest(program), kind="executable", cache_dir=tmp_path / "c")
+
+
+async def test_an_executables_platform_is_stored_with_it(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    binary = Path(shutil.which("true") or "/bin/true")
+    artifact = await asyncio.to_thread(pack, binary, work_dir=tmp_path / "work")
+    head = await asyncio.to_thread(binary.read_bytes)
+    expected = executable_platform(head[:HEAD_SIZE])
+    if expected is None:
+        pytest.skip(f"{binary} is not in a format this test knows")
+    oname = await upload(js, artifact, name=unique_service("true"))
+    info = await (await js.object_store(ARTIFACT_BUCKET)).get_info(oname)
+    assert info.headers is not None
+    assert (info.headers["narun-goos"], info.headers["narun-goarch"]) == (
+        [expected[0]],
+        [expected[1]],
+    )
+    path = await download(js, oname, dest_dir=tmp_path / "dl", digest=artifact.digest)
+    installed = await asyncio.to_thread(
+        install, path, digest=artifact.digest, kind="executable", cache_dir=tmp_path / "c"
+    )
+    assert installed.executable is not None
+    proc = await asyncio.create_subprocess_exec(installed.executable)
+    assert await proc.wait() == 0

@@ -171,11 +171,18 @@ def local_file_name(object_name: str) -> str:
 
 
 def object_headers(
-    *, name: str, digest: str, kind: ArtifactKind, original_file: str, manifest: Manifest | None
+    *,
+    name: str,
+    digest: str,
+    kind: ArtifactKind,
+    original_file: str,
+    manifest: Manifest | None,
+    platform: tuple[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """The metadata stored with an artifact object (NATS header map: name -> values).
 
-    Go narun's ``narun-app-name`` and ``narun-original-file``, plus ``narun-digest``,
+    Go narun's ``narun-app-name``, ``narun-original-file`` and, for an executable of a
+    known platform, ``narun-goos`` and ``narun-goarch``; plus ``narun-digest``,
     ``narun-kind`` and, for python artifacts, where their wheels were built.
     """
     headers: dict[str, list[str]] = {
@@ -184,6 +191,8 @@ def object_headers(
         "narun-kind": [kind],
         "narun-original-file": [original_file],
     }
+    if platform is not None:
+        headers["narun-goos"], headers["narun-goarch"] = [platform[0]], [platform[1]]
     if manifest is not None:
         headers["narun-python"] = [manifest.python]
         headers["narun-platform"] = [manifest.platform]

@@ -33,6 +33,7 @@ from narun.node.archive import (
     object_headers,
     object_name,
 )
+from narun.node.binfmt import HEAD_SIZE, executable_platform
 from narun.node.installer import Installed, file_digest, install
 from narun.node.packer import pack
 
@@ -106,11 +107,12 @@ async def upload(js: JetStreamContext, artifact: Artifact, *, name: str) -> str:
         if existing is not None and _same_digest(existing.digest, digest):
             logger.debug("artifact %s is already stored", oname)
             return oname
-        manifest = (
-            await asyncio.to_thread(_read_manifest, artifact.path)
-            if artifact.kind == "python"
-            else None
-        )
+        manifest, platform = None, None
+        if artifact.kind == "python":
+            manifest = await asyncio.to_thread(_read_manifest, artifact.path)
+        else:
+            head = await asyncio.to_thread(_head, artifact.path)
+            platform = executable_platform(head)
         meta = nats.js.api.ObjectMeta(
             name=oname,
             description=f"narun {artifact.kind} artifact of {name}",
@@ -120,6 +122,7 @@ async def upload(js: JetStreamContext, artifact: Artifact, *, name: str) -> str:
                 kind=artifact.kind,
                 original_file=artifact.path.name,
                 manifest=manifest,
+                platform=platform,
             ),
         )
         f = await asyncio.to_thread(artifact.path.open, "rb")
@@ -136,6 +139,11 @@ async def upload(js: JetStreamContext, artifact: Artifact, *, name: str) -> str:
     except (TimeoutError, nats.errors.Error) as exc:
         raise _nats_failure(f"storing {oname} in bucket {ARTIFACT_BUCKET!r} failed", exc) from exc
     return oname
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(HEAD_SIZE)
 
 
 def _read_manifest(path: Path) -> Manifest:

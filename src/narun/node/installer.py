@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from narun.node.archive import (
     local_file_name,
     normalize_digest,
 )
+from narun.node.binfmt import HEAD_SIZE, executable_platform, go_platform
 
 __all__ = ["Installed", "file_digest", "install"]
 
@@ -183,6 +185,14 @@ def _write_marker(home: Path, kind: ArtifactKind, digest: str, installed: Instal
 
 
 def _install_executable(archive: Path, home: Path) -> Installed:
+    with archive.open("rb") as f:
+        built_for = executable_platform(f.read(HEAD_SIZE))
+    here = go_platform(sys.platform, platform.machine())
+    if built_for is not None and here[1] is not None and built_for != here:
+        raise ArtifactError(
+            f"{archive.name} is built for {built_for[0]}/{built_for[1]}; this node is "
+            f"{here[0]}/{here[1]}: deploy a build for this platform"
+        )
     program = home / local_file_name(archive.name)
     part = home / f".{program.name}.part"
     shutil.copyfile(archive, part)
