@@ -606,3 +606,29 @@ async def test_an_executables_platform_is_stored_with_it(
     assert installed.executable is not None
     proc = await asyncio.create_subprocess_exec(installed.executable)
     assert await proc.wait() == 0
+
+
+async def test_upload_of_what_pack_did_not_make_says_why(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    not_a_tar = tmp_path / "x.tar.gz"
+    not_a_tar.write_bytes(b"plain bytes")
+    fake = Artifact(path=not_a_tar, digest=file_digest(not_a_tar), kind="python", size=11)
+    with pytest.raises(ArtifactError, match="is not a python artifact"):
+        await upload(js, fake, name="fake")
+    missing = Artifact(path=tmp_path / "gone", digest=fake.digest, kind="executable", size=1)
+    with pytest.raises(ArtifactError, match=r"reading .*gone failed"):
+        await upload(js, missing, name="fake")
+
+
+def test_a_damaged_marker_means_install_again(tmp_path: Path) -> None:
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho ok\n")
+    tool.chmod(0o755)
+    digest = file_digest(tool)
+    first = install(tool, digest=digest, kind="executable", cache_dir=tmp_path / "c")
+    assert first.executable is not None
+    (first.root / "installed.json").write_text('{"kind": "executable"}')
+    again = install(tool, digest=digest, kind="executable", cache_dir=tmp_path / "c")
+    assert again == first
+    assert marker(again)["root"] == "."

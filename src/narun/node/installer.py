@@ -94,6 +94,13 @@ def install(archive: Path, *, digest: str, kind: ArtifactKind, cache_dir: Path) 
     expected = normalize_digest(digest)
     if kind not in ("python", "executable"):
         raise ArtifactError(f"unknown artifact kind {kind!r} (python or executable)")
+    try:
+        return _install(archive, expected, kind, cache_dir)
+    except OSError as exc:
+        raise ArtifactError(f"installing {archive} under {cache_dir} failed: {exc}") from exc
+
+
+def _install(archive: Path, expected: str, kind: ArtifactKind, cache_dir: Path) -> Installed:
     key = digest_key(expected)
     home = cache_dir / key
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -151,17 +158,14 @@ def _locked(path: Path) -> Iterator[None]:
 def _complete(home: Path, kind: ArtifactKind) -> Installed | None:
     try:
         marker = json.loads((home / _MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    if marker.get("kind") != kind:
-        raise ArtifactError(
-            f"{home} holds this digest installed as {marker.get('kind')!r}, not {kind!r}"
-        )
-    installed = Installed(
-        root=home / marker["root"],
-        python=home / marker["python"] if marker.get("python") else None,
-        executable=home / marker["executable"] if marker.get("executable") else None,
-    )
+        found_kind, root = marker["kind"], home / marker["root"]
+        python = home / marker["python"] if marker.get("python") else None
+        executable = home / marker["executable"] if marker.get("executable") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # not there, or not ours: installed again
+    if found_kind != kind:
+        raise ArtifactError(f"{home} holds this digest installed as {found_kind!r}, not {kind!r}")
+    installed = Installed(root=root, python=python, executable=executable)
     program = installed.python or installed.executable
     if program is None or not program.exists():
         return None  # e.g. the base interpreter of the venv was removed: build again

@@ -54,7 +54,13 @@ def pack(source: Path, *, work_dir: Path) -> Artifact:
     the project and the wheels of all its dependencies and of narun, built or downloaded
     here with pip, so a node installs it offline. An executable file is taken as it is.
     """
-    source = Path(source)
+    try:
+        return _pack(Path(source), work_dir)
+    except OSError as exc:
+        raise ArtifactError(f"packing {source} failed: {exc}") from exc
+
+
+def _pack(source: Path, work_dir: Path) -> Artifact:
     if source.is_dir():
         return _pack_python(source, work_dir)
     if source.is_file():
