@@ -139,6 +139,18 @@ def test_pack_holds_the_project_its_wheels_and_narun(packed: Artifact) -> None:
     assert sorted(p.name for p in PYAPP.iterdir()) == ["artifact_fixture_app", "pyproject.toml"]
 
 
+def test_packing_unchanged_code_again_gives_the_same_digest(
+    packed: Artifact, tmp_path: Path
+) -> None:
+    # From another folder, at another time: the same bytes, so nothing new to store.
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(PYAPP, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "artifact_fixture_app" / "main.py").touch()
+    again = pack(copy, work_dir=tmp_path / "work")
+    assert again.digest == packed.digest
+    assert again.path.read_bytes() == packed.path.read_bytes()
+
+
 def test_pack_takes_an_executable_as_it_is(tmp_path: Path) -> None:
     script = tmp_path / "hello.sh"
     script.write_text("#!/bin/sh\necho hello from $0\n")

@@ -227,9 +227,14 @@ def _write_archive(
 def _run(command: list[str], *, cwd: Path, what: str) -> None:
     """Run a pip command; a failure raises :class:`ArtifactError` with pip's last words."""
     logger.debug("running %s", command)
+    # Build backends (setuptools, hatchling, flit, ...) stamp wheels with this time instead
+    # of now: packing unchanged code again gives the same digest, so nothing new is
+    # uploaded or installed.
+    env = {"SOURCE_DATE_EPOCH": str(_MTIME), **os.environ}
     proc = subprocess.run(
         command,
         cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
