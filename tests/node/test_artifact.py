@@ -24,7 +24,7 @@ import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 
-from narun.node import installer
+from narun.node import installer, packer
 from narun.node.archive import MANIFEST_NAME, Manifest, digest_key, normalize_digest, object_name
 from narun.node.artifact import (
     ARTIFACT_BUCKET,
@@ -149,6 +149,27 @@ def test_packing_unchanged_code_again_gives_the_same_digest(
     again = pack(copy, work_dir=tmp_path / "work")
     assert again.digest == packed.digest
     assert again.path.read_bytes() == packed.path.read_bytes()
+
+
+def test_pack_leaves_out_caches_and_what_narunignore_names(tmp_path: Path) -> None:
+    source = tmp_path / "proj"
+    for name, text in {
+        "app/main.py": "x = 1\n",
+        "app/__pycache__/main.cpython-311.pyc": "",
+        ".git/config": "",
+        ".venv/bin/python": "",
+        "data/big.csv": "1,2\n",
+        ".env": "SECRET=1\n",
+        ".narunignore": "*.csv\n/.env\n",
+        "empty/.keep": "",
+    }.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
+    dirs, files = packer._copy_project(source, tmp_path / "copy")
+    assert files == [".narunignore", "app/main.py", "empty/.keep"]
+    assert dirs == ["app", "data", "empty"]
+    assert (tmp_path / "copy" / "app" / "main.py").read_text() == "x = 1\n"
+    assert not (tmp_path / "copy" / ".env").exists()
 
 
 def test_pack_takes_an_executable_as_it_is(tmp_path: Path) -> None:

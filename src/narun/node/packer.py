@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 from narun.node.archive import (
+    IGNORE_FILE,
     MANIFEST_NAME,
     PROJECT_DIR,
     WHEELS_DIR,
@@ -33,6 +34,7 @@ from narun.node.archive import (
     Manifest,
     is_excluded,
     local_file_name,
+    parse_ignore,
     short_digest,
 )
 from narun.node.installer import file_digest
@@ -148,13 +150,15 @@ def _copy_project(source: Path, dest: Path) -> tuple[list[str], list[str]]:
     """Copy the project's files (without excluded ones) to ``dest``; their relative paths."""
     dirs: list[str] = []
     files: list[str] = []
+    ignore = source / IGNORE_FILE
+    patterns = parse_ignore(ignore.read_text(encoding="utf-8")) if ignore.is_file() else ()
     for root, dirnames, filenames in os.walk(source):
         here = Path(root)
         relative_root = PurePosixPath(here.relative_to(source).as_posix())
-        dirnames[:] = sorted(d for d in dirnames if not is_excluded(relative_root / d))
+        dirnames[:] = sorted(d for d in dirnames if not is_excluded(relative_root / d, patterns))
         for name in [*dirnames, *filenames]:
             relative = relative_root / name
-            if is_excluded(relative):
+            if is_excluded(relative, patterns):
                 continue
             path = here / name
             if path.is_symlink():
