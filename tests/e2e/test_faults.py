@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import free_port, start_consumer, start_gateway, unique_service
 
 APP = "tests.apps:asgi_app"
@@ -103,7 +103,7 @@ async def during(traffic_task: Awaitable[None], *steps: tuple[float, Callable[[]
     await task
 
 
-async def test_nats_server_restart_under_traffic(logs: Path, own_nats_server: NatsServer) -> None:
+async def test_nats_server_restart_under_traffic(logs: Path, own_nats_server: NATSServer) -> None:
     nats = own_nats_server
     service = unique_service("restart")
     consumer = start_consumer(logs, nats.url, APP, service)
@@ -180,7 +180,7 @@ def cluster_config(cluster_port: int, peers: list[int]) -> str:
 async def test_three_node_cluster_survives_losing_the_gateways_node(logs: Path) -> None:
     cluster_ports = [free_port() for _ in range(3)]
     nodes = [
-        NatsServer(
+        NATSServer(
             extra_config=cluster_config(port, [p for p in cluster_ports if p != port]),
             log_file=logs / f"node{i}.log",
         )

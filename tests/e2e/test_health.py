@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import (
     Proc,
     free_port,
@@ -69,7 +69,7 @@ def test_metrics_count_a_request(stack: tuple[Proc, str, str]) -> None:
     assert line in response.text.splitlines()
 
 
-def test_readyz_follows_the_nats_connection(own_nats_server: NatsServer, logs: Path) -> None:
+def test_readyz_follows_the_nats_connection(own_nats_server: NATSServer, logs: Path) -> None:
     gateway, _, ops = start_with_ops(logs, own_nats_server.url, unique_service("nobody"))
     try:
         assert httpx.get(ops + "/readyz").status_code == 200

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import ROOT, Proc, start_consumer, start_gateway, unique_service, write_config
 
 SLOW = {"path": "/slow", "methods": ["GET"], "service": ""}
@@ -44,7 +44,7 @@ async def test_gateway_sigterm_finishes_in_flight_then_exits_0(logs: Path, nats_
 
 
 async def test_nats_outage_answers_503_fast_and_recovers(
-    logs: Path, own_nats_server: NatsServer
+    logs: Path, own_nats_server: NATSServer
 ) -> None:
     url_nats = own_nats_server.url
     service = unique_service("outage")

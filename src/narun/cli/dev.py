@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from narun.transport.server import NatsServer, NatsServerError
+from narun.transport.server import NATSServer, NATSServerError
 
 __all__ = ["dev"]
 
@@ -73,10 +73,10 @@ def dev(
 
     config = load_config(config_path)
     url = urlsplit(config.nats_url.split(",")[0])
-    nats = NatsServer(host=url.hostname or "127.0.0.1", port=url.port or 4222)
+    nats = NATSServer(host=url.hostname or "127.0.0.1", port=url.port or 4222)
     try:
         nats.start()
-    except NatsServerError as exc:
+    except NATSServerError as exc:
         raise click.ClickException(
             f"{exc} (is something already listening on {nats.host}:{nats.port}?)"
         ) from None

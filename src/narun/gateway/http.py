@@ -15,7 +15,7 @@ from urllib.parse import quote_from_bytes
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun._types import Message, Receive, Scope, Send
-from narun.config.gateway import GatewayConfig, HttpRoute
+from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
     BackendError,
     BadBackendReply,
@@ -149,7 +149,7 @@ class HTTPGateway:
 
     async def _forward(
         self,
-        route: HttpRoute,
+        route: HTTPRoute,
         scope: Scope,
         receive: Receive,
         send: Send,
