@@ -39,7 +39,7 @@ from narun.node.artifact import (
 )
 from narun.node.binfmt import HEAD_SIZE, executable_platform, go_platform
 from narun.node.installer import uninstall
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import unique_service
 
 pytestmark = pytest.mark.slow
@@ -312,7 +312,7 @@ async def test_download_of_a_missing_object_or_bucket_says_so(
     digest = normalize_digest("SHA-256=" + "A" * 43)
     with pytest.raises(ArtifactError, match="is not in bucket 'app-binaries'"):
         await download(js, "nothing-here", dest_dir=tmp_path, digest=digest)
-    with NatsServer(extra_config=f'jetstream {{ store_dir: "{tmp_path / "js"}" }}') as fresh:
+    with NATSServer(extra_config=f'jetstream {{ store_dir: "{tmp_path / "js"}" }}') as fresh:
         nc = await nats.connect(fresh.url)
         try:
             with pytest.raises(ArtifactError, match="does not exist: nothing was deployed"):
