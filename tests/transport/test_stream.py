@@ -124,6 +124,7 @@ async def test_a_lost_frame_aborts_both_ends(nc: Client) -> None:
         channel.start()
         await channel.send_head(b"h", fin=False)
         await channel.write(b"one")
+        await channel.flush()
         channel.state.next_seq()  # a frame number used but never sent: a lost frame
         await channel.write(b"two")
         try:
@@ -224,6 +225,7 @@ async def test_an_abort_reaches_the_reader_and_late_frames_are_dropped(nc: Clien
         channel.start()
         await channel.send_head(b"h", fin=False)
         await channel.write(b"part")
+        await channel.flush()
         await channel.abort(500, "the app failed")
         # Frames after the abort: the gateway must ignore them.
         await nc.publish(msg.reply, b"\x01\x00\x00\x00\x09late")
@@ -243,4 +245,28 @@ async def test_an_abort_reaches_the_reader_and_late_frames_are_dropped(nc: Clien
     await asyncio.wait_for(done.wait(), 5)
     await nc.flush()
     assert channel.state.abort_error is info.value
+    await requester.stop()
+
+
+async def test_small_writes_are_gathered_into_frames_in_order(nc: Client) -> None:
+    service = unique_service("gather")
+
+    async def chatty(channel: StreamChannel, msg: Msg) -> None:
+        channel.start()
+        await channel.send_head(b"h", fin=False)
+        for i in range(1000):  # 1000 writes in one loop step each: few frames
+            await channel.write(b"%04d," % i)
+        await channel.end()
+
+    await _consumer(nc, service, chatty)
+    requester = Requester(nc)
+    await requester.start()
+    reply = await requester.request(service, b"", {wire.STREAM: str(WINDOW)}, 5.0)
+    channel = requester.stream_of(reply)
+    assert channel is not None
+    pieces = []
+    while (chunk := await asyncio.wait_for(channel.read(), 5)) is not None:
+        pieces.append(chunk)
+    assert b"".join(pieces) == b"".join(b"%04d," % i for i in range(1000))
+    assert len(pieces) < 10  # gathered, not one frame per write
     await requester.stop()

@@ -87,7 +87,10 @@ class StreamChannel:
         self._loop = asyncio.get_running_loop()
         self._chunks: deque[bytes] = deque()
         self._reader: asyncio.Future[None] | None = None
-        self._writer: asyncio.Future[None] | None = None
+        self._writers: list[asyncio.Future[None]] = []
+        self._out = bytearray()
+        """Body bytes written and not yet sent (at most a frame's worth and one write)."""
+        self._flush_task: asyncio.Task[None] | None = None
         self._header: asyncio.Future[Frame | Msg] = self._loop.create_future()
         self._ready: asyncio.Future[bool] = self._loop.create_future()
         if peer is not None:
@@ -136,7 +139,7 @@ class StreamChannel:
             self.bytes_in += len(frame.data)
             _wake(self._reader)
         elif kind is Kind.CREDIT:
-            _wake(self._writer)
+            self._wake_writers()
         elif kind is Kind.END:
             _wake(self._reader)
             self._maybe_close()
@@ -148,7 +151,7 @@ class StreamChannel:
                 _wake(self._reader)
                 self._maybe_close()
         # HEARTBEAT: only _last_in.
-        _wake(self._writer)  # the first message may have brought credit
+        self._wake_writers()  # the first message may have brought credit
 
     # -- the application's side ---------------------------------------------------------
 
@@ -194,28 +197,67 @@ class StreamChannel:
         return chunk
 
     async def write(self, data: bytes | memoryview) -> None:
-        """Send ``data`` as DATA frames, waiting for credit as needed."""
-        view = memoryview(data)
+        """Send ``data`` as DATA frames, waiting for credit as needed.
+
+        Writes smaller than a frame are gathered: what was written during one step of
+        the event loop leaves as one frame right after it (an SSE event still goes at
+        once), and a writer that produces faster fills whole frames. A write returns
+        once less than a frame's worth is left unsent, so memory stays bounded.
+        """
+        error = self.state.abort_error
+        if error is not None:
+            raise error
+        if self._done:
+            raise _CLOSED
+        self._out += data
+        if len(self._out) >= self.frame_size:
+            await self._flush(self.frame_size)
+        if self._out and self._flush_task is None:
+            self._flush_task = self._loop.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await self._flush(1)
+        except StreamError:
+            pass  # the next write or end() reports it
+        finally:
+            self._flush_task = None
+
+    async def _flush(self, keep_below: int) -> None:
+        """Send buffered body bytes until fewer than ``keep_below`` are left."""
         state = self.state
-        while view:
+        out = self._out
+        while len(out) >= keep_below:
             error = state.abort_error
             if error is not None:
                 raise error
             if self._done:
                 raise _CLOSED
-            n = min(state.credit - state.sent, self.frame_size, len(view))
+            n = min(state.credit - state.sent, self.frame_size, len(out))
             if n <= 0 or self.peer is None:
-                self._writer = self._loop.create_future()
+                waiter = self._loop.create_future()
+                self._writers.append(waiter)
                 try:
-                    await self._writer
+                    await waiter
                 finally:
-                    self._writer = None
+                    if waiter in self._writers:
+                        self._writers.remove(waiter)
                 continue
-            payload = encode_data(state.next_seq(), bytes(view[:n]))
+            # Take the bytes and their sequence number in one step: frames leave in order.
+            payload = encode_data(state.next_seq(), bytes(out[:n]))
+            del out[:n]
             state.sent_data(n)
             self.bytes_out += n
-            view = view[n:]
             await self._publish(payload)
+
+    async def flush(self) -> None:
+        """Send whatever is buffered now (waiting for credit as needed)."""
+        await self._flush(1)
+
+    def _wake_writers(self) -> None:
+        writers, self._writers = self._writers, []
+        for waiter in writers:
+            _wake(waiter)
 
     async def send_head(self, head: bytes, *, fin: bool) -> None:
         """Send the HEAD frame (consumer side); ``fin``: the response is complete."""
@@ -230,9 +272,10 @@ class StreamChannel:
         await self._send(Frame(Kind.CREDIT, self.state.next_seq(), value=self.state.granted))
 
     async def end(self) -> None:
-        """End this end's body."""
+        """End this end's body (after what is still buffered)."""
         if self.state.abort_error is not None:
             raise self.state.abort_error
+        await self._flush(1)
         self.state.end_out()
         await self._send(Frame(Kind.END, self.state.next_seq()))
         self._maybe_close()
@@ -302,7 +345,7 @@ class StreamChannel:
             self._header.set_exception(error)
             self._header.exception()  # retrieved: no warning if nobody waits
         _wake(self._reader)
-        _wake(self._writer)
+        self._wake_writers()
 
     def _maybe_close(self) -> None:
         if self.state.closed:
@@ -316,7 +359,7 @@ class StreamChannel:
             self._timer.cancel()
             self._timer = None
         _wake(self._reader)
-        _wake(self._writer)
+        self._wake_writers()
         if not self._header.done():
             self._header.set_exception(self.state.abort_error or _CLOSED)
             self._header.exception()
