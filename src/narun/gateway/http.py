@@ -41,7 +41,7 @@ from narun.observe.metrics import UNMATCHED, GatewayMetrics
 from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, Response, decode_response, encode_request
 from narun.protocol.fields import end_to_end
-from narun.protocol.stream import ABORT_IDLE, WINDOW, Frame, StreamError
+from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, WINDOW, Frame, StreamError
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
@@ -107,7 +107,7 @@ class HTTPGateway:
         # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
         # idle timeout and its header value, the largest body.
         self._route_params = {
-            id(r): (t, wire.format_timeout(t), i, wire.format_timeout(i), config.route_max_body(r))
+            id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
             for r in config.http_routes
             for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
@@ -308,7 +308,7 @@ class HTTPGateway:
         return await _answer(scope, send, response, rid_field)
 
     def _nats_headers(
-        self, scope: Scope, rid: str, timeout_ms: str, idle_ms: str
+        self, scope: Scope, rid: str, timeout_ms: str, idle_ms: str | None
     ) -> dict[str, str]:
         headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
         client = scope.get("client")
@@ -316,7 +316,8 @@ class HTTPGateway:
             headers[wire.CLIENT_ADDR] = _format_addr(client)
         headers[wire.TIMEOUT_MS] = timeout_ms
         headers[wire.STREAM] = _WINDOW
-        headers[wire.STREAM_IDLE_MS] = idle_ms
+        if idle_ms is not None:  # consumers assume the default (each header costs them ~2 us)
+            headers[wire.STREAM_IDLE_MS] = idle_ms
         return headers
 
     async def _forward_streamed(
@@ -416,6 +417,12 @@ class HTTPGateway:
                 # The reply is complete while the client may still be sending: stop.
                 pump.stop()
             channel.close()
+
+
+def _idle_header(seconds: float) -> str | None:
+    """``Narun-Stream-Idle-Ms`` for an idle timeout; None for the protocol's default."""
+    value = wire.format_timeout(seconds)
+    return None if value == str(DEFAULT_IDLE_MS) else value
 
 
 async def _ended() -> Message:
