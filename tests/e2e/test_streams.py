@@ -247,6 +247,7 @@ async def test_go_shaped_consumer_gets_whole_requests_and_413_beyond(
         await nc.close()
     assert len(seen) == 2  # the two that fit; nothing else reached it
     assert all(h.get(wire.STREAM) for h in seen)  # asked, and ignored by a Go peer
+    assert not any(wire.STREAM_IDLE_MS in h for h in seen)  # the default idle timeout: implied
 
 
 async def test_go_shaped_gateway_never_gets_a_frame(stack: Stack, nats_url: str) -> None:
