@@ -17,15 +17,13 @@ the backend must get.
 
 from __future__ import annotations
 
-import logging
-import time
 from urllib.parse import quote, unquote
 
 from narun._types import ASGIApp, Message, Receive, Scope, Send
 from narun.errors import HeadersTooLarge, NarunError, PayloadTooLarge
-from narun.gateway.http import access_logger, log_access
 from narun.observe import requestid
-from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.observe.metrics import GatewayMetrics
+from narun.observe.record import GatewayHttpRecord
 from narun.protocol.forwarded import TrustedProxies, header_bytes, resolve
 
 __all__ = ["Edge", "strip_root_path"]
@@ -82,7 +80,6 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         headers = scope["headers"]
         try:
             size = header_bytes(headers)
@@ -94,17 +91,13 @@ class Edge:
                     if name == b"content-length" and value.isdigit() and int(value) > limit:
                         raise PayloadTooLarge(f"content-length {int(value)} > max_body_bytes")
         except NarunError as exc:
-            rid = requestid.from_headers(headers)
-            token = requestid.current.set(rid)
+            # Refused before routing: counted and logged as unmatched, without a span.
+            record = GatewayHttpRecord(scope, self.metrics, None)
+            record.status = exc.http_status
             try:
-                await _refuse(send, exc, rid)
-                seconds = time.perf_counter() - started
-                if self.metrics is not None:
-                    self.metrics.observe_http(scope["method"], UNMATCHED, exc.http_status, seconds)
-                if access_logger.isEnabledFor(logging.INFO):
-                    log_access(scope, scope["method"], UNMATCHED, "-", exc.http_status, seconds)
+                await _refuse(send, exc, record.request_id)
             finally:
-                requestid.current.reset(token)
+                record.end()
             return
         forwarded, origin = resolve(
             headers,
