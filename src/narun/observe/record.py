@@ -83,38 +83,31 @@ class Record:
     :meth:`_observe`, :meth:`_end_span` and :meth:`_access`.
     """
 
-    __slots__ = (
-        "_gauge",
-        "_token",
-        "bytes_in",
-        "bytes_out",
-        "ended",
-        "request_id",
-        "span",
-        "started",
-        "status",
-        "stream",
-    )
+    # Class-level defaults: a request pays only for the fields it changes. No
+    # __slots__: instances keep their fields inline all the same (CPython 3.11+).
+    span: Span | None = None
+    """The request's span, ``None`` when tracing is off."""
+    status = 500
+    """The outcome: an HTTP status, or a gRPC status code."""
+    stream = False
+    """Whether this is a stream: its access line then has the byte counts."""
+    bytes_in = 0
+    """Payload bytes received from the client so far (streams count them)."""
+    bytes_out = 0
+    """Payload bytes sent to the client so far (streams count them)."""
+    ended = False
+    """Whether :meth:`end` has run."""
+    _gauge: UpDown | None = None
+    _token: Token[str | None] | None = None
 
     def __init__(self, request_id: str, *, restore: bool = False) -> None:
         self.started = time.perf_counter()
+        """:func:`time.perf_counter` when the request began."""
         self.request_id = request_id
         """The request's ID, current in the task from now on."""
         token = requestid.current.set(request_id)
-        self._token = token if restore else None
-        self._gauge: UpDown | None = None
-        self.span: Span | None = None
-        """The request's span, ``None`` when tracing is off."""
-        self.status = 500
-        """The outcome: an HTTP status, or a gRPC status code."""
-        self.stream = False
-        """Whether this is a stream: its access line then has the byte counts."""
-        self.bytes_in = 0
-        """Payload bytes received from the client so far (streams count them)."""
-        self.bytes_out = 0
-        """Payload bytes sent to the client so far (streams count them)."""
-        self.ended = False
-        """Whether :meth:`end` has run."""
+        if restore:
+            self._token = token
 
     def count(self, gauge: UpDown | None) -> None:
         """Count the request in ``gauge`` (if any) until :meth:`end`."""
@@ -171,7 +164,10 @@ class GatewayHttpRecord(Record):
     counts the forwarded requests in flight with :meth:`count`.
     """
 
-    __slots__ = ("_metrics", "method", "pattern", "scope", "service")
+    pattern = UNMATCHED
+    """The route pattern (the ``path`` label), ``<unmatched>`` until one matches."""
+    service = "-"
+    """The service the request goes to, ``-`` until routed."""
 
     def __init__(
         self, scope: Scope, metrics: GatewayMetrics | None, tracer: tracing.LazyTracer | None
@@ -179,10 +175,6 @@ class GatewayHttpRecord(Record):
         super().__init__(requestid.from_headers(scope["headers"]), restore=True)
         self.scope = scope
         self.method: str = scope["method"]
-        self.pattern = UNMATCHED
-        """The route pattern (the ``path`` label), ``<unmatched>`` until one matches."""
-        self.service = "-"
-        """The service the request goes to, ``-`` until routed."""
         self._metrics = metrics
         otel = None if tracer is None else tracer.get()
         if otel is not None:
@@ -236,7 +228,7 @@ class GatewayGrpcRecord(Record):
     ``peer`` gives the client's grpcio peer string, asked only for the access line.
     """
 
-    __slots__ = ("_metrics", "_peer", "label", "method", "service")
+    status = _UNKNOWN
 
     def __init__(
         self,
@@ -248,7 +240,6 @@ class GatewayGrpcRecord(Record):
         tracer: tracing.LazyTracer,
     ) -> None:
         super().__init__(_metadata_request_id(metadata))
-        self.status = _UNKNOWN
         self.method = method
         self.label = method if service is not None else UNMATCHED
         self.service = "-" if service is None else service
@@ -307,7 +298,7 @@ def _metadata_request_id(metadata: _Pairs) -> str:
 class _ConsumerRecord(Record):
     """A request that came as a NATS message: its span is the consumer's, made current."""
 
-    __slots__ = ("_context", "_recorder")
+    _context: Token[otel_context.Context] | None = None
 
     def __init__(
         self,
@@ -318,10 +309,11 @@ class _ConsumerRecord(Record):
         tracer: tracing.LazyTracer,
     ) -> None:
         super().__init__(requestid.accept(headers.get(wire.REQUEST_ID)))
+        self.headers = headers
+        """The NATS message's headers."""
         self._recorder = recorder
         if recorder is not None:
             self.count(recorder.active)
-        self._context: Token[otel_context.Context] | None = None
         otel = tracer.get()
         if otel is not None:
             self.span, self._context = tracing.process(otel, headers, subject, size, {})
@@ -334,19 +326,8 @@ class _ConsumerRecord(Record):
 class ConsumerHttpRecord(_ConsumerRecord):
     """A Binary HTTP request at an HTTP consumer; the handler sets ``request`` once decoded."""
 
-    __slots__ = ("request",)
-
-    def __init__(
-        self,
-        headers: Mapping[str, str],
-        subject: str,
-        size: int,
-        recorder: RequestRecorder | None,
-        tracer: tracing.LazyTracer,
-    ) -> None:
-        super().__init__(headers, subject, size, recorder, tracer)
-        self.request: Request | None = None
-        """The decoded request (``None`` while undecoded, or if it could not be)."""
+    request: Request | None = None
+    """The decoded request (``None`` while undecoded, or if it could not be)."""
 
     def _observe(self, seconds: float) -> None:
         if self._recorder is not None:
@@ -375,20 +356,12 @@ class ConsumerHttpRecord(_ConsumerRecord):
 class ConsumerGrpcRecord(_ConsumerRecord):
     """A gRPC call at a gRPC consumer; ``status`` is INTERNAL until the handler sets it."""
 
-    __slots__ = ("method",)
+    status = _INTERNAL
 
-    def __init__(
-        self,
-        headers: Mapping[str, str],
-        subject: str,
-        size: int,
-        recorder: RequestRecorder | None,
-        tracer: tracing.LazyTracer,
-    ) -> None:
-        super().__init__(headers, subject, size, recorder, tracer)
-        self.status = _INTERNAL
-        self.method = headers.get(wire.GRPC_METHOD) or "-"
+    @property
+    def method(self) -> str:
         """The ``/pkg.Service/Method`` the call names, ``-`` if none."""
+        return self.headers.get(wire.GRPC_METHOD) or "-"
 
     def _observe(self, seconds: float) -> None:
         if self._recorder is not None:
