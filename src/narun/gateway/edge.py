@@ -25,10 +25,11 @@ from narun.observe import requestid
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol.forwarded import TrustedProxies, header_bytes, resolve
+from narun.protocol.textreply import send_text
 
 __all__ = ["Edge", "strip_root_path"]
 
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_CLOSE = (b"connection", b"close")
 
 
 def strip_root_path(scope: Scope) -> tuple[str, bytes | None]:
@@ -95,7 +96,8 @@ class Edge:
             record = GatewayHttpRecord(scope, self.metrics, None)
             record.status = exc.http_status
             try:
-                await _refuse(send, exc, record.request_id)
+                fields = (_CLOSE, (requestid.HEADER, record.request_id.encode()))
+                await send_text(send, exc.http_status, exc.public_message, fields)
             finally:
                 record.end()
             return
@@ -129,15 +131,3 @@ def _capped(receive: Receive, limit: int) -> Receive:
         return message
 
     return capped
-
-
-async def _refuse(send: Send, exc: NarunError, rid: str) -> None:
-    body = exc.public_message.encode() + b"\n"
-    headers = [
-        _TEXT,
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        (requestid.HEADER, rid.encode()),
-    ]
-    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

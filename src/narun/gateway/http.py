@@ -28,6 +28,7 @@ from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol import wire
 from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.protocol.textreply import RETRY_AFTER, Field, send_text
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
@@ -51,8 +52,6 @@ HOP_BY_HOP = frozenset(
 # X-Request-ID: the gateway's own (the client's when well formed) replaces any other.
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
-_RETRY_AFTER = (b"retry-after", b"1")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
@@ -109,17 +108,17 @@ class HTTPGateway:
                 record.pattern = result.pattern
                 record.status = 405
                 allow = (b"allow", ", ".join(result.allow).encode())
-                await _plain(send, 405, b"Method Not Allowed", [allow, _id_field(record)])
+                await send_text(send, 405, "Method Not Allowed", (allow, _id_field(record)))
             elif isinstance(result, Redirect):
                 status = record.status = 301 if method in ("GET", "HEAD") else 308
                 location = scope.get("root_path", "") + result.location_path  # keep mount
                 if scope.get("query_string"):
                     location += "?" + scope["query_string"].decode("latin-1")
                 where = (b"location", location.encode("utf-8", "surrogateescape"))
-                await _plain(send, status, b"", [where, _id_field(record)])
+                await send_text(send, status, "", (where, _id_field(record)))
             else:
                 record.status = 404
-                await _plain(send, 404, b"Not Found", [_id_field(record)])
+                await send_text(send, 404, "Not Found", (_id_field(record),))
         finally:
             record.end()
 
@@ -180,16 +179,13 @@ class HTTPGateway:
         except BackendError as exc:
             status = _service_error_status(exc.code)
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, status, exc.public_message.encode(), [rid_field])
-            return status
+            return await _fail(send, status, exc.public_message, rid_field)
         except NarunError as exc:
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, exc.http_status, exc.public_message.encode(), [rid_field])
-            return exc.http_status
+            return await _fail(send, exc.http_status, exc.public_message, rid_field)
         except Exception:
             logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
-            await _plain(send, 500, b"Internal server error", [rid_field])
-            return 500
+            return await _fail(send, 500, "Internal server error", rid_field)
 
         head = scope["method"] == "HEAD"
         out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
@@ -275,16 +271,8 @@ def _id_field(record: GatewayHttpRecord) -> tuple[bytes, bytes]:
     return (requestid.HEADER, record.request_id.encode())
 
 
-async def _plain(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    if body:
-        body += b"\n"
-    headers = [_TEXT, (b"content-length", str(len(body)).encode())]
-    if status == 503:
-        # Every 503 here is transient (NATS down, nobody serving, all instances busy).
-        headers.append(_RETRY_AFTER)
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _fail(send: Send, status: int, message: str, rid_field: Field) -> int:
+    # Every 503 here is transient (NATS down, nobody serving, all instances busy).
+    fields = (rid_field, RETRY_AFTER) if status == 503 else (rid_field,)
+    await send_text(send, status, message, fields)
+    return status
