@@ -17,16 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import ROOT, Procs, cpu_seconds, free_port, wait_for_port
+from bench.procs import ROOT, Procs, cpu_seconds, free_port
 
-__all__ = ["GrpcRow", "print_rows", "run_grpc", "unavailable"]
+__all__ = ["GRPCRow", "print_rows", "run_grpc", "unavailable"]
 
 SERVICE = "greeter-bench"
 _PY = sys.executable
 
 
 @dataclass
-class GrpcRow:
+class GRPCRow:
     """Medians of the runs of one target at one concurrency."""
 
     target: str
@@ -55,7 +55,7 @@ def unavailable() -> str | None:
 def _direct(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
     port = free_port()
     proc = procs.start("grpc-server", [_PY, "-m", "bench.grpc_direct", str(port)])
-    wait_for_port(port, proc)
+    proc.wait_for_port(port, timeout=30)
     return f"127.0.0.1:{port}", {"grpc.aio server": "grpc-server"}
 
 
@@ -64,7 +64,7 @@ def _narun(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
 
     nats_port = free_port()
     nats = procs.start("nats-server", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)])
-    wait_for_port(nats_port, nats)
+    nats.wait_for_port(nats_port, timeout=30)
     nats_url = f"nats://127.0.0.1:{nats_port}"
     procs.start(
         "consumer",
@@ -93,7 +93,7 @@ def _narun(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
     gateway = procs.start(
         "gateway", [_PY, "-m", "narun", "gateway", "-c", str(config), "--log-level", "warning"]
     )
-    wait_for_port(port, gateway)
+    gateway.wait_for_port(port, timeout=30)
     return f"127.0.0.1:{port}", {
         "gateway": "gateway",
         "nats-server": "nats-server",
@@ -142,9 +142,9 @@ def _load(
 
 def run_grpc(
     workdir: Path, *, concurrency: list[int], seconds: float, runs: int, warmup: float
-) -> list[GrpcRow]:
+) -> list[GRPCRow]:
     """Start each target, warm it up, load it at every concurrency, stop it."""
-    rows: list[GrpcRow] = []
+    rows: list[GRPCRow] = []
     for key, title, start in _TARGETS:
         target_dir = workdir / f"grpc-{key}"
         target_dir.mkdir()
@@ -171,7 +171,7 @@ def run_grpc(
                     )
                 cpu_keys = [k for k in results[0][1] if k.startswith("cpu:")]
                 rows.append(
-                    GrpcRow(
+                    GRPCRow(
                         target=key,
                         title=title,
                         concurrency=c,
@@ -188,7 +188,7 @@ def run_grpc(
     return rows
 
 
-def print_rows(rows: list[GrpcRow]) -> None:
+def print_rows(rows: list[GRPCRow]) -> None:
     """The gRPC table and its CPU per call."""
     direct = {r.concurrency: r for r in rows if r.target == "direct"}
     print()

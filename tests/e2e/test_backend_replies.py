@@ -96,7 +96,7 @@ async def test_go_shaped_indeterminate_reply_is_served(
 async def test_consumer_serves_go_shaped_request(logs: Path, nats_url: str, nc: Client) -> None:
     """A Go gateway's request: known-length, empty scheme, sorted lower-case fields."""
     service = unique_service("from-go")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     try:
         fields = [(b"accept", b"*/*"), (b"content-length", b"5"), (b"user-agent", b"curl/8")]
         encoded = b"".join(bytes([len(k)]) + k + bytes([len(v)]) + v for k, v in fields)
@@ -116,7 +116,7 @@ async def test_consumer_answers_undecodable_request_with_service_error(
     logs: Path, nats_url: str, nc: Client
 ) -> None:
     service = unique_service("bad-input")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     try:
         reply = await nc.request(service, b"\x09garbage", timeout=5)
         assert reply.headers is not None

@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from tests.support import Proc, free_port, start_consumer, start_gateway, unique_service
+from tests.support import Proc, Processes, free_port, unique_service
 from tests.support import wait_for_port as wait_port
 
 PROBES = ["narun.test.AsyncProbe", "narun.test.SyncProbe"]
@@ -37,37 +37,31 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
     service = unique_service("grpc-obs")
-    consumer_port = free_port()
-    consumer = start_consumer(
-        logs,
-        nats_url,
-        "tests.grpc_apps:register",
-        service,
-        "--interface",
-        "grpc",
-        "--metrics-addr",
-        f"127.0.0.1:{consumer_port}",
-    )
-    grpc_port, ops_port = free_port(), free_port()
-    gateway, _ = start_gateway(
-        logs,
-        nats_url,
-        [{"grpc": probe, "service": service} for probe in PROBES],
-        grpc_addr=f"127.0.0.1:{grpc_port}",
-        metrics_addr=f"127.0.0.1:{ops_port}",
-    )
-    wait_port(grpc_port, gateway)
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        yield Stack(
+    consumer_port, grpc_port, ops_port = free_port(), free_port(), free_port()
+    with Processes(logs, nats_url) as procs:
+        consumer = procs.consumer(
+            "tests.support.grpc_apps:register",
             service,
-            gateway,
-            consumer,
-            f"http://127.0.0.1:{ops_port}",
-            f"http://127.0.0.1:{consumer_port}",
-            channel,
+            "--interface",
+            "grpc",
+            "--metrics-addr",
+            f"127.0.0.1:{consumer_port}",
         )
-    assert gateway.stop() == 0, gateway.output()
-    assert consumer.stop() == 0, consumer.output()
+        gateway, _ = procs.gateway(
+            [{"grpc": probe, "service": service} for probe in PROBES],
+            grpc_addr=f"127.0.0.1:{grpc_port}",
+            metrics_addr=f"127.0.0.1:{ops_port}",
+        )
+        wait_port(grpc_port, gateway)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            yield Stack(
+                service,
+                gateway,
+                consumer,
+                f"http://127.0.0.1:{ops_port}",
+                f"http://127.0.0.1:{consumer_port}",
+                channel,
+            )
 
 
 def call(

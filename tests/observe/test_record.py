@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 
 from narun.observe import requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
@@ -25,6 +25,7 @@ from narun.observe.record import (
 )
 from narun.protocol import wire
 from narun.protocol.bhttp import Request
+from narun.protocol.grpcwire import StatusCode
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -99,7 +100,7 @@ def test_gateway_http_record_writes_metrics_span_and_line_once(
     assert span.attributes["http.route"] == "/echo/"
     assert span.attributes["http.response.status_code"] == 502
     assert span.attributes["client.address"] == "::1"
-    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.status_code is trace.StatusCode.ERROR
     assert format(span.context.trace_id if span.context else 0, "032x") == TRACEPARENT[3:35]
     (line,) = access.records
     assert line.getMessage().startswith("POST /echo/ -> echo 502 ")
@@ -159,7 +160,7 @@ def test_gateway_grpc_record(
         assert metrics.registry.get_sample_value(
             "narun_gateway_in_flight_requests", {"protocol": "grpc"}
         ) == pytest.approx(1.0)
-        record.status = 5  # NOT_FOUND
+        record.status = StatusCode.NOT_FOUND
         record.end()
         return record
 
@@ -175,7 +176,7 @@ def test_gateway_grpc_record(
     assert span.attributes is not None
     assert span.attributes["rpc.service"] == "hello.v1.Greeter"
     assert span.attributes["rpc.grpc.status_code"] == 5
-    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.status_code is trace.StatusCode.ERROR
     (line,) = access.records
     assert line.getMessage().startswith("gRPC /hello.v1.Greeter/SayHello -> greeter NOT_FOUND ")
     assert line.getMessage().endswith("ms client=127.0.0.1:5555")
@@ -188,7 +189,7 @@ def test_unrouted_grpc_call_is_one_unmatched_series() -> None:
         record = GatewayGrpcRecord(
             "/x.Y/Z", None, (), lambda: "unix:/s", metrics, tracing.LazyTracer("t")
         )
-        record.status = 12
+        record.status = StatusCode.UNIMPLEMENTED
         record.end()
 
     fresh(call)
@@ -249,8 +250,8 @@ def test_consumer_grpc_record(
 
     def call() -> None:
         record = ConsumerGrpcRecord(headers, "greeter", 7, recorder, tracing.LazyTracer("t"))
-        assert record.status == 13  # INTERNAL until the handler says otherwise
-        record.status = 0
+        assert record.status is StatusCode.INTERNAL  # until the handler says otherwise
+        record.status = StatusCode.OK
         record.end()
 
     fresh(call)
@@ -259,5 +260,5 @@ def test_consumer_grpc_record(
     span = only_span(exporter)
     assert span.attributes is not None
     assert span.attributes["rpc.method"] == "SayHello"
-    assert span.status.status_code is not StatusCode.ERROR
+    assert span.status.status_code is not trace.StatusCode.ERROR
     assert access.records[0].getMessage().startswith("gRPC /hello.v1.Greeter/SayHello OK ")

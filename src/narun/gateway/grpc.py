@@ -27,7 +27,7 @@ import grpc.aio
 from opentelemetry.trace import Span
 
 from narun.config.addr import parse_addr
-from narun.config.gateway import GatewayConfig, GrpcRoute
+from narun.config.gateway import GatewayConfig, GRPCRoute
 from narun.errors import (
     BadBackendReply,
     NarunError,
@@ -40,16 +40,14 @@ from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayGrpcRecord
 from narun.protocol import grpcwire
-from narun.protocol.grpcwire import GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum, StatusCode
 from narun.transport.requester import Requester
 
-__all__ = ["GrpcGateway"]
+__all__ = ["GRPCGateway"]
 
 logger = logging.getLogger(__name__)
 
-_STATUS_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-OK, CANCELLED, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 12, 13
 _ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
@@ -57,13 +55,12 @@ _Pairs = tuple[tuple[str, str | bytes], ...]
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    status: GrpcStatus
+    status: GRPCStatus
     data: bytes = b""
 
 
 def _error(exc: NarunError) -> _Outcome:
-    code = grpcwire.code_value(exc.grpc_code)
-    return _Outcome(GrpcStatus(code, exc.public_message))
+    return _Outcome(GRPCStatus(StatusCode[exc.grpc_code], exc.public_message))
 
 
 def _listen_address(addr: str) -> str:
@@ -71,7 +68,7 @@ def _listen_address(addr: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Generic handler of every gRPC method, and owner of the ``grpc.aio`` server.
 
     ``requester`` returns the live :class:`Requester` (or ``None`` while the gateway
@@ -95,7 +92,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             is_ready or (lambda: (self._requester() is not None, "")),
             {r.grpc for r in config.grpc_routes},
         )
-        self._routes: dict[str, tuple[GrpcRoute, float]] = {
+        self._routes: dict[str, tuple[GRPCRoute, float]] = {
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
         self._server: grpc.aio.Server | None = None
@@ -144,7 +141,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _handle(
         self,
         method: str,
-        route: tuple[GrpcRoute, float] | None,
+        route: tuple[GRPCRoute, float] | None,
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> bytes:
@@ -164,12 +161,12 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         except asyncio.CancelledError:
             remaining = context.time_remaining()
             expired = remaining is not None and remaining <= 0
-            record.status = DEADLINE_EXCEEDED if expired else CANCELLED
+            record.status = StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
-            outcome = _Outcome(GrpcStatus(INTERNAL, "Internal server error"))
-            record.status = INTERNAL
+            outcome = _Outcome(GRPCStatus(StatusCode.INTERNAL, "Internal server error"))
+            record.status = StatusCode.INTERNAL
         finally:
             record.end()
         return await self._answer(context, outcome, record.request_id)
@@ -177,17 +174,19 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _call(
         self,
         method: str,
-        route: tuple[GrpcRoute, float] | None,
+        route: tuple[GRPCRoute, float] | None,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
             what = f"service {parts[0]}" if parts else f"method {method}"
-            return _Outcome(GrpcStatus(UNIMPLEMENTED, f"{what} is not routed by this gateway"))
+            return _Outcome(
+                GRPCStatus(StatusCode.UNIMPLEMENTED, f"{what} is not routed by this gateway")
+            )
         first = await context.read()
         if first is _EOF:
-            return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+            return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
         # Forward at once, and watch for a second request message meanwhile: a unary
         # client half-closes right after its message, a streaming one may not.
         forward = asyncio.ensure_future(self._forward(method, route, first, context, span))
@@ -196,7 +195,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
             # A failed read is the transport's business (it ends the call itself).
             if more.done() and more.exception() is None and more.result() is not _EOF:
-                return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+                return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
             return await forward
         finally:
             for task in (forward, more):
@@ -207,7 +206,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _forward(
         self,
         method: str,
-        route: tuple[GrpcRoute, float],
+        route: tuple[GRPCRoute, float],
         payload: bytes,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
@@ -220,7 +219,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         remaining = context.time_remaining()
         if remaining is not None:
             if remaining <= 0:
-                return _Outcome(GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
+                return _Outcome(GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             budget = min(budget, remaining)
         rid = requestid.current.get() or requestid.new_request_id()
         metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
@@ -248,10 +247,10 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self._observe_nats(service, "success")
         try:
             status = grpcwire.decode_reply(reply.headers)
-        except GrpcWireError as exc:
+        except GRPCWireError as exc:
             logger.warning("gRPC %s -> %s: malformed reply: %s", method, service, exc)
             return _error(BadBackendReply(str(exc)))
-        if status.code != OK:
+        if status.code != StatusCode.OK:
             logger.debug("gRPC %s -> %s: %s", method, service, grpcwire.code_name(status.code))
             return _Outcome(status)
         return _Outcome(status, reply.data)
@@ -272,8 +271,8 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         )
         trailing = grpcwire.forwardable(status.trailing_metadata)
         await context.send_initial_metadata(initial)
-        if status.code != OK:
-            await context.abort(_STATUS_CODES[status.code], status.message, trailing)
+        if status.code != StatusCode.OK:
+            await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
         if trailing:
             context.set_trailing_metadata(trailing)
         return outcome.data

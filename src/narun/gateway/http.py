@@ -12,7 +12,7 @@ from collections.abc import Callable
 from urllib.parse import quote_from_bytes
 
 from narun._types import Message, Receive, Scope, Send
-from narun.config.gateway import GatewayConfig, HttpRoute
+from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
     BackendError,
     BadBackendReply,
@@ -124,7 +124,7 @@ class HTTPGateway:
 
     async def _forward(
         self,
-        route: HttpRoute,
+        route: HTTPRoute,
         scope: Scope,
         receive: Receive,
         send: Send,

