@@ -536,3 +536,11 @@ def test_every_field_has_a_docstring() -> None:
     for model in (GatewayConfig, HTTPRoute, GRPCRoute):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name}"
+
+
+def test_go_peer_limits_is_on_by_default_and_a_switch() -> None:
+    assert parse_config(minimal(), env={}).go_peer_limits is True
+    assert parse_config(minimal(go_peer_limits=False), env={}).go_peer_limits is False
+    assert single_error(minimal(go_peer_limits="no")) == (
+        "cfg.yaml: go_peer_limits: must be true or false (got 'no')"
+    )

@@ -165,7 +165,7 @@ async def test_metadata_status_and_details_reach_the_reply(executor: ThreadPoolE
     reply, status = await call(servicer, executor, msg)
     # The call's ID is added as x-request-id metadata (the client sent none).
     assert seen[0] == (("a", "1"), ("a", "2"), ("b-bin", b"\x00\x01"), ("x-request-id", "req-1"))
-    assert seen[1] == "ipv6:[::1]:7"
+    assert seen[1] == "ipv6:%5B::1%5D:7"  # as grpcio writes an IPv6 peer
     assert 2.5 < seen[2] <= 3.0
     assert reply.data == b""
     assert status == GRPCStatus(
@@ -267,6 +267,36 @@ async def test_deadline_ends_the_call(executor: ThreadPoolExecutor, sync: bool) 
     if sync:
         await asyncio.sleep(0.1)
         assert observed == [False]
+
+
+async def test_call_without_deadline_gets_the_default_one(executor: ThreadPoolExecutor) -> None:
+    """A Go gateway sends only the method: the consumer's default deadline bounds the call."""
+    remaining: list[float | None] = []
+
+    async def servicer(req: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        remaining.append(context.time_remaining())
+        await asyncio.sleep(5)
+        return b"late"
+
+    started = time.monotonic()
+    endpoint = GRPCEndpoint(target_with(servicer), executor=executor, default_deadline=0.2)
+    reply = await endpoint(request(b"in"))  # X-Original-Grpc-Method only
+    assert grpcwire.decode_reply(reply.headers) == GRPCStatus(
+        StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+    )
+    assert time.monotonic() - started < 2
+    assert remaining[0] is not None
+    assert 0 < remaining[0] <= 0.2
+    # Without a default, such a call is unbounded (what the servicer sees: no deadline).
+    seen: list[float | None] = []
+
+    async def unbounded(req: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        seen.append(context.time_remaining())
+        return req
+
+    endpoint = GRPCEndpoint(target_with(unbounded), executor=executor)
+    await endpoint(request(b"in"))
+    assert seen == [None]
 
 
 async def test_callbacks_run_when_the_call_ends(executor: ThreadPoolExecutor) -> None:
@@ -375,7 +405,7 @@ def test_former_spellings_of_the_public_names_still_work() -> None:
     import narun.consumer
     import narun.consumer.grpc
 
-    assert narun.consumer.GrpcConsumer is GRPCConsumer
-    assert narun.consumer.GrpcTarget is GRPCTarget
-    assert narun.consumer.grpc.GrpcConsumer is GRPCConsumer
-    assert narun.consumer.grpc.GrpcTarget is GRPCTarget
+    assert narun.consumer.GRPCConsumer is GRPCConsumer
+    assert narun.consumer.GRPCTarget is GRPCTarget
+    assert narun.consumer.grpc.GRPCConsumer is GRPCConsumer
+    assert narun.consumer.grpc.GRPCTarget is GRPCTarget

@@ -334,6 +334,11 @@ def test_peer_addresses() -> None:
     assert grpcwire.peer_address("ipv4:127.0.0.1:5000") == "127.0.0.1:5000"
     assert grpcwire.peer_address("ipv6:[::1]:5000") == "[::1]:5000"
     assert grpcwire.peer_address("unix:/tmp/sock") is None
+    # What grpcio's context.peer() really returns for an IPv6 client: brackets encoded.
+    assert grpcwire.peer_address("ipv6:%5B::1%5D:35440") == "[::1]:35440"
+    assert grpcwire.peer_address("ipv6:%5Bfe80::1%25eth0%5D:80") == "[fe80::1%eth0]:80"
     assert grpcwire.peer_from_address("127.0.0.1:5000") == "ipv4:127.0.0.1:5000"
-    assert grpcwire.peer_from_address("[::1]:5000") == "ipv6:[::1]:5000"
+    assert grpcwire.peer_from_address("[::1]:5000") == "ipv6:%5B::1%5D:5000"
+    for addr in ("127.0.0.1:5000", "[::1]:5000", "[fe80::1%eth0]:80"):
+        assert grpcwire.peer_address(grpcwire.peer_from_address(addr)) == addr
     assert grpcwire.peer_from_address(None) == "unknown"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from narun.protocol.textreply import RETRY_AFTER, TEXT_PLAIN, send_body, send_text
+from narun.protocol.textreply import RETRY_AFTER, TEXT_PLAIN, plain_text, send_body, send_text
 
 
 def sent(coroutine_of: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -42,3 +42,13 @@ def test_head_counts_the_body_it_does_not_send() -> None:
     start, body = sent(send_body, 200, b"x 1\n", content_type=b"text/x", head=True)
     assert start["headers"] == [(b"content-type", b"text/x"), (b"content-length", b"4")]
     assert body["body"] == b""
+
+
+def test_plain_text_fields_and_body_for_a_binary_http_answer() -> None:
+    headers, body = plain_text("Service overloaded", (RETRY_AFTER,))
+    assert body == b"Service overloaded\n"
+    assert headers == [
+        (b"content-type", TEXT_PLAIN),
+        (b"content-length", b"19"),
+        (b"retry-after", b"1"),
+    ]

@@ -141,6 +141,15 @@ def gateway(
     help="Requests allowed to wait for a free slot; beyond, refused at once (503). "
     "[default: = --concurrency]",
 )
+@click.option(
+    "--default-deadline",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a request that carries no deadline (from a Go narun gateway) may run; "
+    "0: no bound.",
+)
 @click.option("--version", "service_version", default="0.1.0", show_default=True)
 @click.option("--description", default="", help="Shown by `nats micro info`.")
 @click.option(
@@ -165,6 +174,7 @@ def serve(
     interface: str,
     concurrency: int,
     backlog: int | None,
+    default_deadline: float,
     service_version: str,
     description: str,
     app_dir: str,
@@ -197,6 +207,7 @@ def serve(
             "nats_url": nats_url,
             "concurrency": concurrency,
             "backlog": backlog,
+            "default_deadline": default_deadline,
             "version": service_version,
             "description": description,
             "nats_auth": nats_auth,

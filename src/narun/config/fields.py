@@ -212,6 +212,13 @@ def optional_byte_count(value: object) -> int | None:
     return None if value is None else byte_count(value)
 
 
+def switch(value: object) -> bool:
+    """``true`` or ``false`` (YAML booleans only, not ``"yes"`` or ``1``)."""
+    if not isinstance(value, bool):
+        fail("must be true or false")
+    return value
+
+
 def proxy_list(value: object) -> object:
     """A list (each entry is then checked by :func:`proxy`)."""
     if not isinstance(value, list | tuple):

@@ -166,6 +166,10 @@ class GatewayConfig(BaseModel):
     """Largest request body accepted (413 beyond); default: what fits in NATS ``max_payload``."""
     max_header_bytes: Annotated[int, BeforeValidator(f.byte_count)] = DEFAULT_MAX_HEADER_BYTES
     """Largest total size of the request header fields (431 beyond)."""
+    go_peer_limits: Annotated[bool, BeforeValidator(f.switch)] = True
+    """Refuse at the gateway the requests a Go narun consumer's decoder would refuse:
+    ``:path`` over 4096 bytes (414), ``:authority`` over 256 bytes or not a valid host,
+    method or scheme over 64 bytes (400). ``false`` when every consumer is narun's."""
 
     # --- NATS authentication and TLS (narun.transport.auth) ---
     nats_user: Annotated[str | None, BeforeValidator(f.optional_text)] = None

@@ -114,7 +114,7 @@ class MicroService:
         queue_group: str = wire.QUEUE_GROUP,
         concurrency: int = 100,
         backlog: int | None = None,
-        overload_reply: Reply | None = None,
+        overload_reply: Reply | Callable[[Msg], Reply] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -255,8 +255,10 @@ class MicroService:
         else:
             # Full: refuse at once, unprocessed, so the gateway can try another
             # instance or answer 503 quickly instead of timing out.
-            await self._respond(msg, self._overload)
-            self._counters.record(0, self._overload.error)
+            refusal = self._overload
+            reply = refusal if isinstance(refusal, Reply) else refusal(msg)
+            await self._respond(msg, reply)
+            self._counters.record(0, reply.error)
 
     def _start(self, msg: Msg) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(msg))

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from narun.errors import NarunError
 from narun.protocol import wire
@@ -387,18 +387,25 @@ def split_method(method: str) -> tuple[str, str] | None:
 
 
 def peer_address(peer: str) -> str | None:
-    """A grpcio peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``) as ``host:port``.
+    """A grpcio peer string (``ipv4:1.2.3.4:5``, ``ipv6:%5B::1%5D:5``) as ``host:port``.
 
+    grpcio gives peers as URIs, so an IPv6 address comes with its brackets
+    percent-encoded (``%5B::1%5D``); the result has them plain (``[::1]:5``).
     ``None`` for peers without an IP address (``unix:...``) or unknown forms.
     """
     kind, sep, addr = peer.partition(":")
     if sep and kind in ("ipv4", "ipv6") and addr:
-        return addr
+        return unquote(addr) if "%" in addr else addr
     return None
 
 
 def peer_from_address(addr: str | None) -> str:
-    """The grpcio peer string for a ``host:port`` (inverse of :func:`peer_address`)."""
+    """The grpcio peer string for a ``host:port`` (inverse of :func:`peer_address`).
+
+    Written as grpcio writes it, IPv6 brackets percent-encoded: ``ipv6:%5B::1%5D:5``.
+    """
     if not addr:
         return "unknown"
-    return f"ipv6:{addr}" if addr.startswith("[") else f"ipv4:{addr}"
+    if addr.startswith("["):
+        return "ipv6:" + addr.replace("%", "%25").replace("[", "%5B").replace("]", "%5D")
+    return f"ipv4:{addr}"

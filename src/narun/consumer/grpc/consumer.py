@@ -181,11 +181,14 @@ class GRPCEndpoint:
         executor: Executor,
         max_payload: int = 1024 * 1024,
         metrics: RequestRecorder | None = None,
+        default_deadline: float | None = None,
     ) -> None:
         self.target = target
         self.executor = executor
         self.max_payload = max_payload
         self.metrics = metrics
+        self.default_deadline = default_deadline or None
+        """Seconds a call without ``Narun-Timeout-Ms`` (a Go gateway's) may run."""
         self._tracer = tracing.LazyTracer("narun.consumer")
 
     async def __call__(self, msg: Msg) -> Reply:
@@ -215,7 +218,11 @@ class GRPCEndpoint:
             return _status_reply(
                 StatusCode.INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header"
             )
-        request = dataclasses.replace(request, metadata=_metadata(request.metadata, rid, traced))
+        request = dataclasses.replace(
+            request,
+            metadata=_metadata(request.metadata, rid, traced),
+            timeout=request.timeout if request.timeout is not None else self.default_deadline,
+        )
         try:
             return await self._call(request, method, msg.data, started)
         except asyncio.CancelledError:
@@ -358,7 +365,11 @@ class GRPCConsumer(ServiceHost):
         assert self._executor is not None
         logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
         return GRPCEndpoint(
-            self.target, executor=self._executor, max_payload=nc.max_payload, metrics=recorder
+            self.target,
+            executor=self._executor,
+            max_payload=nc.max_payload,
+            metrics=recorder,
+            default_deadline=self.default_deadline,
         )
 
     async def _close(self) -> None:
