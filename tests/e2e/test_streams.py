@@ -282,10 +282,9 @@ async def test_access_log_line_has_the_stream_byte_counts(stack: Stack) -> None:
         response = await c.get("/download", params={"size": size})
     assert len(response.content) == size
     deadline = time.monotonic() + 5
-    line = f"bytes_out={size}"
+    line = f" in=0 out={size}"
     while line not in stack.gateway.output():
         assert time.monotonic() < deadline, stack.gateway.output()[-2000:]
         await asyncio.sleep(0.05)
-    assert f"stream bytes_in=0 bytes_out={size}" in stack.gateway.output()
     # the consumer's line counts the bytes it sent as frames (the head's part aside)
-    assert "stream bytes_in=0 bytes_out=" in stack.consumer.output()
+    assert " in=0 out=" in stack.consumer.output()

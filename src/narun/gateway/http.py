@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from urllib.parse import quote_from_bytes
-
-from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun._types import Message, Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, HTTPRoute
@@ -27,27 +24,25 @@ from narun.errors import (
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
 from narun.gateway.streams import (
-    SCOPE_KEY,
     BodyPump,
     ClientGone,
     DisconnectWatch,
-    StreamRecord,
     relay_reply,
     stream_error,
 )
-from narun.observe import log, requestid, tracing
-from narun.observe.log import ACCESS_LOGGER
-from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.observe import requestid, tracing
+from narun.observe.metrics import GatewayMetrics
+from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, Response, decode_response, encode_request
 from narun.protocol.fields import end_to_end
 from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, WINDOW, Frame, StreamError
+from narun.protocol.textreply import RETRY_AFTER, Field, send_text
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 # Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -66,8 +61,6 @@ HOP_BY_HOP = frozenset(
 # X-Request-ID: the gateway's own (the client's when well formed) replaces any other.
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
-_RETRY_AFTER = (b"retry-after", b"1")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 _WINDOW = str(WINDOW)
 # Room left in a NATS message for the request head and the NATS headers: a body larger
@@ -117,55 +110,32 @@ class HTTPGateway:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})
             return
-        started = time.perf_counter()
-        method: str = scope["method"]
-        pattern = UNMATCHED
-        service = "-"
-        status = 500
-        rid = requestid.from_headers(scope["headers"])
-        rid_token = requestid.current.set(rid)
-        tracer = self._tracer.get()
-        span = None if tracer is None else _server_span(tracer, scope, method)
+        record = GatewayHttpRecord(scope, self.metrics, self._tracer)
         try:
+            method = record.method
             result = self.router.match(method, scope["path"])
             if isinstance(result, Match):
                 route = result.route
-                pattern, service = route.path, route.service
-                in_flight = self._in_flight
-                if in_flight is not None:
-                    in_flight.inc()
-                try:
-                    status = await self._forward(route, scope, receive, send, rid, span)
-                finally:
-                    if in_flight is not None:
-                        in_flight.dec()
+                record.pattern, record.service = route.path, route.service
+                record.count(self._in_flight)
+                record.status = await self._forward(route, scope, receive, send, record)
             elif isinstance(result, MethodNotAllowed):
-                pattern = result.pattern
-                status = 405
+                record.pattern = result.pattern
+                record.status = 405
                 allow = (b"allow", ", ".join(result.allow).encode())
-                await _plain(send, 405, b"Method Not Allowed", [allow, _id_field(rid)])
+                await send_text(send, 405, "Method Not Allowed", (allow, _id_field(record)))
             elif isinstance(result, Redirect):
-                status = 301 if method in ("GET", "HEAD") else 308
+                status = record.status = 301 if method in ("GET", "HEAD") else 308
                 location = scope.get("root_path", "") + result.location_path  # keep mount
                 if scope.get("query_string"):
                     location += "?" + scope["query_string"].decode("latin-1")
                 where = (b"location", location.encode("utf-8", "surrogateescape"))
-                await _plain(send, status, b"", [where, _id_field(rid)])
+                await send_text(send, status, "", (where, _id_field(record)))
             else:
-                status = 404
-                await _plain(send, 404, b"Not Found", [_id_field(rid)])
+                record.status = 404
+                await send_text(send, 404, "Not Found", (_id_field(record),))
         finally:
-            seconds = time.perf_counter() - started
-            record: StreamRecord | None = scope.get(SCOPE_KEY)
-            if self.metrics is not None:
-                self.metrics.observe_http(method, pattern, status, seconds)
-                if record is not None:
-                    self.metrics.observe_stream(pattern, record.bytes_in, record.bytes_out, seconds)
-            if span is not None:
-                _end_server_span(span, method, pattern, status)
-            if access_logger.isEnabledFor(logging.INFO):
-                log_access(scope, method, pattern, service, status, seconds, record)
-            requestid.current.reset(rid_token)
+            record.end()
 
     async def _forward(
         self,
@@ -173,10 +143,11 @@ class HTTPGateway:
         scope: Scope,
         receive: Receive,
         send: Send,
-        rid: str,
-        span: Span | None,
+        record: GatewayHttpRecord,
     ) -> int:
-        rid_field = _id_field(rid)
+        rid = record.request_id
+        span = record.span
+        rid_field = _id_field(record)
         requester = self._requester()
         metrics = self.metrics
         service = route.service
@@ -201,7 +172,7 @@ class HTTPGateway:
                 # A body too large for one message, or of unknown length: stream it to
                 # a consumer that can take it, else fall back to one message.
                 status = await self._forward_streamed(
-                    route, scope, receive, send, rid_field, first, declared, limit, span
+                    route, scope, receive, send, record, first, declared, limit
                 )
                 if status is not None:
                     return status
@@ -260,7 +231,8 @@ class HTTPGateway:
                     raise stream_error(exc) from None
                 if not isinstance(head, Frame):
                     raise BadBackendReply("streamed reply without a head")
-                record = scope[SCOPE_KEY] = StreamRecord(bytes_in=len(body))
+                record.stream = True
+                record.bytes_in = len(body)
                 active = None if metrics is None else metrics.active_streams
                 if active is not None:
                     active.inc()
@@ -294,16 +266,13 @@ class HTTPGateway:
         except BackendError as exc:
             status = _service_error_status(exc.code)
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, status, exc.public_message.encode(), [rid_field])
-            return status
+            return await _fail(send, status, exc.public_message, rid_field)
         except NarunError as exc:
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, exc.http_status, exc.public_message.encode(), [rid_field])
-            return exc.http_status
+            return await _fail(send, exc.http_status, exc.public_message, rid_field)
         except Exception:
             logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
-            await _plain(send, 500, b"Internal server error", [rid_field])
-            return 500
+            return await _fail(send, 500, "Internal server error", rid_field)
 
         return await _answer(scope, send, response, rid_field)
 
@@ -313,7 +282,7 @@ class HTTPGateway:
         headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
         client = scope.get("client")
         if client:
-            headers[wire.CLIENT_ADDR] = _format_addr(client)
+            headers[wire.CLIENT_ADDR] = wire.format_addr(client)
         headers[wire.TIMEOUT_MS] = timeout_ms
         headers[wire.STREAM] = _WINDOW
         if idle_ms is not None:  # consumers assume the default (each header costs them ~2 us)
@@ -326,13 +295,14 @@ class HTTPGateway:
         scope: Scope,
         receive: Receive,
         send: Send,
-        rid_field: tuple[bytes, bytes],
+        record: GatewayHttpRecord,
         first: Message,
         declared: int | None,
         limit: int | None,
-        span: Span | None,
     ) -> int | None:
         """Send a request whose body is streamed; None: no streaming consumer (fall back)."""
+        rid_field = _id_field(record)
+        span = record.span
         requester = self._requester()
         assert requester is not None
         timeout, timeout_ms, idle, idle_ms, _ = self._route_params[id(route)]
@@ -342,7 +312,7 @@ class HTTPGateway:
         part_size = requester.nc.max_payload - _HEAD_ROOM
         part, rest = first_body[:part_size], first_body[part_size:]
         request = _to_bhttp(scope, part, rid_field, content_length=declared)
-        headers = self._nats_headers(scope, scope_rid(rid_field), timeout_ms, idle_ms)
+        headers = self._nats_headers(scope, record.request_id, timeout_ms, idle_ms)
         service = route.service
         payload = encode_request(request)
         subject = wire.stream_subject(service)
@@ -352,7 +322,7 @@ class HTTPGateway:
             with tracing.sending(self._tracer, span, service, headers, len(payload)):
                 channel = await requester.open_stream(subject, payload, headers)
         channel.start(idle)
-        record = scope[SCOPE_KEY] = StreamRecord()
+        record.stream = True
         active = None if self.metrics is None else self.metrics.active_streams
         if active is not None:
             active.inc()
@@ -387,7 +357,7 @@ class HTTPGateway:
                 hdrs = head.headers
                 if hdrs is not None and not head.data and hdrs.get("Status") == "503":
                     pump.stop()
-                    del scope[SCOPE_KEY]  # not a stream after all
+                    record.stream = False  # not a stream after all
                     return None  # nobody on <service>.stream: try the single-message form
                 if hdrs and (wire.SERVICE_ERROR in hdrs or wire.SERVICE_ERROR_CODE in hdrs):
                     code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
@@ -427,11 +397,6 @@ def _idle_header(seconds: float) -> str | None:
 
 async def _ended() -> Message:
     return {"type": "http.disconnect"}
-
-
-def scope_rid(rid_field: tuple[bytes, bytes]) -> str:
-    """The request ID of an ``x-request-id`` field."""
-    return rid_field[1].decode()
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -536,98 +501,12 @@ def _to_bhttp(
     )
 
 
-def _id_field(rid: str) -> tuple[bytes, bytes]:
-    return (requestid.HEADER, rid.encode())
+def _id_field(record: GatewayHttpRecord) -> tuple[bytes, bytes]:
+    return (requestid.HEADER, record.request_id.encode())
 
 
-def _server_span(tracer: Tracer, scope: Scope, method: str) -> Span:
-    attributes = {
-        "http.request.method": method,
-        "url.path": scope["path"],
-        "url.scheme": scope.get("scheme", "http"),
-    }
-    client = scope.get("client")
-    if client:
-        attributes["client.address"] = str(client[0])
-    return tracer.start_span(
-        method,
-        context=tracing.extract_headers(scope["headers"]),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-    )
-
-
-def _end_server_span(span: Span, method: str, pattern: str, status: int) -> None:
-    attributes: dict[str, str | int] = {"http.response.status_code": status}
-    if pattern != UNMATCHED:
-        attributes["http.route"] = pattern
-        span.update_name(f"{method} {pattern}")
-    tracing.end_span(span, attributes, error=status >= 500)
-
-
-def log_access(
-    scope: Scope,
-    method: str,
-    pattern: str,
-    service: str,
-    status: int,
-    seconds: float,
-    record: StreamRecord | None = None,
-) -> None:
-    """Write the access log line of one HTTP request (``narun.access``, INFO).
-
-    For a streamed exchange (``record``) the line is written when the stream ends and
-    also gives the body bytes each way.
-    """
-    client = scope.get("client")
-    addr = _format_addr(client) if client else "-"
-    ms = round(seconds * 1000, 3)
-    if record is not None:
-        log.access(
-            "%s %s -> %s %d %.3fms client=%s stream bytes_in=%d bytes_out=%d",
-            (method, pattern, service, status, ms, addr, record.bytes_in, record.bytes_out),
-            {
-                "method": method,
-                "route": pattern,
-                "service": service,
-                "status": status,
-                "duration_ms": ms,
-                "client": addr,
-                "stream": True,
-                "bytes_in": record.bytes_in,
-                "bytes_out": record.bytes_out,
-            },
-        )
-        return
-    log.access(
-        "%s %s -> %s %d %.3fms client=%s",
-        (method, pattern, service, status, ms, addr),
-        {
-            "method": method,
-            "route": pattern,
-            "service": service,
-            "status": status,
-            "duration_ms": ms,
-            "client": addr,
-        },
-    )
-
-
-def _format_addr(client: tuple[str, int] | list[object]) -> str:
-    host, port = client[0], client[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-async def _plain(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    if body:
-        body += b"\n"
-    headers = [_TEXT, (b"content-length", str(len(body)).encode())]
-    if status == 503:
-        # Every 503 here is transient (NATS down, nobody serving, all instances busy).
-        headers.append(_RETRY_AFTER)
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _fail(send: Send, status: int, message: str, rid_field: Field) -> int:
+    # Every 503 here is transient (NATS down, nobody serving, all instances busy).
+    fields = (rid_field, RETRY_AFTER) if status == 503 else (rid_field,)
+    await send_text(send, status, message, fields)
+    return status

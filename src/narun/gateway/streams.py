@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from narun._types import Message, Receive, Send
 from narun.errors import (
@@ -27,6 +26,7 @@ from narun.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
+from narun.observe.record import Record
 from narun.protocol.bhttp import decode_response
 from narun.protocol.fields import end_to_end
 from narun.protocol.stream import (
@@ -39,31 +39,9 @@ from narun.protocol.stream import (
 )
 from narun.transport.stream import StreamChannel
 
-__all__ = [
-    "SCOPE_KEY",
-    "BodyPump",
-    "ClientGone",
-    "DisconnectWatch",
-    "StreamRecord",
-    "relay_reply",
-    "stream_error",
-]
+__all__ = ["BodyPump", "ClientGone", "DisconnectWatch", "relay_reply", "stream_error"]
 
 logger = logging.getLogger(__name__)
-
-
-SCOPE_KEY = "narun.stream"
-"""Scope key under which a streamed exchange leaves its :class:`StreamRecord`."""
-
-
-@dataclass(slots=True)
-class StreamRecord:
-    """Body bytes of one streamed exchange, for the metrics and the access log line."""
-
-    bytes_in: int = 0
-    """Request body bytes received from the client."""
-    bytes_out: int = 0
-    """Response body bytes sent to the client."""
 
 
 class ClientGone(NarunError):
@@ -220,7 +198,7 @@ async def relay_reply(
     extra: list[tuple[bytes, bytes]],
     drop: frozenset[bytes],
     receive: Receive | None = None,
-    record: StreamRecord | None = None,
+    record: Record | None = None,
 ) -> int:
     """Answer the HTTP client with the streamed reply whose HEAD is ``head``.
 
@@ -245,7 +223,7 @@ async def relay_reply(
     headers.extend(extra)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     if record is None:
-        record = StreamRecord()
+        record = Record.__new__(Record)  # a scratch tally: nobody reads it
     if fin or bodyless:
         content = b"" if bodyless else response.content
         await send({"type": "http.response.body", "body": content})

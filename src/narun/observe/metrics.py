@@ -133,6 +133,7 @@ class GatewayMetrics:
         # series (route patterns, statuses, service names, methods httptools accepts).
         self._http: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._nats: dict[tuple[str, str], Counter] = {}
+        self._grpc: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def observe_http(self, method: str, path: str, status: int, seconds: float) -> None:
         """Record one finished HTTP request; ``path`` is the route pattern."""
@@ -151,6 +152,18 @@ class GatewayMetrics:
         self.stream_bytes.labels(path, "in").inc(bytes_in)
         self.stream_bytes.labels(path, "out").inc(bytes_out)
         self.stream_duration.labels(path).observe(seconds)
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        """Record one finished gRPC call; ``code`` is the status code's name."""
+        key = (method, code)
+        children = self._grpc.get(key)
+        if children is None:
+            children = self._grpc[key] = (
+                self.grpc_requests.labels(method, code),
+                self.grpc_duration.labels(method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_nats(self, subject: str, status: str) -> None:
         """Record one NATS request outcome: ``success``, ``timeout`` or ``error``."""

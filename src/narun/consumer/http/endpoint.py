@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from nats.aio.msg import Msg
 
@@ -13,18 +12,18 @@ from narun.consumer.http.asgi import STREAMED, ASGIBridge, parse_client
 from narun.consumer.http.streaming import Exchange
 from narun.consumer.service import OVERLOADED, Reply, error_reply
 from narun.errors import BinaryHTTPError
-from narun.observe import log, requestid, tracing
-from narun.observe.log import ACCESS_LOGGER
+from narun.observe import tracing
 from narun.observe.metrics import RequestRecorder
+from narun.observe.record import ConsumerHttpRecord
 from narun.protocol import wire
-from narun.protocol.bhttp import Request, Response, decode_request, encode_response
+from narun.protocol.bhttp import Response, decode_request, encode_response
 from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, StreamError
+from narun.protocol.textreply import RETRY_AFTER, Field, plain_text
 from narun.transport.stream import StreamHub
 
 __all__ = ["HTTPEndpoint", "refuse"]
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 _BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
 _DEADLINE = error_reply(504, "Request deadline exceeded")
@@ -32,22 +31,15 @@ _SENT = Reply(sent=True)
 _DEFAULT_IDLE = DEFAULT_IDLE_MS / 1000
 
 
-def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> bytes:
-    body = text.encode() + b"\n"
-    headers = (
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *extra,
-    )
-    return encode_response(Response(status, headers, body))
+def _plain(status: int, text: str, *extra: Field) -> bytes:
+    headers, body = plain_text(text, extra)
+    return encode_response(Response(status, tuple(headers), body))
 
 
 # A Go gateway reads no ADR-32 error headers (a reply without Binary HTTP becomes its
 # 502): requests from one get the same answers as Binary HTTP responses it relays.
 _GO_DEADLINE = Reply(_plain(504, "Request deadline exceeded"), error="Request deadline exceeded")
-_GO_OVERLOADED = Reply(
-    _plain(503, "Service overloaded", (b"retry-after", b"1")), error="Service overloaded"
-)
+_GO_OVERLOADED = Reply(_plain(503, "Service overloaded", RETRY_AFTER), error="Service overloaded")
 
 
 def refuse(msg: Msg) -> Reply:
@@ -91,31 +83,20 @@ class HTTPEndpoint:
 
     async def __call__(self, msg: Msg) -> Reply:
         """Decode, serve, encode. Never raises for bad input."""
-        started = time.perf_counter()
         headers = msg.headers or {}
         # Each request runs in a task of its own (MicroService): the ID stays set for
         # the last log lines about it, and goes with the task.
-        rid = requestid.accept(headers.get(wire.REQUEST_ID))
-        requestid.current.set(rid)
-        recorder = self.metrics
-        if recorder is not None:
-            recorder.active.inc()
-        tracer = self._tracer.get()
-        traced = None
-        if tracer is not None:
-            # The span is named after the service, also for <service>.stream requests.
-            subject = msg.subject.removesuffix(".stream")
-            traced = tracing.process(tracer, headers, subject, len(msg.data), {})
-        request: Request | None = None
-        status = 500
+        # The span is named after the service, also for <service>.stream requests.
+        subject = msg.subject.removesuffix(".stream")
+        record = ConsumerHttpRecord(headers, subject, len(msg.data), self.metrics, self._tracer)
         exchange: Exchange | None = None
         reply_to = msg.reply
         try:
             try:
-                request = decode_request(msg.data)
+                request = record.request = decode_request(msg.data)
             except BinaryHTTPError as exc:
                 logger.warning("undecodable request on %s: %s", msg.subject, exc)
-                status = 400
+                record.status = 400
                 return _BAD_REQUEST
             hub = self.hub
             credit = None if hub is None else wire.parse_window(headers.get(wire.STREAM))
@@ -124,16 +105,16 @@ class HTTPEndpoint:
                 exchange = self._exchange(hub, reply_to, credit, headers, body_streamed)
             elif body_streamed:
                 logger.warning("streamed request on %s without a Narun-Stream header", msg.subject)
-                status = 400
+                record.status = 400
                 return _BAD_REQUEST
             client = parse_client(headers.get(wire.CLIENT_ADDR))
             # With tracing on, the app's own instrumentation reads our span from the
             # traceparent field (the client's field goes no further than our spans).
-            fields = None if traced is None else tracing.app_trace_headers()
+            fields = None if record.span is None else tracing.app_trace_headers()
+            rid = record.request_id
             budget = wire.parse_timeout(headers.get(wire.TIMEOUT_MS))
             if exchange is not None and body_streamed:
                 await exchange.start_body()
-            response: Response
             if budget is None:
                 budget = self.default_deadline  # a Go gateway sends no deadline
             if budget is None:
@@ -155,7 +136,7 @@ class HTTPEndpoint:
                         request.path,
                         budget,
                     )
-                    status = 504
+                    record.status = 504
                     if exchange is not None and exchange.channel is not None:
                         await exchange.abort(ABORT_IDLE, "request deadline exceeded")
                         return _SENT
@@ -164,9 +145,9 @@ class HTTPEndpoint:
                 assert exchange is not None
                 channel = exchange.channel
                 broken = None if channel is None else channel.state.abort_error
-                status = 499 if broken is not None and broken.remote else 200
+                record.status = 499 if broken is not None and broken.remote else 200
                 return _SENT
-            status = response.status
+            status = record.status = response.status
             error = f"HTTP {status}" if status >= 500 else None
             if exchange is not None and exchange.channel is not None:
                 # The stream is open (a streamed request body): the answer is its head.
@@ -175,10 +156,10 @@ class HTTPEndpoint:
             return Reply(data=encode_response(response), error=error)
         except StreamError as exc:
             logger.info("stream of %s ended: %s", msg.subject, exc)
-            status = 499 if exc.remote else 502
+            record.status = 499 if exc.remote else 502
             return _SENT
         except asyncio.CancelledError:
-            status = 499
+            record.status = 499
             logger.info("request cancelled: the gateway gave up on it")
             raise
         finally:
@@ -186,17 +167,11 @@ class HTTPEndpoint:
                 exchange.close()
                 if reply_to:
                     self._running.pop(reply_to, None)
-            if recorder is not None:
-                recorder.active.dec()
-                recorder.observe(str(status), time.perf_counter() - started)
-            if traced is not None:
-                attributes: dict[str, str | int] = {"http.response.status_code": status}
-                if request is not None:
-                    attributes["http.request.method"] = request.method
-                    attributes["url.path"] = request.path.partition("?")[0]
-                tracing.finish(*traced, attributes, error=status >= 500)
-            if access_logger.isEnabledFor(logging.INFO):
-                _log_access(request, status, time.perf_counter() - started, exchange)
+                if exchange.channel is not None:
+                    # A stream: the access line gets the bytes carried as frames.
+                    record.stream = True
+                    record.bytes_in, record.bytes_out = exchange.bytes_in, exchange.bytes_out
+            record.end()
 
     def _exchange(
         self,
@@ -225,33 +200,3 @@ class HTTPEndpoint:
             return False
         task.cancel()
         return True
-
-
-def _log_access(
-    request: Request | None, status: int, seconds: float, exchange: Exchange | None = None
-) -> None:
-    method, path = ("-", "-") if request is None else (request.method, request.path)
-    path = path.partition("?")[0]  # the query may hold what a log should not
-    ms = round(seconds * 1000, 3)
-    if exchange is not None and exchange.channel is not None:
-        # A stream: the line is written at its end, with the bytes carried as frames.
-        bytes_in, bytes_out = exchange.bytes_in, exchange.bytes_out
-        log.access(
-            "%s %s %d %.3fms stream bytes_in=%d bytes_out=%d",
-            (method, path, status, ms, bytes_in, bytes_out),
-            {
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": ms,
-                "stream": True,
-                "bytes_in": bytes_in,
-                "bytes_out": bytes_out,
-            },
-        )
-        return
-    log.access(
-        "%s %s %d %.3fms",
-        (method, path, status, ms),
-        {"method": method, "path": path, "status": status, "duration_ms": ms},
-    )
