@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import re
 import signal
 import subprocess
@@ -283,40 +284,105 @@ def test_request_over_max_payload_is_resource_exhausted(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("probe", PROBES)
-def test_server_streaming_method_is_unimplemented(stack: Stack, probe: str) -> None:
-    call = stack.channel.unary_stream(f"/{probe}/ServerStream", None, None)
-    with pytest.raises(grpc.RpcError) as info:
-        list(call(b"x", timeout=10))
-    error: grpc.Call = info.value  # type: ignore[assignment]
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "streaming" in (error.details() or "")
+def test_server_streaming_messages_metadata_and_status(stack: Stack, probe: str) -> None:
+    call = stack.channel.unary_stream(f"/{probe}/Ticks", None, None)
+    responses = call(b"5", timeout=10)
+    got = list(responses)
+    assert [m.split(b":")[0] for m in got] == [b"0", b"1", b"2", b"3", b"4"]
+    assert ("kind", "ticks") in responses.initial_metadata()
+    assert ("done", "yes") in responses.trailing_metadata()
+    assert responses.code() == grpc.StatusCode.OK
 
 
+@pytest.mark.parametrize("probe", PROBES)
+def test_server_streaming_messages_arrive_as_sent(stack: Stack, probe: str) -> None:
+    # Three messages 0.4 s apart: each must arrive long before the next is produced.
+    call = stack.channel.unary_stream(f"/{probe}/Ticks", None, None)
+    delays = []
+    for message in call(b"3,0.4", timeout=10):
+        delays.append(time.time() - float(message.split(b":")[1]))
+    assert len(delays) == 3
+    assert max(delays) < 0.3, delays
+
+
+@pytest.mark.parametrize("probe", PROBES)
 @pytest.mark.parametrize("messages", [0, 1, 2, 5])
-def test_client_streaming_call_is_unimplemented(stack: Stack, messages: int) -> None:
-    call = stack.channel.stream_unary("/narun.test.AsyncProbe/ClientStream", None, None)
-    with pytest.raises(grpc.RpcError) as info:
-        call(iter([b"m"] * messages), timeout=10)
-    error: grpc.Call = info.value  # type: ignore[assignment]
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_client_streaming(stack: Stack, probe: str, messages: int) -> None:
+    call = stack.channel.stream_unary(f"/{probe}/ClientStream", None, None)
+    parts = [f"m{i};".encode() for i in range(messages)]
+    assert call(iter(parts), timeout=10) == b"".join(parts)
 
 
-def test_interactive_bidi_stream_gets_a_status(stack: Stack) -> None:
-    # The client sends one message and waits for an answer before closing its side.
-    call = stack.channel.stream_stream("/narun.test.AsyncProbe/ClientStream", None, None)
-    stop = threading.Event()
+@pytest.mark.parametrize("probe", PROBES)
+def test_bidi_is_interactive(stack: Stack, probe: str) -> None:
+    # Each answer comes back before the client sends its next message.
+    call = stack.channel.stream_stream(f"/{probe}/Bidi", None, None)
+    answers: queue.Queue[bytes] = queue.Queue()
+    sent: list[bytes] = []
 
     def requests() -> Iterator[bytes]:
-        yield b"m"
-        stop.wait(10)
+        for i in range(20):
+            message = f"n{i}".encode()
+            sent.append(message)
+            yield message
+            assert answers.get(timeout=5) == b"echo:" + message
 
-    try:
-        with pytest.raises(grpc.RpcError) as info:
-            list(call(requests(), timeout=10))
-    finally:
-        stop.set()
+    stream = call(requests(), timeout=20)
+    for answer in stream:
+        answers.put(answer)
+    assert len(sent) == 20
+    assert stream.code() == grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_bidi_servicer_abort_reaches_the_client(stack: Stack, probe: str) -> None:
+    call = stack.channel.stream_stream(f"/{probe}/Bidi", None, None)
+    stream: Any = call(iter([b"a", b"abort", b"never"]), timeout=10)
+    assert next(stream) == b"echo:a"
+    with pytest.raises(grpc.RpcError):
+        next(stream)
+    assert stream.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert stream.details() == "told to"
+    assert ("why", "asked") in (stream.trailing_metadata() or ())
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_bidi_many_messages_in_order(stack: Stack, probe: str) -> None:
+    call = stack.channel.stream_stream(f"/{probe}/Bidi", None, None)
+    sent = [f"{i:06d}".encode() * 50 for i in range(3000)]
+    got = list(call(iter(sent), timeout=60))
+    assert got == [b"echo:" + m for m in sent]
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_client_cancel_cancels_the_servicer(stack: Stack, probe: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    call = stack.channel.unary_stream(f"/{probe}/Forever", None, None)
+    stream: Any = call(str(report).encode(), timeout=30)
+    assert next(stream) == b"started"
+    stream.cancel()
+    deadline = time.monotonic() + 10
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert report.read_text() == "cancelled seen=True"
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_deadline_crosses_the_hop(stack: Stack, probe: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    call = stack.channel.unary_stream(f"/{probe}/Forever", None, None)
+    started = time.monotonic()
+    stream: Any = call(str(report).encode(), timeout=1.5)
+    assert next(stream) == b"started"
+    with pytest.raises(grpc.RpcError) as info:
+        next(stream)
     error: grpc.Call = info.value  # type: ignore[assignment]
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 10
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert report.read_text() == "cancelled seen=True"
 
 
 # -- metadata -------------------------------------------------------------------------
