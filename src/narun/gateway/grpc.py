@@ -100,10 +100,12 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self._requester = requester
         self._tracer = tracing.LazyTracer("narun.gateway")
         # grpc.health.v1.Health/Check (unless a route forwards that service).
-        self._health = health.check_handler(
-            is_ready or (lambda: (self._requester() is not None, "")),
-            {r.grpc for r in config.grpc_routes},
-        )
+        ready = is_ready or (lambda: (self._requester() is not None, ""))
+        routed = {r.grpc for r in config.grpc_routes}
+        self._health = {
+            health.CHECK: health.check_handler(ready, routed),
+            health.WATCH: health.watch_handler(ready, routed),
+        }
         self._routes: dict[str, tuple[GRPCRoute, float]] = {
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
@@ -146,8 +148,8 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         parts = grpcwire.split_method(method)
         route = self._routes.get(parts[0]) if parts else None
         if route is None and parts is not None and parts[0] == health.SERVICE:
-            # Check is answered here; Watch (None) is UNIMPLEMENTED.
-            return self._health if method == health.CHECK else None
+            # Check and Watch are answered here.
+            return self._health.get(method)
         behavior = functools.partial(self._handle, method, route)
         return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=None
