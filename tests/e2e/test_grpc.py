@@ -306,6 +306,22 @@ def test_server_streaming_messages_arrive_as_sent(stack: Stack, probe: str) -> N
 
 
 @pytest.mark.parametrize("probe", PROBES)
+def test_slow_client_slows_the_servicer(stack: Stack, probe: str) -> None:
+    # 600 messages of 32 KiB (19 MiB): far more than the stream's 1 MiB window and the
+    # HTTP/2 and socket buffers. While the client does not read, the servicer must wait:
+    # the last message is made only after the client resumed reading.
+    call = stack.channel.unary_stream(f"/{probe}/Ticks", None, None)
+    stream: Any = call(b"600,0,32768", timeout=60)
+    assert next(stream).startswith(b"0:")
+    time.sleep(2)
+    resumed = time.time()
+    rest = list(stream)
+    assert len(rest) == 599
+    assert [int(m.split(b":")[0]) for m in rest] == list(range(1, 600))
+    assert float(rest[-1].split(b":")[1]) > resumed
+
+
+@pytest.mark.parametrize("probe", PROBES)
 @pytest.mark.parametrize("messages", [0, 1, 2, 5])
 def test_client_streaming(stack: Stack, probe: str, messages: int) -> None:
     call = stack.channel.stream_unary(f"/{probe}/ClientStream", None, None)
@@ -463,6 +479,35 @@ def test_route_timeout_is_deadline_exceeded(stack: Stack) -> None:
 
 
 # -- Go narun interop -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bidi-interactive", "client-stream"])
+def test_streaming_call_to_a_go_consumer_is_unimplemented_at_once(stack: Stack, kind: str) -> None:
+    # The fake Go consumer answers every call with one message; a streaming call must
+    # not be taken as unary, nor hang.
+    stop = threading.Event()
+
+    def requests() -> Iterator[bytes]:
+        yield b"first"
+        if kind == "client-stream":
+            yield b"second"
+        stop.wait(30)  # an interactive client keeps its side open
+
+    started = time.monotonic()
+    try:
+        if kind == "client-stream":
+            unary_answer = stack.channel.stream_unary("/go.Svc/Ok", None, None)
+            with pytest.raises(grpc.RpcError) as info:
+                unary_answer(requests(), timeout=30)
+        else:
+            answers: Any = stack.channel.stream_stream("/go.Svc/Ok", None, None)
+            with pytest.raises(grpc.RpcError) as info:
+                list(answers(requests(), timeout=30))
+    finally:
+        stop.set()
+    error: grpc.Call = info.value  # type: ignore[assignment]
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert time.monotonic() - started < 3
 
 
 def test_go_consumer_success_is_raw_bytes(stack: Stack) -> None:

@@ -99,12 +99,12 @@ class AsyncProbe:
         return b"".join([r async for r in requests])
 
     async def Ticks(self, request: bytes, context: AioContext) -> AsyncIterator[bytes]:
-        count, delay = _ticks(request)
+        count, delay, size = _ticks(request)
         await context.send_initial_metadata((("kind", "ticks"),))
         for i in range(count):
             if i and delay:
                 await asyncio.sleep(delay)
-            yield _tick(i)
+            yield _tick(i, size)
         context.set_trailing_metadata((("done", "yes"),))
 
     async def Bidi(
@@ -165,12 +165,12 @@ class SyncProbe:
         return b"".join(requests)
 
     def Ticks(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        count, delay = _ticks(request)
+        count, delay, size = _ticks(request)
         context.send_initial_metadata((("kind", "ticks"),))
         for i in range(count):
             if i and delay:
                 time.sleep(delay)
-            yield _tick(i)
+            yield _tick(i, size)
         context.set_trailing_metadata((("done", "yes"),))
 
     def Bidi(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -187,14 +187,16 @@ class SyncProbe:
         Path(request.decode()).write_text(f"cancelled seen={not context.is_active()}")
 
 
-def _ticks(request: bytes) -> tuple[int, float]:
-    count, _, delay = request.decode().partition(",")
-    return int(count), float(delay or 0)
+def _ticks(request: bytes) -> tuple[int, float, int]:
+    """``count[,delay[,size]]``: how many messages, seconds apart, of about what size."""
+    count, delay, size, *_ = [*request.decode().split(","), "", "", ""]
+    return int(count), float(delay or 0), int(size or 0)
 
 
-def _tick(i: int) -> bytes:
-    """Message ``i`` of Ticks: its number and when it was sent (for the delay)."""
-    return f"{i}:{time.time():.6f}".encode()
+def _tick(i: int, size: int) -> bytes:
+    """Message ``i`` of Ticks: ``i:<when it was made>:`` padded to ``size`` bytes."""
+    head = f"{i}:{time.time():.6f}:".encode()
+    return head + b"." * max(0, size - len(head))
 
 
 def probe_handlers(probe: AsyncProbe | SyncProbe) -> Handlers:
