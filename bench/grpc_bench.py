@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import ROOT, Procs, cpu_seconds, free_port, wait_for_port
+from bench.procs import ROOT, Procs, cpu_seconds, free_port
 
 __all__ = ["GrpcRow", "print_rows", "run_grpc", "unavailable"]
 
@@ -55,7 +55,7 @@ def unavailable() -> str | None:
 def _direct(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
     port = free_port()
     proc = procs.start("grpc-server", [_PY, "-m", "bench.grpc_direct", str(port)])
-    wait_for_port(port, proc)
+    proc.wait_for_port(port, timeout=30)
     return f"127.0.0.1:{port}", {"grpc.aio server": "grpc-server"}
 
 
@@ -64,7 +64,7 @@ def _narun(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
 
     nats_port = free_port()
     nats = procs.start("nats-server", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)])
-    wait_for_port(nats_port, nats)
+    nats.wait_for_port(nats_port, timeout=30)
     nats_url = f"nats://127.0.0.1:{nats_port}"
     procs.start(
         "consumer",
@@ -93,7 +93,7 @@ def _narun(procs: Procs, workdir: Path) -> tuple[str, dict[str, str]]:
     gateway = procs.start(
         "gateway", [_PY, "-m", "narun", "gateway", "-c", str(config), "--log-level", "warning"]
     )
-    wait_for_port(port, gateway)
+    gateway.wait_for_port(port, timeout=30)
     return f"127.0.0.1:{port}", {
         "gateway": "gateway",
         "nats-server": "nats-server",

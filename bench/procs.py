@@ -1,4 +1,4 @@
-"""Child processes for the benchmark: started in their own process group, stopped by PID.
+"""Child processes for the benchmark (:mod:`narun.supervise`), and what /proc says of them.
 
 Everything here is Linux-only (it reads ``/proc``), like the benchmark itself.
 """
@@ -9,13 +9,14 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from narun.supervise import Child
 
 __all__ = [
     "ProcStat",
@@ -26,7 +27,6 @@ __all__ = [
     "free_port",
     "proc_stat",
     "rss_bytes",
-    "wait_for_port",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,26 +108,10 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Wait until something accepts TCP connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} not open after {timeout}s")
-
-
 @dataclass
-class _Child:
-    name: str
-    proc: subprocess.Popen[bytes]
+class _Entry:
+    child: Child
     log: Path
-    start_ticks: int
     known: dict[int, int] = field(default_factory=dict)
     """Descendant PIDs seen so far, with their start times."""
 
@@ -143,7 +127,7 @@ class Procs:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self._children: list[_Child] = []
+        self._children: list[_Entry] = []
 
     def start(
         self,
@@ -152,46 +136,36 @@ class Procs:
         *,
         env: dict[str, str] | None = None,
         cwd: Path = ROOT,
-    ) -> subprocess.Popen[bytes]:
+    ) -> Child:
         """Start ``argv`` with output to ``<workdir>/<name>.log``."""
         log = self.workdir / f"{name}.log"
-        with open(log, "ab") as fh:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        st = proc_stat(proc.pid)
-        self._children.append(_Child(name, proc, log, st.start_ticks if st else 0))
-        return proc
+        child = Child.start(argv, name=name, env=env, cwd=cwd, output=log)
+        self._children.append(_Entry(child, log))
+        return child
 
     def pids(self, name: str) -> list[int]:
         """The PID of child ``name`` and of every process below it, remembered for stop."""
-        child = self._child(name)
-        pids = [child.proc.pid, *descendants(child.proc.pid)]
+        entry = self._child(name)
+        pids = [entry.child.pid, *descendants(entry.child.pid)]
         for pid in pids[1:]:
             st = proc_stat(pid)
             if st is not None:
-                child.known[pid] = st.start_ticks
+                entry.known[pid] = st.start_ticks
         return pids
 
     def names(self) -> list[str]:
         """Names of the children started so far, oldest first."""
-        return [child.name for child in self._children]
+        return [entry.child.name for entry in self._children]
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         """The last lines of child ``name``'s output."""
         text = self._child(name).log.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    def _child(self, name: str) -> _Child:
-        for child in self._children:
-            if child.name == name:
-                return child
+    def _child(self, name: str) -> _Entry:
+        for entry in self._children:
+            if entry.child.name == name:
+                return entry
         raise KeyError(name)
 
     def stop_all(self, timeout: float = 20.0) -> None:
@@ -202,46 +176,33 @@ class Procs:
         """
         error: BaseException | None = None
         while self._children:
-            child = self._children.pop()
+            entry = self._children.pop()
             try:
-                self._stop(child, timeout)
+                self._stop(entry, timeout)
             except BaseException as exc:
                 error = error or exc
-                self._kill(child)
+                self._kill(entry)
         if error is not None:
             raise error
 
-    def _kill(self, child: _Child) -> None:
-        for pid in (child.proc.pid, *child.known):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if pid == child.proc.pid:
-                    os.killpg(pid, signal.SIGKILL)
-                elif _same(pid, child.known[pid]):
+    def _kill(self, entry: _Entry) -> None:
+        entry.child.kill()
+        for pid, started in entry.known.items():
+            if _same(pid, started):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.proc.wait(timeout=5)
 
-    def _stop(self, child: _Child, timeout: float) -> None:
-        proc = child.proc
-        pid = proc.pid
-        for d in descendants(pid):
+    def _stop(self, entry: _Entry, timeout: float) -> None:
+        for d in descendants(entry.child.pid):
             st = proc_stat(d)
             if st is not None:
-                child.known.setdefault(d, st.start_ticks)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                proc.wait()
-        # The group leader is gone; kill what is left of its group and its descendants.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+                entry.known.setdefault(d, st.start_ticks)
+        # Its whole process group: SIGTERM, SIGKILL after the timeout, then whatever is left.
+        entry.child.stop(grace=timeout)
+        # Descendants that left its group (gateway workers lead their own): give them the
+        # same time to follow, then kill them.
         deadline = time.monotonic() + timeout
-        for d, started in child.known.items():
+        for d, started in entry.known.items():
             while _same(d, started) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if _same(d, started):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import Procs, free_port, wait_for_port
+from bench.procs import Procs, free_port
 
 __all__ = ["BODY", "EXPECTED", "PATH", "STACKS", "Running", "Stack", "check"]
 
@@ -64,7 +64,7 @@ def _uvicorn(procs: Procs, name: str = "uvicorn") -> int:
             *("--no-access-log", "--log-level", "warning"),
         ],
     )
-    wait_for_port(port, proc)
+    proc.wait_for_port(port, timeout=30)
     return port
 
 
@@ -94,7 +94,7 @@ def _caddy(procs: Procs, workdir: Path) -> Running:
     env = {"HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
     argv = ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
     proc = procs.start("caddy", argv, env=env)
-    wait_for_port(port, proc)
+    proc.wait_for_port(port, timeout=30)
     return Running(
         url=f"http://127.0.0.1:{port}{PATH}", roles={"caddy": "caddy", "uvicorn": "uvicorn"}
     )
@@ -139,7 +139,7 @@ def _nginx(procs: Procs, workdir: Path) -> Running:
     )
     argv = ["nginx", "-p", str(d), "-e", str(d / "nginx-error.log"), "-c", str(conf)]
     proc = procs.start("nginx", [*argv, "-g", "daemon off;"])
-    wait_for_port(port, proc)
+    proc.wait_for_port(port, timeout=30)
     return Running(
         url=f"http://127.0.0.1:{port}{PATH}", roles={"nginx": "nginx", "uvicorn": "uvicorn"}
     )
@@ -153,7 +153,7 @@ def _narun(workers: int) -> Callable[[Procs, Path], Running]:
         nats = procs.start(
             "nats-server", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)]
         )
-        wait_for_port(nats_port, nats)
+        nats.wait_for_port(nats_port, timeout=30)
         nats_url = f"nats://127.0.0.1:{nats_port}"
         procs.start(
             "consumer",
@@ -183,7 +183,7 @@ def _narun(workers: int) -> Callable[[Procs, Path], Running]:
         if workers > 1:
             argv += ["--workers", str(workers)]
         gateway = procs.start("gateway", argv)
-        wait_for_port(port, gateway)
+        gateway.wait_for_port(port, timeout=30)
         return Running(
             url=f"http://127.0.0.1:{port}{PATH}",
             roles={"gateway": "gateway", "nats-server": "nats-server", "consumer": "consumer"},

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
 
+from narun.supervise import Child, Group, SuperviseError
 from narun.transport.server import NatsServer, NatsServerError
 
 __all__ = ["dev"]
 
-
-def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+_GRACE = 35.0
+"""Seconds a child gets to drain after SIGTERM before it is killed."""
 
 
 def _parse_pair(value: str, option: str) -> tuple[str, str]:
@@ -81,70 +69,49 @@ def dev(
             f"{exc} (is something already listening on {nats.host}:{nats.port}?)"
         ) from None
     click.echo(f"nats-server   {nats.url}  (pid {nats.pid})")
-    env = dict(os.environ, NARUN_NATS_URL=nats.url)
+    env = {"NARUN_NATS_URL": nats.url}
     python = [sys.executable, "-m", "narun"]
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    # Each child leads a session of its own: Ctrl-C reaches only `narun dev`, which then
+    # stops each child with one SIGTERM (a second signal would make them skip their drain).
+    group = Group(grace=_GRACE)
     try:
         for pair in http_apps:
             service, ref = _parse_pair(pair, "--serve")
             cmd = [*python, "serve", ref, "--service", service]
-            procs.append((f"consumer {service}", _spawn(cmd, env)))
+            group.start(cmd, env=env, name=f"consumer {service}")
         for pair in grpc_apps:
             service, ref = _parse_pair(pair, "--serve-grpc")
             cmd = [*python, "serve", ref, "--service", service, "--interface", "grpc"]
-            procs.append((f"consumer {service}", _spawn(cmd, env)))
-        gw = _spawn([*python, "gateway", "-c", str(config_path)], env)
-        procs.append(("gateway", gw))
+            group.start(cmd, env=env, name=f"consumer {service}")
+        gw = group.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
         from narun.config.addr import parse_addr
 
         host, port = parse_addr(config.server_addr)
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        if not _wait_for_port(host, port, gw, 20):
-            raise click.ClickException("the gateway did not start (see its log above)")
+        try:
+            gw.wait_for_port(port, host=host, timeout=20)
+        except SuperviseError:
+            raise click.ClickException("the gateway did not start (see its log above)") from None
         time.sleep(0.3)  # let consumers finish registering before printing
-        for name, proc in procs:
-            if proc.poll() is not None:
-                raise click.ClickException(f"{name} exited with code {proc.returncode}")
-            click.echo(f"{name:<13} pid {proc.pid}")
+        for child in group.children:
+            if child.returncode is not None:
+                raise click.ClickException(f"{child.name} exited with code {child.returncode}")
+            click.echo(f"{child.name:<13} pid {child.pid}")
         click.echo(f"gateway       http://{host}:{port}")
         if banner is not None:
             click.echo(banner.read_text())
         click.echo("Ctrl-C stops everything.")
-        _wait_for_signal(procs)
+        with group.forward_signals():
+            group.supervise(grace=_GRACE, on_exit=_tell_first_exit(group))
     finally:
-        for _, proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(procs):
-            try:
-                proc.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        group.stop()
         nats.stop()
         click.echo("stopped.")
 
 
-def _wait_for_signal(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    stop = False
+def _tell_first_exit(group: Group) -> Callable[[Child], None]:
+    def on_exit(child: Child) -> None:
+        if child is group.first_exit:
+            click.echo(f"{child.name} exited with code {child.returncode}; stopping", err=True)
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop:
-            for name, proc in procs:
-                if proc.poll() is not None:
-                    click.echo(f"{name} exited with code {proc.returncode}; stopping", err=True)
-                    return
-            time.sleep(0.2)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # A session of its own: Ctrl-C reaches only `narun dev`, which then stops each child
-    # with one SIGTERM (a second signal would make them skip their graceful drain).
-    return subprocess.Popen(cmd, env=env, start_new_session=True)
+    return on_exit

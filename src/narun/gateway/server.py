@@ -17,8 +17,7 @@ from narun.config.gateway import GatewayConfig
 from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
 from narun.gateway.uvproto import HttpToolsProtocol
-from narun.gateway.workers import MULTIPROC_ENV
-from narun.observe.metrics import GatewayMetrics
+from narun.observe.metrics import MULTIPROC_ENV, GatewayMetrics
 from narun.observe.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
 from narun.protocol.forwarded import TrustedProxies
 from narun.transport.auth import redact_url

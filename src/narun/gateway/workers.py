@@ -20,30 +20,25 @@ The supervisor only starts and stops workers:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
-from types import FrameType
 from typing import Literal
 
 from narun.config.addr import parse_addr
 from narun.config.gateway import GatewayConfig
 from narun.errors import ConfigError, NarunError
+from narun.observe.metrics import MULTIPROC_ENV
+from narun.supervise import Child, Group
 
-__all__ = ["MULTIPROC_ENV", "run_workers"]
+__all__ = ["run_workers"]
 
 logger = logging.getLogger(__name__)
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-"""Where prometheus_client keeps the metric values of several processes."""
 
 _BOOT = "from narun.gateway.workers import _worker_main; _worker_main()"
 
@@ -83,72 +78,43 @@ def run_workers(
         if addr and parse_addr(addr)[1] == 0:
             raise ConfigError(f"{key}: port 0 cannot be shared by several workers ({addr!r})")
     metrics_dir = tempfile.mkdtemp(prefix="narun-metrics-") if config.metrics_addr else None
-    env = dict(os.environ)
-    if metrics_dir:
-        env[MULTIPROC_ENV] = metrics_dir
-    procs: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop_all() -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:
-            logger.info("%s received: stopping %d workers", signal.Signals(signum).name, workers)
-        stopping = True
-        stop_all()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    env = {MULTIPROC_ENV: metrics_dir} if metrics_dir else {}
     status = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        logger.info("%s received: stopping %d workers", sig.name, workers)
+
+    def on_exit(child: Child) -> None:
+        nonlocal status
+        if metrics_dir:
+            _mark_dead(child.pid, metrics_dir)
+        if child.returncode != 0 or child is group.first_exit:
+            status = 1
+        if child is group.first_exit:
+            logger.error("gateway worker %d exited with %d: stopping", child.pid, child.returncode)
+
+    # Workers lead process groups of their own: a terminal's Ctrl-C reaches them once,
+    # passed on by the supervisor. Leaving the block kills any still running (only if the
+    # supervisor itself failed: supervise() returns once all have exited).
+    group = Group(grace=0)
     try:
-        for index in range(workers):
-            if stopping:
-                break
-            spec = _WorkerSpec(
-                config, graceful_timeout, log_level, log_format, index, os.getpid(), access_log
-            )
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT],
-                stdin=subprocess.PIPE,
-                env=env,
-                start_new_session=True,
-            )
-            procs.append(proc)
-            assert proc.stdin is not None
-            with contextlib.suppress(BrokenPipeError):  # it died: the loop below sees it
-                proc.stdin.write(pickle.dumps(spec))
-                proc.stdin.close()
-        if stopping:  # a signal came while starting: reach the workers it missed
-            stop_all()
-        logger.info("started %d gateway workers: pids %s", len(procs), [p.pid for p in procs])
-        reaped: set[int] = set()
-        while len(reaped) < len(procs):
-            for proc in procs:
-                code = proc.poll()
-                if code is None or proc.pid in reaped:
-                    continue
-                reaped.add(proc.pid)
-                if metrics_dir:
-                    _mark_dead(proc.pid, metrics_dir)
-                if code != 0:
-                    status = 1
-                if not stopping:
-                    logger.error("gateway worker %d exited with %d: stopping", proc.pid, code)
-                    status = 1
-                    stopping = True
-                    stop_all()
-            time.sleep(0.05)
+        with group, group.forward_signals(on_signal=on_signal):
+            for index in range(workers):
+                if group.stopping:
+                    break
+                spec = _WorkerSpec(
+                    config, graceful_timeout, log_level, log_format, index, os.getpid(), access_log
+                )
+                group.start(
+                    [sys.executable, "-c", _BOOT],
+                    name=f"gateway worker {index}",
+                    env=env,
+                    input=pickle.dumps(spec),
+                )
+            pids = [child.pid for child in group.children]
+            logger.info("started %d gateway workers: pids %s", len(pids), pids)
+            group.supervise(on_exit=on_exit)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for proc in procs:  # only if the supervisor itself failed above
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return status

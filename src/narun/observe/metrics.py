@@ -11,7 +11,17 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["UNMATCHED", "ConsumerMetrics", "GatewayMetrics", "RequestRecorder", "UpDown"]
+__all__ = [
+    "MULTIPROC_ENV",
+    "UNMATCHED",
+    "ConsumerMetrics",
+    "GatewayMetrics",
+    "RequestRecorder",
+    "UpDown",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus_client keeps the metric values of several processes (``--workers``)."""
 
 UNMATCHED = "<unmatched>"
 """``path`` label of HTTP requests that matched no route (one series for all of them)."""
@@ -44,7 +54,7 @@ class _Tally:
 
 
 def _up_down(child: Gauge) -> UpDown:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if os.environ.get(MULTIPROC_ENV):
         return child  # several processes (--workers): the value lives in the shared files
     tally = _Tally()
     child.set_function(lambda: tally.value)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from narun.supervise import Child
 
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 
@@ -65,7 +66,7 @@ class NatsServer:
         self.extra_config = extra_config
         self.log_file = log_file
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: Child | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -92,23 +93,16 @@ class NatsServer:
             conf.append(self.extra_config)
         conf_path = tmp / "nats.conf"
         conf_path.write_text("\n".join(conf) + "\n")
-        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self._proc = subprocess.Popen(
-                [binary, "-c", str(conf_path), "--ports_file_dir", str(tmp)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        finally:
-            if not isinstance(log, int):
-                log.close()
+        self._proc = Child.start(
+            [binary, "-c", str(conf_path), "--ports_file_dir", str(tmp)],
+            name="nats-server",
+            output=self.log_file or subprocess.DEVNULL,
+        )
         ports_file = tmp / f"{Path(binary).name}_{self._proc.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise NatsServerError(f"nats-server exited with code {self._proc.returncode}")
+            if (code := self._proc.returncode) is not None:
+                raise NatsServerError(f"nats-server exited with code {code}")
             if ports_file.exists():
                 try:
                     ports = json.loads(ports_file.read_text())
@@ -124,13 +118,11 @@ class NatsServer:
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGTERM, or SIGKILL with ``kill=True``) and wait for it."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+        if proc is not None:
+            if kill:
                 proc.kill()
-                proc.wait()
+            else:
+                proc.stop(grace=10)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
