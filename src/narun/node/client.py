@@ -155,16 +155,20 @@ async def stream_logs(
         return line is not None and (instance is None or line.instance_id == instance)
 
     try:
-        info = await sub.consumer_info()
         backlog: deque[LogLine] = deque(maxlen=max(last, 0) or None)
-        pending = info.num_pending or 0
-        while pending > 0:
-            msg = await sub.next_msg(timeout=10)
+        # Each message says how many more match (num_pending): read until it says 0, or
+        # until nothing comes (no stored line matches).
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except nats.errors.TimeoutError:
+                break
             line = LogLine.decode(msg.data)
             if keep(line):
                 assert line is not None
                 backlog.append(line)
-            pending = msg.metadata.num_pending or 0
+            if not msg.metadata.num_pending:
+                break
         if last > 0:
             for line in backlog:
                 on_line(line)

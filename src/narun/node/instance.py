@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from narun.node.logship import pump
-from narun.node.process import Child, spawn
+from narun.node.process import Instance, spawn
 from narun.node.schema import InstanceState, Status, instance_id, now_iso
 from narun.node.spec import AppSpec
 
@@ -55,7 +55,7 @@ class Run:
         self.spec = spec
         self.run_id = str(uuid.uuid4())
         self.status: Status = "installing"
-        self.child: Child | None = None
+        self.child: Instance | None = None
         self.exit_code: int | None = None
         self.error = ""
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
