@@ -36,3 +36,19 @@ def own_nats_server() -> Iterator[NatsServer]:
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory for the log files of a module's processes."""
     return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def jetstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One real nats-server with JetStream (KV, Object Store) for the whole session.
+
+    Tests stay apart by unique bucket, key and object names.
+    """
+    store = tmp_path_factory.mktemp("jetstream")
+    with NatsServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def jetstream_url(jetstream_server: NatsServer) -> str:
+    return jetstream_server.url

@@ -1,0 +1,1 @@
+"""A tiny app with one real dependency, packed by the artifact tests."""
