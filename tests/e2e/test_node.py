@@ -24,9 +24,17 @@ from typing import Any
 import httpx
 import nats
 import pytest
+import yaml
 
 from narun.transport.server import NatsServer
-from tests.support import ROOT, Proc, count_instances, start_gateway, unique_service
+from tests.support import (
+    ROOT,
+    Proc,
+    count_instances,
+    free_port,
+    start_gateway,
+    unique_service,
+)
 
 APP = "tests.node_project.whoami:app"
 FAST = ["--heartbeat", "0.5", "--node-expiry", "3", "--reconcile-interval", "0.5"]
@@ -62,12 +70,10 @@ def start_node(cluster: Cluster, node_id: str, *extra: str) -> Proc:
             str(cluster.tmp / node_id),
             "--nats-url",
             cluster.url,
-            "--metrics-addr",
-            "",
             "--pass-env",
             "PYTHONPATH",
             *FAST,
-            *extra,
+            *(extra if "--metrics-addr" in extra else ("--metrics-addr", "", *extra)),
         ],
         cluster.tmp / f"{node_id}-{time.monotonic_ns()}.log",
         env={"NODE_SECRET": "s3cret"},  # must never reach an instance
@@ -83,6 +89,7 @@ class Cluster:
     nodes: dict[str, Proc]
     gateway_url: str
     routes: dict[str, str]
+    metrics_port: int = 0
 
 
 def wait_until(
@@ -174,9 +181,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with NatsServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
         c = Cluster(server.url, tmp, {}, "", {})
         try:
-            for node_id in ("n1", "n2"):
-                c.nodes[node_id] = start_node(c, node_id)
-            names = {k: unique_service(k) for k in ("web", "logs", "crash", "roll", "rm", "bad")}
+            c.metrics_port = free_port()
+            c.nodes["n1"] = start_node(c, "n1", "--metrics-addr", f"127.0.0.1:{c.metrics_port}")
+            c.nodes["n2"] = start_node(c, "n2")
+            kinds = ("web", "logs", "crash", "roll", "rm", "bad", "art")
+            names = {k: unique_service(k) for k in kinds}
             c.routes = names
             routes = [
                 {"path": f"/{k}/who", "methods": ["GET"], "service": v} for k, v in names.items()
@@ -215,6 +224,14 @@ def test_deploy_answers_through_the_gateway_from_both_nodes(cluster: Cluster) ->
     nodes_table = ok(narun(cluster.url, "nodes", "ls"))
     assert "n1" in nodes_table
     assert "running" in nodes_table
+    ops = f"http://127.0.0.1:{cluster.metrics_port}"
+    assert httpx.get(f"{ops}/healthz").text == "ok\n"
+    metrics = httpx.get(f"{ops}/metrics").text
+    n1_instance = next(i for i in running(cluster.url, name) if i["node"] == "n1")
+    assert (
+        f'narun_node_runner_instance_up{{app_name="{name}",instance_id="{n1_instance["instance_id"]}"'
+        f',node_id="n1",run_id="{n1_instance["run_id"]}"}} 1.0'
+    ) in metrics
 
 
 def test_logs_show_the_lines_of_every_instance(cluster: Cluster) -> None:
@@ -431,4 +448,62 @@ def _watch_states(url: str, node_id: str, act: Callable[[], None]) -> list[str]:
             await nc.close()
 
     result: list[str] = _in_thread(watch)
+    return result
+
+
+def test_deploy_a_project_directory_with_its_dependency(cluster: Cluster) -> None:
+    name = cluster.routes["art"]
+    project = str(ROOT / "tests" / "node_project")
+    args = ["deploy", project, "--name", name, "--app", "whoami:app", "--replicas", "2"]
+    out = ok(narun(cluster.url, *args, "--wait", "240"))
+    assert "uploaded" in out
+    runs = running(cluster.url, name)
+    assert {r["node"] for r in runs} == {"n1", "n2"}
+    for run in runs:  # each runs in the venv the node built for this artifact's digest
+        with open(f"/proc/{run['pid']}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        assert b"/venvs/" in argv[0]
+        assert argv[0].endswith(b"/venv/bin/python")
+    seen: set[str] = set()
+    with httpx.Client(base_url=cluster.gateway_url, timeout=10) as client:
+        for _ in range(30):
+            r = client.get("/art/who")
+            assert r.status_code == 200, r.text
+            seen.add(r.json()["node"])
+    assert seen == {"n1", "n2"}
+
+    # The same object with a digest that is not its own: refused, the reason shown.
+    spec = yaml.safe_load(
+        ok(narun(cluster.url, "apps", "info", name)).split("\n", 1)[1].split("\n\n")[0]
+    )
+    bad = unique_service("digest")
+    spec["name"] = bad
+    spec["replicas"] = 1
+    spec["artifact"]["digest"] = "SHA-256=" + "A" * 43 + "="
+    path = cluster.tmp / "bad-digest.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    ok(narun(cluster.url, "deploy", "-f", str(path)))
+    failed = wait_until(
+        lambda: [i for i in instances(cluster.url, bad) if i["status"] == "failed"],
+        30,
+        "a failed instance for the wrong digest",
+    )
+    assert "digest" in failed[0]["error"].lower()
+    assert failed[0]["pid"] is None
+    ok(narun(cluster.url, "apps", "rm", bad))
+    ok(narun(cluster.url, "apps", "rm", name, "--wait", "30"))
+
+
+def _app_spec(url: str, name: str) -> dict[str, Any]:
+    async def read() -> dict[str, Any]:
+        nc = await nats.connect(url)
+        try:
+            kv = await nc.jetstream().key_value("app-configs")
+            entry = await kv.get(name)
+            spec: dict[str, Any] = yaml.safe_load(entry.value or b"")
+            return spec
+        finally:
+            await nc.close()
+
+    result: dict[str, Any] = _in_thread(read)
     return result

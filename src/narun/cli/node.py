@@ -16,13 +16,16 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from nats.aio.client import Client
 
 from narun.cli.natsopts import auth_from_flags, nats_auth_options
 from narun.errors import ConfigError, NarunError
+
+if TYPE_CHECKING:
+    from narun.node.spec import AppSpec
 
 __all__ = ["apps", "deploy", "logs", "node", "nodes"]
 
@@ -295,12 +298,10 @@ def _count(value: str, option: str) -> int:
 
 async def _pack_and_upload(
     nc: Client, source: Path, name: str, data: dict[str, Any], where: str
-) -> Any:
-    import importlib
-
+) -> AppSpec:
+    from narun.node import artifact
     from narun.node.spec import parse_spec
 
-    artifact: Any = importlib.import_module("narun.node.artifact")
     with tempfile.TemporaryDirectory(prefix="narun-pack-") as tmp:
         click.echo(f"packing {source} ...")
         try:

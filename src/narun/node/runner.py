@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -28,6 +27,8 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from narun.node import artifact
+from narun.node.artifact import Installed
 from narun.node.instance import Launch, LaunchError, Run, Slot
 from narun.node.logship import DEFAULT_MAX_LINE
 from narun.node.metrics import NodeMetrics
@@ -52,6 +53,7 @@ __all__ = ["NodeOptions", "NodeRunner", "instance_env"]
 logger = logging.getLogger(__name__)
 
 RUNNER_VERSION = "0.1.0"
+_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
 _BASE_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SYSTEMROOT")
 
 
@@ -176,13 +178,16 @@ class NodeRunner:
         env = instance_env(
             os.environ, options=self.options, spec=spec, index=index, run_id=run.run_id, root=root
         )
+        if spec.artifact is not None:
+            # the node's own packages must not shadow the venv's (docs/node.md, artifacts)
+            for name in _PYTHON_ENV:
+                if name not in spec.env:
+                    env.pop(name, None)
         return Launch(argv=(*argv, *spec.args), env=env, cwd=root)
 
-    async def _install(self, spec: AppSpec) -> Any:
+    async def _install(self, spec: AppSpec) -> Installed:
         assert spec.artifact is not None
         assert self._b is not None
-        # The artifact module is imported by name: it is another engineer's part of the room.
-        artifact: Any = importlib.import_module("narun.node.artifact")
         ref = spec.artifact
         try:
             archive = await artifact.download(
