@@ -97,6 +97,8 @@ def wait_until(
 ) -> Any:
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"{what}: the process exited\n{proc.output()[-3000:]}")
         value = check()
         if value:
             return value
@@ -108,7 +110,7 @@ def wait_until(
 
 def _kv(url: str, bucket: str) -> dict[str, Any]:
     async def read() -> dict[str, Any]:
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, max_reconnect_attempts=1, connect_timeout=2)
         try:
             kv = await nc.jetstream().key_value(bucket)
             watcher = await kv.watchall(ignore_deletes=True)
@@ -507,3 +509,28 @@ def _app_spec(url: str, name: str) -> dict[str, Any]:
 
     result: dict[str, Any] = _in_thread(read)
     return result
+
+
+def test_dev_starts_a_node(tmp_path: Path) -> None:
+    nats_port, http_port = free_port(), free_port()
+    config = tmp_path / "dev.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "nats_url": f"nats://127.0.0.1:{nats_port}",
+                "server_addr": f"127.0.0.1:{http_port}",
+                "metrics_addr": "",
+                "routes": [{"path": "/x", "methods": ["GET"], "service": "x"}],
+            }
+        )
+    )
+    args = ["dev", "-c", str(config), "--node", "d1", "--data-dir", str(tmp_path / "data")]
+    dev = Proc(args, tmp_path / "dev.log")
+    try:
+        url = f"nats://127.0.0.1:{nats_port}"
+        wait_until(lambda: "d1" in live_nodes(url), 30, "the dev node in the KV", dev)
+        assert "node d1" in wait_until(lambda: "gateway " in dev.output() and dev.output(), 20, "")
+        assert (tmp_path / "data" / "jetstream").is_dir()
+    finally:
+        assert dev.stop() == 0, dev.output()
+    assert "stopped." in dev.output()

@@ -1,4 +1,4 @@
-"""``narun dev``: a whole local stack in one command (nats-server, gateway, consumers)."""
+"""``narun dev``: a whole local stack in one command (nats-server, gateway, consumers, nodes)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from narun.errors import ConfigError
 from narun.supervise import Child, Group, SuperviseError
 from narun.transport.server import NatsServer, NatsServerError
 
@@ -49,19 +50,42 @@ def _parse_pair(value: str, option: str) -> tuple[str, str]:
     metavar="SERVICE=PKG.MOD:REGISTER",
     help="gRPC servicers to serve as SERVICE (repeatable).",
 )
+@click.option(
+    "--node",
+    "node_ids",
+    multiple=True,
+    metavar="ID",
+    help="Also run a node of the node runner with this ID (repeatable; JetStream is on).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".narun-dev",
+    show_default=True,
+    help="JetStream storage and the nodes' data (kept: deployed apps come back).",
+)
 @click.option("--banner", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def dev(
     config_path: Path,
     http_apps: tuple[str, ...],
     grpc_apps: tuple[str, ...],
+    node_ids: tuple[str, ...],
+    data_dir: Path,
     banner: Path | None,
 ) -> None:
-    """Start nats-server, the gateway and consumers; Ctrl-C stops them all."""
+    """Start nats-server, the gateway, consumers and nodes; Ctrl-C stops them all."""
     from narun.config.gateway import load_config
 
-    config = load_config(config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     url = urlsplit(config.nats_url.split(",")[0])
-    nats = NatsServer(host=url.hostname or "127.0.0.1", port=url.port or 4222)
+    extra = ""
+    if node_ids:
+        store = (data_dir / "jetstream").resolve()
+        extra = f'jetstream {{ store_dir: "{store}" }}'
+    nats = NatsServer(host=url.hostname or "127.0.0.1", port=url.port or 4222, extra_config=extra)
     try:
         nats.start()
     except NatsServerError as exc:
@@ -83,6 +107,10 @@ def dev(
             service, ref = _parse_pair(pair, "--serve-grpc")
             cmd = [*python, "serve", ref, "--service", service, "--interface", "grpc"]
             group.start(cmd, env=env, name=f"consumer {service}")
+        for i, node_id in enumerate(node_ids):
+            cmd = [*python, "node", "--node-id", node_id, "--data-dir", str(data_dir / node_id)]
+            cmd += ["--metrics-addr", f"127.0.0.1:{9100 + i}"]
+            group.start(cmd, env=env, name=f"node {node_id}")
         gw = group.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
         from narun.config.addr import parse_addr
 
