@@ -534,3 +534,29 @@ def test_dev_starts_a_node(tmp_path: Path) -> None:
     finally:
         assert dev.stop() == 0, dev.output()
     assert "stopped." in dev.output()
+
+
+def test_a_nats_server_restart_keeps_instances_running(tmp_path: Path) -> None:
+    port = free_port()
+    jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
+    server = NatsServer(port=port, extra_config=jetstream).start()
+    c = Cluster(server.url, tmp_path, {}, "", {})
+    node = start_node(c, "r1", "--node-expiry", "10")
+    name = unique_service("restart")
+    try:
+        deploy(c, name, "--replicas", "1")
+        [before] = running(c.url, name)
+        server.stop()
+        time.sleep(1)
+        server = NatsServer(port=port, extra_config=jetstream).start()
+        wait_until(lambda: count_instances(c.url, name) == 1, 30, "the instance back on NATS")
+        assert alive(before["pid"])
+        [after] = wait_until(lambda: running(c.url, name), 30, "the node state back")
+        assert (after["pid"], after["run_id"]) == (before["pid"], before["run_id"])
+        assert after["restarts"] == 0
+        out = deploy(c, name, "--replicas", "2")  # and the node acts on new specs again
+        assert "2 instances running" in out
+        assert node.alive()
+    finally:
+        node.stop()
+        server.stop()
