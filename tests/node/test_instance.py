@@ -185,3 +185,24 @@ async def test_a_program_that_cannot_be_executed_fails_at_once(tmp_path: Path) -
     assert "no-such-program" in state.error
     slot.want(None)
     await slot.wait_stopped()
+
+
+async def test_a_failing_preparation_is_retried_like_a_crash(tmp_path: Path) -> None:
+    class Flaky(Host):
+        calls = 0
+
+        async def prepare(self, run: Run, index: int) -> Launch:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("NATS timeout while fetching")
+            return await super().prepare(run, index)
+
+    host = Flaky(tmp_path)
+    slot = Slot(host, "t", 0)
+    s = spec("import time; time.sleep(60)")
+    slot.want(s)
+    await until(lambda: "running" in host.seen(s.version))
+    assert host.seen(s.version)[:2] == ["installing", "crashed"]
+    assert slot.restarts == 1
+    slot.want(None)
+    await slot.wait_stopped()

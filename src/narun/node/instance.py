@@ -65,6 +65,11 @@ class Run:
         self._pumps: list[asyncio.Task[None]] = []
 
     @property
+    def alive(self) -> bool:
+        """Whether its process was started and has not exited."""
+        return self.child is not None and not self.exited.is_set()
+
+    @property
     def pid(self) -> int | None:
         """The process id while there is a process."""
         return self.child.pid if self.child is not None and self.exit_code is None else None
@@ -161,12 +166,12 @@ class Slot:
 
     def want(self, spec: AppSpec | None) -> None:
         """Run ``spec`` (a change of version rolls), or stop with ``None``."""
-        if spec is None and self._desired is None:
-            return
-        if spec is not None and self._desired is not None and spec.digest == self._desired.digest:
-            return
-        self._desired = spec
-        self._changed.set()
+        same = (spec is None and self._desired is None) or (
+            spec is not None and self._desired is not None and spec.digest == self._desired.digest
+        )
+        if not same:
+            self._desired = spec
+            self._changed.set()
         if spec is not None and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._main(), name=f"slot {self.instance_id}")
 
@@ -200,7 +205,7 @@ class Slot:
                 if spec is None:
                     return
                 cur = self.current
-                if cur is not None and cur.exit_code is None and cur.spec.digest == spec.digest:
+                if cur is not None and cur.alive and cur.spec.digest == spec.digest:
                     await self._watch_running(cur)
                     continue
                 if failed_digest == spec.digest:
@@ -223,7 +228,7 @@ class Slot:
 
     async def _start_and_wait_ready(self, spec: AppSpec) -> str:
         """Start a run of ``spec``; once ready it replaces the old run. Returns what happened."""
-        old = self.current if self.current is not None and self.current.exit_code is None else None
+        old = self.current if self.current is not None and self.current.alive else None
         lock = self.host.rollout_lock(self.app) if old is not None else None
         if lock is not None:
             await lock.acquire()
@@ -239,6 +244,10 @@ class Slot:
             except LaunchError as exc:
                 self._set(run, "failed", str(exc))
                 return "failed"
+            except Exception as exc:  # NATS unreachable during a download...: try again
+                logger.warning("%s: cannot prepare the run", self.instance_id, exc_info=True)
+                self._set(run, "crashed", f"cannot prepare the run: {exc}")
+                return "crashed"
             if self._desired is None or self._desired.digest != spec.digest:
                 self._set(run, "stopped")
                 self._forget(run, old)
