@@ -258,7 +258,19 @@ def test_a_killed_instance_is_restarted(cluster: Cluster) -> None:
     name = cluster.routes["crash"]
     deploy(cluster, name, "--replicas", "1")
     [first] = running(cluster.url, name)
-    os.kill(first["pid"], signal.SIGKILL)
+    updates = _collect(
+        cluster.url,
+        f"status.{name}.*",
+        lambda: os.kill(first["pid"], signal.SIGKILL),
+        lambda doc: doc["status"] == "running" and doc["run_id"] != first["run_id"],
+    )
+    crashed = next(u for u in updates if u["status"] == "crashed")
+    assert crashed["run_id"] == first["run_id"]
+    assert crashed["exit_code"] == -signal.SIGKILL
+    assert crashed["instance_id"] == first["instance_id"]
+    assert crashed["node_id"] == first["node"]
+    assert "time" in crashed
+    assert [u["status"] for u in updates][-2:] == ["starting", "running"]
 
     def restarted() -> dict[str, Any] | None:
         now = running(cluster.url, name)
@@ -426,14 +438,16 @@ def test_a_killed_node_s_instances_move_and_do_not_double(cluster: Cluster) -> N
             proc.stop()
 
 
-def _watch_states(url: str, node_id: str, act: Callable[[], None]) -> list[str]:
-    """Statuses of ``node_id`` written to the KV while ``act()`` runs, until it is gone."""
+def _collect(
+    url: str, subject: str, act: Callable[[], None], last: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """JSON messages on ``subject`` while ``act()`` runs, up to the one ``last`` accepts."""
 
-    async def watch() -> list[str]:
+    async def watch() -> list[dict[str, Any]]:
         nc = await nats.connect(url)
-        statuses: list[str] = []
+        docs: list[dict[str, Any]] = []
         try:
-            sub = await nc.subscribe(f"$KV.node-runner-states.{node_id}")
+            sub = await nc.subscribe(subject)
             await nc.flush()
             act()
             deadline = time.monotonic() + 30
@@ -442,15 +456,22 @@ def _watch_states(url: str, node_id: str, act: Callable[[], None]) -> list[str]:
                     msg = await sub.next_msg(timeout=1)
                 except nats.errors.TimeoutError:
                     continue
-                if not msg.data:  # the delete marker: the node is gone
-                    break
-                statuses.append(json.loads(msg.data)["status"])
-            return statuses
+                doc: dict[str, Any] = json.loads(msg.data) if msg.data else {}
+                docs.append(doc)
+                if last(doc):
+                    return docs
+            raise AssertionError(f"not seen on {subject} within 30s: {docs}")
         finally:
             await nc.close()
 
-    result: list[str] = _in_thread(watch)
+    result: list[dict[str, Any]] = _in_thread(watch)
     return result
+
+
+def _watch_states(url: str, node_id: str, act: Callable[[], None]) -> list[str]:
+    """Statuses of ``node_id`` written to the KV while ``act()`` runs, until it is gone."""
+    docs = _collect(url, f"$KV.node-runner-states.{node_id}", act, lambda doc: not doc)
+    return [d["status"] for d in docs if d]
 
 
 def test_deploy_a_project_directory_with_its_dependency(cluster: Cluster) -> None:
