@@ -19,14 +19,14 @@ from pathlib import Path
 
 from bench.procs import ROOT, Procs, cpu_seconds, free_port
 
-__all__ = ["GrpcRow", "print_rows", "run_grpc", "unavailable"]
+__all__ = ["GRPCRow", "print_rows", "run_grpc", "unavailable"]
 
 SERVICE = "greeter-bench"
 _PY = sys.executable
 
 
 @dataclass
-class GrpcRow:
+class GRPCRow:
     """Medians of the runs of one target at one concurrency."""
 
     target: str
@@ -142,9 +142,9 @@ def _load(
 
 def run_grpc(
     workdir: Path, *, concurrency: list[int], seconds: float, runs: int, warmup: float
-) -> list[GrpcRow]:
+) -> list[GRPCRow]:
     """Start each target, warm it up, load it at every concurrency, stop it."""
-    rows: list[GrpcRow] = []
+    rows: list[GRPCRow] = []
     for key, title, start in _TARGETS:
         target_dir = workdir / f"grpc-{key}"
         target_dir.mkdir()
@@ -171,7 +171,7 @@ def run_grpc(
                     )
                 cpu_keys = [k for k in results[0][1] if k.startswith("cpu:")]
                 rows.append(
-                    GrpcRow(
+                    GRPCRow(
                         target=key,
                         title=title,
                         concurrency=c,
@@ -188,7 +188,7 @@ def run_grpc(
     return rows
 
 
-def print_rows(rows: list[GrpcRow]) -> None:
+def print_rows(rows: list[GRPCRow]) -> None:
     """The gRPC table and its CPU per call."""
     direct = {r.concurrency: r for r in rows if r.target == "direct"}
     print()

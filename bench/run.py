@@ -194,7 +194,7 @@ def gateway_rss(rows: list[Row]) -> dict[str, list[float]]:
 
 def evaluate(
     rows: list[Row],
-    grpc_rows: list[grpc_bench.GrpcRow],
+    grpc_rows: list[grpc_bench.GRPCRow],
     codec: dict[str, float] | None,
     rss: dict[str, list[float]],
 ) -> list[tuple[str, str, bool | None]]:
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[Row] = []
     notes: list[str] = []
-    grpc_rows: list[grpc_bench.GrpcRow] = []
+    grpc_rows: list[grpc_bench.GRPCRow] = []
     codec: dict[str, float] | None = None
     with tempfile.TemporaryDirectory(prefix="narun-bench-") as tmp:
         workdir = Path(tmp)

@@ -7,28 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 
 
 @pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
+def nats_server() -> Iterator[NATSServer]:
     """One real nats-server on a free loopback port for the whole session.
 
     Tests stay apart by using unique service names (``support.unique_service``).
     """
-    with NatsServer() as server:
+    with NATSServer() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def nats_url(nats_server: NatsServer) -> str:
+def nats_url(nats_server: NATSServer) -> str:
     return nats_server.url
 
 
 @pytest.fixture
-def own_nats_server() -> Iterator[NatsServer]:
+def own_nats_server() -> Iterator[NATSServer]:
     """A nats-server of this test alone (for tests that stop or reconfigure it)."""
-    with NatsServer() as server:
+    with NATSServer() as server:
         yield server
 
 

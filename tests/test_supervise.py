@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,23 @@ print("ready", name, flush=True)
 while True:
     time.sleep(0.05)
 """
+
+
+@pytest.fixture(autouse=True)
+def no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Kill whatever a test started and left running (say, after a failed assertion)."""
+    started: list[Child] = []
+    start = Child.start
+
+    def recorded(*args: Any, **kwargs: Any) -> Child:
+        child = start(*args, **kwargs)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(Child, "start", recorded)
+    yield
+    for child in started:
+        child.kill()  # a no-op for a child already reaped
 
 
 def program(name: str = "c", code: str = "0", *extra: str) -> list[str]:
@@ -233,7 +252,7 @@ def test_group_stops_newest_first(tmp_path: Path) -> None:
     log = tmp_path / "all.log"
     with Group(grace=20) as group:
         for name in ("a", "b", "c"):
-            group.start(program(name, "0"), output=log, name=name)
+            group.add(Child.start(program(name, "0"), output=log, name=name))
             wait_ready(log, name)
     assert [line for line in log.read_text().splitlines() if line.startswith("term")] == [
         "term c",
@@ -247,8 +266,8 @@ def test_supervise_stops_the_others_when_one_exits(tmp_path: Path) -> None:
     log = tmp_path / "all.log"
     seen: list[tuple[str, int | None, bool]] = []
     with Group() as group:
-        a = group.start(program("a", "0"), output=log, name="a")
-        group.start(program("b", "7"), output=log, name="b")
+        a = group.add(Child.start(program("a", "0"), output=log, name="a"))
+        group.add(Child.start(program("b", "7"), output=log, name="b"))
         wait_ready(log, "a")
         wait_ready(log, "b")
         a.signal(signal.SIGTERM)  # "a" exits on its own, as far as the group knows
@@ -265,8 +284,8 @@ def test_supervise_stops_the_others_when_one_exits(tmp_path: Path) -> None:
 def test_supervise_kills_children_that_outlive_the_grace(tmp_path: Path) -> None:
     log = tmp_path / "all.log"
     group = Group()
-    quitter = group.start([sys.executable, "-c", "pass"], name="quitter")
-    group.start(program("stubborn", "ignore"), output=log, name="stubborn")
+    quitter = group.add(Child.start([sys.executable, "-c", "pass"], name="quitter"))
+    group.add(Child.start(program("stubborn", "ignore"), output=log, name="stubborn"))
     wait_ready(log, "stubborn")
     assert group.supervise(grace=0.3) is quitter
     assert [child.returncode for child in group.children] == [0, -signal.SIGKILL]
@@ -277,12 +296,12 @@ def test_forward_signals_passes_sigterm_on(tmp_path: Path) -> None:
     caught: list[signal.Signals] = []
     before = signal.getsignal(signal.SIGTERM)
     with Group(grace=20) as group, group.forward_signals(on_signal=caught.append):
-        group.start(program("a", "0"), output=log, name="a")
+        group.add(Child.start(program("a", "0"), output=log, name="a"))
         wait_ready(log, "a")
         os.kill(os.getpid(), signal.SIGINT)  # reaches the child as SIGTERM
         assert group.supervise() is None
         assert group.stop_signal == signal.SIGINT
-        late = group.start(program("late", "6"), output=log, name="late")
+        late = group.add(Child.start(program("late", "6"), output=log, name="late"))
         assert late.wait(timeout=20) in (6, -signal.SIGTERM)  # SIGTERM at once, maybe early
     assert caught == [signal.SIGINT]
     assert signal.getsignal(signal.SIGTERM) is before
@@ -324,3 +343,34 @@ def test_async_waits_under_uvloop(tmp_path: Path) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(stop()) == 9
+
+
+async def test_an_asyncio_runner_captures_output_and_restarts_a_crashed_child() -> None:
+    """The shape a node runner takes: a watcher task per child, logs read from a pipe."""
+    script = "import sys; print('run', sys.argv[1], flush=True); raise SystemExit(3)"
+    lines: list[str] = []
+    codes: list[int] = []
+
+    async def capture(child: Child) -> None:
+        assert child.stdout is not None
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), child.stdout
+        )
+        try:
+            async for line in reader:
+                lines.append(line.decode().strip())
+        finally:
+            transport.close()
+
+    async def watch(runs: int) -> None:
+        for run in range(runs):
+            child = Child.start([sys.executable, "-c", script, str(run)], output=subprocess.PIPE)
+            reading = asyncio.create_task(capture(child))
+            codes.append(await child.wait_async(timeout=20))
+            await reading
+
+    await asyncio.wait_for(watch(2), timeout=60)
+    assert codes == [3, 3]
+    assert lines == ["run 0", "run 1"]

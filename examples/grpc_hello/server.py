@@ -14,7 +14,7 @@ import grpc
 import grpc.aio
 
 from examples.grpc_hello import hello_pb2, hello_pb2_grpc
-from narun.consumer import GrpcTarget
+from narun.consumer import GRPCTarget
 
 
 class Greeter(hello_pb2_grpc.GreeterServicer):  # type: ignore[misc]
@@ -31,6 +31,6 @@ class Greeter(hello_pb2_grpc.GreeterServicer):  # type: ignore[misc]
         return hello_pb2.SayHelloResponse(message=f"Hello, {request.name}!")
 
 
-def register(target: GrpcTarget) -> None:
+def register(target: GRPCTarget) -> None:
     """Register the Greeter on ``target`` (what ``narun serve --interface grpc`` calls)."""
     hello_pb2_grpc.add_GreeterServicer_to_server(Greeter(), target)

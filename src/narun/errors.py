@@ -13,6 +13,7 @@ from typing import ClassVar
 __all__ = [
     "BackendError",
     "BadBackendReply",
+    "BadRequest",
     "BinaryHTTPError",
     "BodyTimeout",
     "ConfigError",
@@ -22,6 +23,7 @@ __all__ = [
     "NotConnected",
     "PayloadTooLarge",
     "RequestTimeout",
+    "URITooLong",
 ]
 
 
@@ -118,3 +120,19 @@ class BackendError(NarunError):
         super().__init__(f"service error {code}: {description}")
         self.description = description
         self.code = code
+
+
+class URITooLong(NarunError):
+    """The request target (path and query) is longer than a backend peer accepts."""
+
+    http_status = 414
+    grpc_code = "INVALID_ARGUMENT"
+    public_message = "URI too long"
+
+
+class BadRequest(NarunError):
+    """The request is one no backend peer would accept (e.g. an invalid ``Host``)."""
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+    public_message = "Bad request"

@@ -23,11 +23,11 @@ the benchmark. It is Unix-only and at its best on Linux.
   ``env`` is *added* to this process's environment. ``input`` is written to the
   child's standard input, which is then closed.
 
-:class:`Group` is several children started and stopped together: :meth:`Group.stop`
-stops them newest first (the reverse of the order they depend on each other);
-:meth:`Group.forward_signals` passes SIGINT/SIGTERM on to them as SIGTERM; and
-:meth:`Group.supervise` waits until all have exited, stopping the others as soon as one
-exits on its own.
+:class:`Group` is several children started and stopped together
+(``group.add(Child.start(...))``): :meth:`Group.stop` stops them newest first (the reverse
+of the order they depend on each other); :meth:`Group.forward_signals` passes SIGINT and
+SIGTERM on to them as SIGTERM; and :meth:`Group.supervise` waits until all have exited,
+stopping the others as soon as one exits on its own.
 
 From asyncio
 ------------
@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from signal import SIGINT, SIGKILL, SIGTERM, Signals
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import IO
 
 from narun.errors import NarunError
@@ -310,7 +310,7 @@ class Child:
         """Collect its exit status; first kill what is left of its process group."""
         if self._popen.returncode is None:
             if self.own_group:
-                # It is a zombie now, so its group id cannot have been reused yet.
+                # Not reaped yet, so its PID (the group id) cannot have been reused.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, SIGKILL)
             self._popen.wait()
@@ -352,32 +352,15 @@ class Group:
         """Whether a forwarded signal or a child's exit has begun stopping the group."""
         return self.stop_signal is not None or self.first_exit is not None
 
-    def start(
-        self,
-        argv: Sequence[str],
-        *,
-        name: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | Path | None = None,
-        output: Path | int | None = None,
-        input: bytes | None = None,
-        own_group: bool = True,
-    ) -> Child:
-        """:meth:`Child.start` one more child (same options).
+    def add(self, child: Child) -> Child:
+        """Make ``child`` (just started) part of the group; return it.
 
-        A child started after the group began stopping gets SIGTERM at once.
+        A child added after the group began stopping gets SIGTERM at once.
         """
-        child = Child.start(
-            argv, name=name, env=env, cwd=cwd, output=output, input=input, own_group=own_group
-        )
-        self.add(child)
-        return child
-
-    def add(self, child: Child) -> None:
-        """Make ``child`` part of the group."""
         self._children.append(child)
         if self.stopping:
             child.signal(SIGTERM)
+        return child
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every child still running, newest first."""
@@ -451,13 +434,13 @@ class Group:
         ``on_exit(child)`` is called once for each child as it is reaped (after
         :attr:`first_exit` is set).
         """
-        reaped: set[int] = set()
+        reaped: set[Child] = set()
         deadline: float | None = None
         while True:
             for child in self._children:
-                if child.pid in reaped or child.returncode is None:
+                if child in reaped or child.returncode is None:
                     continue
-                reaped.add(child.pid)
+                reaped.add(child)
                 if not self.stopping:
                     self.first_exit = child
                     logger.debug("%s exited with %d: stopping the group", child, child.returncode)
@@ -475,10 +458,5 @@ class Group:
     def __enter__(self) -> Group:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

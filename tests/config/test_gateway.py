@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from narun.config.addr import parse_addr, validate_service_name
 from narun.config.gateway import (
     GatewayConfig,
-    GrpcRoute,
-    HttpRoute,
+    GRPCRoute,
+    HTTPRoute,
     load_config,
     parse_config,
 )
@@ -79,9 +79,9 @@ def test_seed_config_parses_to_expected_objects(tmp_path: Path) -> None:
         metrics_addr=":9090",
         request_timeout_seconds=15.0,
         routes=(
-            HttpRoute(path="/hello/", methods=("POST", "PUT"), service="hello"),
-            GrpcRoute(grpc="hello.v1.Greeter", service="greeter-service"),
-            HttpRoute(path="/goodbye", methods=("GET",), service="goodbye"),
+            HTTPRoute(path="/hello/", methods=("POST", "PUT"), service="hello"),
+            GRPCRoute(grpc="hello.v1.Greeter", service="greeter-service"),
+            HTTPRoute(path="/goodbye", methods=("GET",), service="goodbye"),
         ),
     )
     assert isinstance(cfg.request_timeout_seconds, float)
@@ -91,7 +91,7 @@ def test_seed_config_parses_to_expected_objects(tmp_path: Path) -> None:
 
 def test_example_file_is_the_seed_config() -> None:
     assert EXAMPLE.read_text(encoding="utf-8") == SEED
-    assert load_config(EXAMPLE, env={}).routes[1] == GrpcRoute(
+    assert load_config(EXAMPLE, env={}).routes[1] == GRPCRoute(
         grpc="hello.v1.Greeter", service="greeter-service"
     )
 
@@ -507,7 +507,7 @@ def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
         load_config(write(tmp_path, text), env={})
     text = "routes:\n  - &r {path: /a, methods: [GET], service: a}\n  - <<: *r\n    path: /b\n"
     cfg = load_config(write(tmp_path, text), env={})
-    assert cfg.http_routes[1] == HttpRoute(path="/b", methods=("GET",), service="a")
+    assert cfg.http_routes[1] == HTTPRoute(path="/b", methods=("GET",), service="a")
 
 
 def test_file_not_found(tmp_path: Path) -> None:
@@ -533,6 +533,14 @@ def test_top_level_list_in_file(tmp_path: Path) -> None:
 
 
 def test_every_field_has_a_docstring() -> None:
-    for model in (GatewayConfig, HttpRoute, GrpcRoute):
+    for model in (GatewayConfig, HTTPRoute, GRPCRoute):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name}"
+
+
+def test_go_peer_limits_is_on_by_default_and_a_switch() -> None:
+    assert parse_config(minimal(), env={}).go_peer_limits is True
+    assert parse_config(minimal(go_peer_limits=False), env={}).go_peer_limits is False
+    assert single_error(minimal(go_peer_limits="no")) == (
+        "cfg.yaml: go_peer_limits: must be true or false (got 'no')"
+    )

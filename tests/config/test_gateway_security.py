@@ -8,7 +8,7 @@ import pytest
 
 from narun.config.gateway import DEFAULT_MAX_HEADER_BYTES, ENV_OVERRIDES, parse_config
 from narun.errors import ConfigError
-from narun.transport.auth import NatsAuth
+from narun.transport.auth import NATSAuth
 
 ROUTES = [{"path": "/a/", "methods": ["GET"], "service": "a"}]
 
@@ -115,7 +115,7 @@ def test_auth_keys_build_nats_auth() -> None:
         ),
         env={},
     )
-    assert config.nats_auth == NatsAuth(
+    assert config.nats_auth == NATSAuth(
         user="alice",
         password_file="/run/secrets/nats",
         tls_ca="/etc/nats/ca.pem",
@@ -134,11 +134,11 @@ def test_environment_overrides_auth_keys() -> None:
     env = {"NARUN_NATS_PASSWORD": "from-env", "NARUN_NKEY_FILE": ""}
     config = parse_config(cfg(nats_user="alice", nats_password_file="/file"), env=env)
     # The password from the environment replaces the file's password_file.
-    assert config.nats_auth == NatsAuth(user="alice", password="from-env")
+    assert config.nats_auth == NATSAuth(user="alice", password="from-env")
     config = parse_config(cfg(), env={"NARUN_NKEY_FILE": "/k.nk", "NARUN_NATS_TLS_CA": "/ca"})
-    assert config.nats_auth == NatsAuth(nkey_seed_file="/k.nk", tls_ca="/ca")
+    assert config.nats_auth == NATSAuth(nkey_seed_file="/k.nk", tls_ca="/ca")
     token = parse_config(cfg(nats_token_file="/t"), env={"NARUN_NATS_TOKEN": "tok"})
-    assert token.nats_auth == NatsAuth(token="tok")
+    assert token.nats_auth == NATSAuth(token="tok")
 
 
 def test_error_from_environment_names_the_variable() -> None:

@@ -1,6 +1,6 @@
 """The gRPC consumer in process: registration target, dispatch, servicer contexts.
 
-No NATS here: :class:`GrpcEndpoint` is called with hand-made messages and its replies
+No NATS here: :class:`GRPCEndpoint` is called with hand-made messages and its replies
 are decoded with :mod:`narun.protocol.grpcwire`. The wire end to end is ``tests/e2e/test_grpc.py``.
 """
 
@@ -21,13 +21,13 @@ from nats.aio.msg import Msg
 from examples.grpc_hello import hello_pb2
 from examples.grpc_hello.server import Greeter
 from examples.grpc_hello.server import register as register_greeter
-from narun.consumer import GrpcConsumer, GrpcTarget
-from narun.consumer.grpc.consumer import GrpcEndpoint
+from narun.consumer import GRPCConsumer, GRPCTarget
+from narun.consumer.grpc.consumer import GRPCEndpoint
 from narun.consumer.grpc.context import AsyncContext, SyncContext
 from narun.consumer.service import Reply
 from narun.errors import ConfigError
 from narun.protocol import grpcwire, wire
-from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, Metadata, Metadatum, StatusCode
 
 Behavior = Callable[[Any, Any], Any]
 
@@ -45,9 +45,9 @@ def target_with(
     kind: str = "unary_unary",
     deserializer: Callable[[bytes], Any] | None = None,
     serializer: Callable[[Any], bytes] | None = None,
-) -> GrpcTarget:
+) -> GRPCTarget:
     make = getattr(grpc, f"{kind}_rpc_method_handler")
-    target = GrpcTarget()
+    target = GRPCTarget()
     target.add_registered_method_handlers(
         "t.Svc",
         {"M": make(behavior, request_deserializer=deserializer, response_serializer=serializer)},
@@ -69,8 +69,8 @@ def md(*pairs: tuple[str, str | bytes]) -> Metadata:
 
 async def call(
     behavior: Behavior, executor: ThreadPoolExecutor, msg: Msg | None = None, **handler: Any
-) -> tuple[Reply, GrpcStatus]:
-    endpoint = GrpcEndpoint(target_with(behavior, **handler), executor=executor)
+) -> tuple[Reply, GRPCStatus]:
+    endpoint = GRPCEndpoint(target_with(behavior, **handler), executor=executor)
     reply = await endpoint(msg if msg is not None else request(b"in"))
     return reply, grpcwire.decode_reply(reply.headers)
 
@@ -87,13 +87,13 @@ async def test_ok_reply(executor: ThreadPoolExecutor) -> None:
     assert reply.data == b"in"
     assert reply.error is None
     assert reply.headers == {wire.GRPC_STATUS: "0"}
-    assert status == GrpcStatus()
+    assert status == GRPCStatus()
 
 
 async def test_missing_method_header_is_invalid_argument(executor: ThreadPoolExecutor) -> None:
     for msg in (message(b"x"), message(b"x", {"Other": "1"})):
         reply, status = await call(echo, executor, msg)
-        assert status.code == 3
+        assert status.code == StatusCode.INVALID_ARGUMENT
         assert status.message == "Missing required X-Original-Grpc-Method header"
         assert reply.headers is not None
         assert reply.headers[wire.SERVICE_ERROR_CODE] == "3"
@@ -102,19 +102,19 @@ async def test_missing_method_header_is_invalid_argument(executor: ThreadPoolExe
 
 async def test_malformed_metadata_is_invalid_argument(executor: ThreadPoolExecutor) -> None:
     _, status = await call(echo, executor, request(extra={wire.GRPC_METADATA: "no-equals"}))
-    assert status.code == 3
+    assert status.code == StatusCode.INVALID_ARGUMENT
 
 
 async def test_unknown_method_is_unimplemented(executor: ThreadPoolExecutor) -> None:
     msg = message(b"", {wire.GRPC_METHOD: "/t.Svc/Other"})
     _, status = await call(echo, executor, msg)
-    assert status == GrpcStatus(12, "Method not found!")
+    assert status == GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not found!")
 
 
 @pytest.mark.parametrize("kind", ["unary_stream", "stream_unary", "stream_stream"])
 async def test_streaming_methods_are_unimplemented(executor: ThreadPoolExecutor, kind: str) -> None:
     _, status = await call(echo, executor, kind=kind)
-    assert status.code == 12
+    assert status.code == StatusCode.UNIMPLEMENTED
     assert "streaming" in status.message
 
 
@@ -122,7 +122,7 @@ async def test_undecodable_request_is_internal(executor: ThreadPoolExecutor) -> 
     _, status = await call(
         echo, executor, request(b"\xff\xff"), deserializer=hello_pb2.SayHelloRequest.FromString
     )
-    assert status == GrpcStatus(13, "Exception deserializing request!")
+    assert status == GRPCStatus(StatusCode.INTERNAL, "Exception deserializing request!")
 
 
 async def test_unserializable_response_is_internal(executor: ThreadPoolExecutor) -> None:
@@ -130,16 +130,16 @@ async def test_unserializable_response_is_internal(executor: ThreadPoolExecutor)
         return None
 
     _, status = await call(returns_none, executor)
-    assert status == GrpcStatus(13, "Failed to serialize response!")
+    assert status == GRPCStatus(StatusCode.INTERNAL, "Failed to serialize response!")
 
 
 async def test_response_over_max_payload_is_resource_exhausted(
     executor: ThreadPoolExecutor,
 ) -> None:
-    endpoint = GrpcEndpoint(target_with(echo), executor=executor, max_payload=100)
+    endpoint = GRPCEndpoint(target_with(echo), executor=executor, max_payload=100)
     reply = await endpoint(request(b"x" * 100))
     assert reply.data == b""
-    assert grpcwire.decode_reply(reply.headers).code == 8
+    assert grpcwire.decode_reply(reply.headers).code == StatusCode.RESOURCE_EXHAUSTED
 
 
 async def test_metadata_status_and_details_reach_the_reply(executor: ThreadPoolExecutor) -> None:
@@ -165,11 +165,14 @@ async def test_metadata_status_and_details_reach_the_reply(executor: ThreadPoolE
     reply, status = await call(servicer, executor, msg)
     # The call's ID is added as x-request-id metadata (the client sent none).
     assert seen[0] == (("a", "1"), ("a", "2"), ("b-bin", b"\x00\x01"), ("x-request-id", "req-1"))
-    assert seen[1] == "ipv6:[::1]:7"
+    assert seen[1] == "ipv6:%5B::1%5D:7"  # as grpcio writes an IPv6 peer
     assert 2.5 < seen[2] <= 3.0
     assert reply.data == b""
-    assert status == GrpcStatus(
-        5, "no such thing", md(("i", "1"), ("i-bin", b"\x00")), md(("t", "x"), ("t", "y"))
+    assert status == GRPCStatus(
+        StatusCode.NOT_FOUND,
+        "no such thing",
+        md(("i", "1"), ("i-bin", b"\x00")),
+        md(("t", "x"), ("t", "y")),
     )
 
 
@@ -186,7 +189,7 @@ async def test_swallowed_abort_still_aborts(executor: ThreadPoolExecutor, sync: 
         return b"sneaky"
 
     reply, status = await call(sync_servicer if sync else async_servicer, executor)
-    assert status == GrpcStatus(7, "no")
+    assert status == GRPCStatus(StatusCode.PERMISSION_DENIED, "no")
     assert reply.data == b""
 
 
@@ -204,7 +207,7 @@ async def test_exception_after_set_code_keeps_the_code(
         return sync_servicer(req, context)
 
     _, status = await call(sync_servicer if sync else async_servicer, executor)
-    assert status == GrpcStatus(12, "Method not implemented!")
+    assert status == GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
 @pytest.mark.parametrize("sync", [True, False])
@@ -216,7 +219,7 @@ async def test_exception_is_unknown_and_generic(executor: ThreadPoolExecutor, sy
         raise ValueError("internal detail")
 
     reply, status = await call(sync_servicer if sync else async_servicer, executor)
-    assert status == GrpcStatus(2, "Exception calling application")
+    assert status == GRPCStatus(StatusCode.UNKNOWN, "Exception calling application")
     assert "internal detail" not in repr(reply)
 
 
@@ -225,7 +228,7 @@ async def test_abort_with_ok_becomes_unknown(executor: ThreadPoolExecutor) -> No
         await context.abort(grpc.StatusCode.OK, "fine?")
 
     _, status = await call(servicer, executor)
-    assert status.code == 2
+    assert status.code == StatusCode.UNKNOWN
 
 
 async def test_abort_with_status_sets_trailing_metadata(executor: ThreadPoolExecutor) -> None:
@@ -238,7 +241,7 @@ async def test_abort_with_status_sets_trailing_metadata(executor: ThreadPoolExec
         context.abort_with_status(Status())
 
     _, status = await call(servicer, executor)
-    assert status == GrpcStatus(10, "conflict", (), md(("why", "race")))
+    assert status == GRPCStatus(StatusCode.ABORTED, "conflict", (), md(("why", "race")))
 
 
 @pytest.mark.parametrize("sync", [True, False])
@@ -259,11 +262,41 @@ async def test_deadline_ends_the_call(executor: ThreadPoolExecutor, sync: bool) 
     _, status = await call(
         sync_servicer if sync else async_servicer, executor, request(extra={wire.TIMEOUT_MS: "100"})
     )
-    assert status == GrpcStatus(4, "Deadline Exceeded")
+    assert status == GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
     assert time.monotonic() - started < 2
     if sync:
         await asyncio.sleep(0.1)
         assert observed == [False]
+
+
+async def test_call_without_deadline_gets_the_default_one(executor: ThreadPoolExecutor) -> None:
+    """A Go gateway sends only the method: the consumer's default deadline bounds the call."""
+    remaining: list[float | None] = []
+
+    async def servicer(req: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        remaining.append(context.time_remaining())
+        await asyncio.sleep(5)
+        return b"late"
+
+    started = time.monotonic()
+    endpoint = GRPCEndpoint(target_with(servicer), executor=executor, default_deadline=0.2)
+    reply = await endpoint(request(b"in"))  # X-Original-Grpc-Method only
+    assert grpcwire.decode_reply(reply.headers) == GRPCStatus(
+        StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+    )
+    assert time.monotonic() - started < 2
+    assert remaining[0] is not None
+    assert 0 < remaining[0] <= 0.2
+    # Without a default, such a call is unbounded (what the servicer sees: no deadline).
+    seen: list[float | None] = []
+
+    async def unbounded(req: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        seen.append(context.time_remaining())
+        return req
+
+    endpoint = GRPCEndpoint(target_with(unbounded), executor=executor)
+    await endpoint(request(b"in"))
+    assert seen == [None]
 
 
 async def test_callbacks_run_when_the_call_ends(executor: ThreadPoolExecutor) -> None:
@@ -289,14 +322,14 @@ async def test_sync_cancel_ends_as_cancelled(executor: ThreadPoolExecutor) -> No
         return b"x"
 
     _, status = await call(servicer, executor)
-    assert status.code == 1
+    assert status.code == StatusCode.CANCELLED
 
 
 # -- the contexts ---------------------------------------------------------------------
 
 
 def test_contexts_are_grpc_servicer_contexts() -> None:
-    req = GrpcRequest(method="/t.Svc/M")
+    req = GRPCRequest(method="/t.Svc/M")
     sync, aio = SyncContext(req), AsyncContext(req)
     assert isinstance(sync, grpc.ServicerContext)
     assert isinstance(aio, grpc.aio.ServicerContext)
@@ -311,7 +344,7 @@ def test_contexts_are_grpc_servicer_contexts() -> None:
 
 
 def test_initial_metadata_only_once_and_keys_validated() -> None:
-    context = SyncContext(GrpcRequest(method="/t.Svc/M"))
+    context = SyncContext(GRPCRequest(method="/t.Svc/M"))
     context.send_initial_metadata((("Key", "v"),))
     with pytest.raises(ValueError, match="no longer allowed"):
         context.send_initial_metadata((("k", "v"),))
@@ -321,7 +354,7 @@ def test_initial_metadata_only_once_and_keys_validated() -> None:
 
 
 async def test_async_context_has_no_streaming_io() -> None:
-    context = AsyncContext(GrpcRequest(method="/t.Svc/M"))
+    context = AsyncContext(GRPCRequest(method="/t.Svc/M"))
     with pytest.raises(RuntimeError):
         await context.read()
     with pytest.raises(RuntimeError):
@@ -334,7 +367,7 @@ async def test_async_context_has_no_streaming_io() -> None:
 def test_target_prefers_registered_handlers_then_asks_generic_ones() -> None:
     registered = grpc.unary_unary_rpc_method_handler(echo)
     generic = grpc.unary_unary_rpc_method_handler(echo)
-    target = GrpcTarget()
+    target = GRPCTarget()
     assert target.empty
     target.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("a.A", {"M": generic, "N": generic}),)
@@ -351,18 +384,28 @@ def test_target_prefers_registered_handlers_then_asks_generic_ones() -> None:
 def test_generated_code_registers_on_a_consumer() -> None:
     from examples.grpc_hello import hello_pb2_grpc
 
-    consumer = GrpcConsumer(service="greeter")
+    consumer = GRPCConsumer(service="greeter")
     hello_pb2_grpc.add_GreeterServicer_to_server(Greeter(), consumer)
     assert consumer.target.services == ("hello.v1.Greeter",)
-    assert GrpcConsumer(register_greeter, service="greeter").target.find(
+    assert GRPCConsumer(register_greeter, service="greeter").target.find(
         "/hello.v1.Greeter/SayHello"
     )
 
 
 def test_register_must_register_something() -> None:
     with pytest.raises(ConfigError, match="registered no gRPC service"):
-        GrpcConsumer(lambda target: None, service="x")
+        GRPCConsumer(lambda target: None, service="x")
     with pytest.raises(ConfigError, match="not callable"):
-        GrpcConsumer(cast(Any, "nope"), service="x")
+        GRPCConsumer(cast(Any, "nope"), service="x")
     with pytest.raises(ConfigError):
-        GrpcConsumer(register_greeter, service="bad.name")
+        GRPCConsumer(register_greeter, service="bad.name")
+
+
+def test_former_spellings_of_the_public_names_still_work() -> None:
+    import narun.consumer
+    import narun.consumer.grpc
+
+    assert narun.consumer.GRPCConsumer is GRPCConsumer
+    assert narun.consumer.GRPCTarget is GRPCTarget
+    assert narun.consumer.grpc.GRPCConsumer is GRPCConsumer
+    assert narun.consumer.grpc.GRPCTarget is GRPCTarget

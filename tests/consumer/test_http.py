@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from nats.aio.msg import Msg
 
 from narun._types import Receive, Scope, Send
@@ -51,3 +52,21 @@ async def test_without_a_deadline_the_app_runs_to_the_end() -> None:
     endpoint = HTTPEndpoint(ASGIBridge(app))
     reply = await endpoint(message("0.1", {}))
     assert decode_response(reply.data).content == b"0.1"
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan")])
+def test_default_deadline_must_be_a_number_of_seconds(seconds: float) -> None:
+    from narun.consumer import Consumer
+    from narun.errors import ConfigError
+    from tests.support.apps import asgi_app
+
+    with pytest.raises(ConfigError, match="default_deadline: must be"):
+        Consumer(asgi_app, service="svc", default_deadline=seconds)
+
+
+def test_default_deadline_is_that_of_a_go_gateway_unless_given() -> None:
+    from narun.consumer import Consumer
+    from tests.support.apps import asgi_app
+
+    assert Consumer(asgi_app, service="svc").default_deadline == 30.0
+    assert Consumer(asgi_app, service="svc", default_deadline=0).default_deadline == 0

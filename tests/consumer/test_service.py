@@ -76,7 +76,7 @@ async def test_full_instance_refuses_beyond_its_backlog(nc: Client) -> None:
     assert 3 <= len(done) < 8  # two running and at least one waiting; the rest refused
     assert all(r.headers and r.headers["Nats-Service-Error-Code"] == "503" for r in refused)
     assert handler.peak == 2
-    assert service.endpoint.num_errors == len(refused)
+    assert service.stats().endpoints[0].num_errors == len(refused)
 
 
 async def test_stats_info_and_ping_documents(nc: Client) -> None:
@@ -116,7 +116,11 @@ async def test_stats_info_and_ping_documents(nc: Client) -> None:
     assert endpoint["average_processing_time"] == endpoint["processing_time"] // 3
     assert info["description"] == "test service"
     assert info["metadata"] == {"team": "core"}
-    assert info["endpoints"][0]["queue_group"] == "q"
+    assert info["endpoints"] == [
+        {"name": "handler", "subject": name, "queue_group": "q", "metadata": None}
+    ]
+    assert stats == service.stats().as_dict()  # what went out is the service's document
+    assert info == service.info().as_dict()
     assert ping == {
         "type": "io.nats.micro.v1.ping_response",
         "name": name,
@@ -141,7 +145,7 @@ async def test_handler_exception_is_a_generic_service_error(nc: Client) -> None:
         "Nats-Service-Error": "Internal Server Error",
         "Nats-Service-Error-Code": "500",
     }
-    assert service.endpoint.num_errors == 1
+    assert service.stats().endpoints[0].num_errors == 1
 
 
 async def test_stop_finishes_in_flight_requests_then_stops_listening(nc: Client) -> None:
@@ -170,8 +174,9 @@ async def test_reply_over_max_payload_becomes_a_service_error(nc: Client) -> Non
     assert reply.headers is not None
     assert reply.headers["Nats-Service-Error-Code"] == "500"
     assert reply.data == b""
-    assert service.endpoint.num_errors == 1
-    assert service.endpoint.last_error == "Reply exceeds NATS max_payload"
+    (endpoint,) = service.stats().endpoints
+    assert (endpoint.num_requests, endpoint.num_errors) == (1, 1)
+    assert endpoint.last_error == "Reply exceeds NATS max_payload"
 
 
 def test_concurrency_must_be_positive() -> None:

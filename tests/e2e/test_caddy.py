@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -23,7 +22,8 @@ import httpx
 import pytest
 
 from narun.config.gateway import load_config
-from tests.support import ROOT, free_port, start_consumer, start_gateway, unique_service
+from narun.supervise import Child
+from tests.support import ROOT, Processes, free_port, unique_service
 
 CADDY = shutil.which("caddy")
 pytestmark = pytest.mark.skipif(
@@ -77,11 +77,11 @@ class Front:
     root_ca: Path
 
 
-def wait_ready(proc: subprocess.Popen[bytes], port: int, root_ca: Path, log: Path) -> None:
+def wait_ready(caddy: Child, port: int, root_ca: Path, log: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"caddy exited with {proc.returncode}:\n{log.read_text()}")
+        if (code := caddy.returncode) is not None:
+            raise RuntimeError(f"caddy exited with {code}:\n{log.read_text()}")
         if root_ca.exists():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -95,40 +95,31 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, root_ca: Path, log: Pat
 @pytest.fixture(scope="module")
 def front(nats_url: str, logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     service = unique_service("caddy")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
-    gateway, gateway_url = start_gateway(
-        logs,
-        nats_url,
-        [{"path": "/echo/", "methods": ["GET", "POST"], "service": service}],
-        trusted_proxies=["127.0.0.1"],
-    )
-    home = tmp_path_factory.mktemp("caddy")
-    https_port, http_port = free_port(), free_port()
-    config = home / "Caddyfile"
-    config.write_text(caddyfile(https_port, http_port, int(gateway_url.rsplit(":", 1)[1])))
-    log = logs / "caddy.log"
-    assert CADDY is not None
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [CADDY, "run", "--config", str(config), "--adapter", "caddyfile"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=caddy_env(home),
+    with Processes(logs, nats_url) as procs:
+        procs.consumer("tests.support.apps:asgi_app", service)
+        _, gateway_url = procs.gateway(
+            [{"path": "/echo/", "methods": ["GET", "POST"], "service": service}],
+            trusted_proxies=["127.0.0.1"],
         )
-    root_ca = home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-    try:
-        wait_ready(proc, https_port, root_ca, log)
-        yield Front(f"https://localhost:{https_port}", root_ca)
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        home = tmp_path_factory.mktemp("caddy")
+        https_port, http_port = free_port(), free_port()
+        config = home / "Caddyfile"
+        config.write_text(caddyfile(https_port, http_port, int(gateway_url.rsplit(":", 1)[1])))
+        log = logs / "caddy.log"
+        assert CADDY is not None
+        caddy = Child.start(
+            [CADDY, "run", "--config", str(config), "--adapter", "caddyfile"],
+            name="caddy",
+            output=log,
+            env=caddy_env(home),
+            own_group=False,
+        )
+        root_ca = home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert gateway.stop() == 0, gateway.output()
-        assert consumer.stop() == 0, consumer.output()
+            wait_ready(caddy, https_port, root_ca, log)
+            yield Front(f"https://localhost:{https_port}", root_ca)
+        finally:
+            caddy.stop(grace=10)
 
 
 @pytest.fixture

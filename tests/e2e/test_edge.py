@@ -34,7 +34,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(nats_url: str, logs: Path) -> Iterator[Gateway]:
     service = unique_service("edge")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     proc, url = start_gateway(
         logs,
         nats_url,

@@ -56,7 +56,7 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 def service(nats_url: str, logs: Path) -> Iterator[str]:
     name = unique_service("embed")
-    consumer: Proc = start_consumer(logs, nats_url, "tests.apps:asgi_app", name)
+    consumer: Proc = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", name)
     yield name
     assert consumer.stop() == 0, consumer.output()
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import ROOT, Proc, start_consumer, start_gateway, unique_service
+from tests.support import ROOT, Processes, unique_service
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +24,16 @@ def seed_routes() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def demo(nats_url: str, logs: Path, seed_routes: list[dict[str, Any]]) -> Iterator[str]:
-    procs: list[Proc] = []
     names = {"hello": unique_service("hello"), "goodbye": unique_service("goodbye")}
     routes = [{**r, "service": names[r["service"]]} for r in seed_routes]
     items = unique_service("items")
     routes.append({"path": "/items/", "methods": ["GET", "PUT"], "service": items})
-    try:
-        procs.append(start_consumer(logs, nats_url, "examples.hello.app:app", names["hello"]))
-        procs.append(start_consumer(logs, nats_url, "examples.goodbye.app:app", names["goodbye"]))
-        procs.append(start_consumer(logs, nats_url, "examples.fastapi_items.app:app", items))
-        gateway, url = start_gateway(logs, nats_url, routes)
-        procs.append(gateway)
+    with Processes(logs, nats_url) as procs:
+        procs.consumer("examples.hello.app:app", names["hello"])
+        procs.consumer("examples.goodbye.app:app", names["goodbye"])
+        procs.consumer("examples.fastapi_items.app:app", items)
+        _, url = procs.gateway(routes)
         yield url
-    finally:
-        for proc in reversed(procs):
-            assert proc.stop() == 0, proc.output()
 
 
 def test_seed_curl_call_answers_as_the_seed_shows(demo: str) -> None:

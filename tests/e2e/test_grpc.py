@@ -1,7 +1,7 @@
 """gRPC end to end: grpcio client -> gateway process -> nats-server -> consumer process.
 
-One gateway and one consumer (serving ``tests.grpc_apps``) per module. A fake Go narun
-consumer (a raw NATS subscriber in a thread) covers Go-shaped replies, and raw NATS
+One gateway and one consumer (serving ``tests.support.grpc_apps``) per module. A fake Go
+narun consumer (a raw NATS subscriber in a thread) covers Go-shaped replies, and raw NATS
 requests cover Go-shaped requests to our consumer.
 """
 
@@ -28,16 +28,16 @@ from nats.aio.msg import Msg
 
 from examples.grpc_hello import hello_pb2, hello_pb2_grpc
 from narun.protocol import wire
-from tests.grpc_apps import SECRET, TRAILING_BIN
 from tests.support import (
     ROOT,
     Proc,
+    Processes,
     free_port,
-    start_consumer,
     start_gateway,
     unique_service,
     wait_for_port,
 )
+from tests.support.grpc_apps import SECRET, TRAILING_BIN
 
 ROUTE_TIMEOUT = 5.0  # start_gateway's request_timeout_seconds
 SLOW_ROUTE_TIMEOUT = 1.0
@@ -129,9 +129,6 @@ class Stack:
 def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
     service = unique_service("grpc")
     go_service = unique_service("go")
-    consumer = start_consumer(
-        logs, nats_url, "tests.grpc_apps:register", service, "--interface", "grpc"
-    )
     grpc_port, metrics_port = free_port(), free_port()
     routes: list[dict[str, Any]] = [
         {"grpc": "hello.v1.Greeter", "service": service},
@@ -141,13 +138,12 @@ def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
         {"grpc": "narun.test.Nobody", "service": unique_service("nobody")},
         {"grpc": "go.Svc", "service": go_service},
     ]
-    with FakeGoConsumer(nats_url, go_service):
-        gateway, _ = start_gateway(
-            logs,
-            nats_url,
-            routes,
-            grpc_addr=f"127.0.0.1:{grpc_port}",
-            metrics_addr=f"127.0.0.1:{metrics_port}",
+    with FakeGoConsumer(nats_url, go_service), Processes(logs, nats_url) as procs:
+        consumer = procs.consumer(
+            "tests.support.grpc_apps:register", service, "--interface", "grpc"
+        )
+        gateway, _ = procs.gateway(
+            routes, grpc_addr=f"127.0.0.1:{grpc_port}", metrics_addr=f"127.0.0.1:{metrics_port}"
         )
         wait_for_port(grpc_port, gateway)
         target = f"127.0.0.1:{grpc_port}"
@@ -160,8 +156,6 @@ def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
                 consumer,
                 channel,
             )
-        assert gateway.stop() == 0, gateway.output()
-    assert consumer.stop() == 0, consumer.output()
     assert SECRET in consumer.output()  # the detail went to the consumer's log...
     assert SECRET not in gateway.output()  # ...and nowhere else
 

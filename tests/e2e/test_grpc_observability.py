@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import grpc
 import httpx
 import pytest
 
-from tests.support import Proc, free_port, start_consumer, start_gateway, unique_service
+from tests.support import Proc, Processes, free_port, start_gateway, unique_service
 from tests.support import wait_for_port as wait_port
 
 PROBES = ["narun.test.AsyncProbe", "narun.test.SyncProbe"]
@@ -37,37 +38,31 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
     service = unique_service("grpc-obs")
-    consumer_port = free_port()
-    consumer = start_consumer(
-        logs,
-        nats_url,
-        "tests.grpc_apps:register",
-        service,
-        "--interface",
-        "grpc",
-        "--metrics-addr",
-        f"127.0.0.1:{consumer_port}",
-    )
-    grpc_port, ops_port = free_port(), free_port()
-    gateway, _ = start_gateway(
-        logs,
-        nats_url,
-        [{"grpc": probe, "service": service} for probe in PROBES],
-        grpc_addr=f"127.0.0.1:{grpc_port}",
-        metrics_addr=f"127.0.0.1:{ops_port}",
-    )
-    wait_port(grpc_port, gateway)
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        yield Stack(
+    consumer_port, grpc_port, ops_port = free_port(), free_port(), free_port()
+    with Processes(logs, nats_url) as procs:
+        consumer = procs.consumer(
+            "tests.support.grpc_apps:register",
             service,
-            gateway,
-            consumer,
-            f"http://127.0.0.1:{ops_port}",
-            f"http://127.0.0.1:{consumer_port}",
-            channel,
+            "--interface",
+            "grpc",
+            "--metrics-addr",
+            f"127.0.0.1:{consumer_port}",
         )
-    assert gateway.stop() == 0, gateway.output()
-    assert consumer.stop() == 0, consumer.output()
+        gateway, _ = procs.gateway(
+            [{"grpc": probe, "service": service} for probe in PROBES],
+            grpc_addr=f"127.0.0.1:{grpc_port}",
+            metrics_addr=f"127.0.0.1:{ops_port}",
+        )
+        wait_port(grpc_port, gateway)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            yield Stack(
+                service,
+                gateway,
+                consumer,
+                f"http://127.0.0.1:{ops_port}",
+                f"http://127.0.0.1:{consumer_port}",
+                channel,
+            )
 
 
 def call(
@@ -166,3 +161,35 @@ def test_health_check_of_an_unknown_service_and_watch(stack: Stack) -> None:
     with pytest.raises(grpc.RpcError) as info:
         next(iter(stack.channel.unary_stream("/grpc.health.v1.Health/Watch", None, None)(b"")))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_ipv6_client_is_logged_and_seen_with_plain_brackets(
+    stack: Stack, nats_url: str, logs: Path
+) -> None:
+    """grpcio writes an IPv6 peer as ``ipv6:%5B::1%5D:port``; logs and servicers get it right."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    grpc_port = free_port()
+    gateway, _ = start_gateway(
+        logs,
+        nats_url,
+        [{"grpc": PROBES[0], "service": stack.service}],
+        grpc_addr=f"[::1]:{grpc_port}",
+    )
+    try:
+        with grpc.insecure_channel(f"[::1]:{grpc_port}") as channel:
+            stub = channel.unary_unary(f"/{PROBES[0]}/Echo", None, None)
+            _, outcome = stub.with_call(
+                b"hi", timeout=10, metadata=(("x-request-id", "grpc-v6-1"),)
+            )
+        line = wait_for_line(gateway, r"\[req=grpc-v6-1\]")
+        assert re.search(r" client=\[::1\]:\d+ \[req=grpc-v6-1\]$", line), line
+        peers = [v for k, v in outcome.trailing_metadata() if k == "peer"]
+        # The servicer's context.peer() reads as a grpcio server's would.
+        assert len(peers) == 1, peers
+        assert re.fullmatch(r"ipv6:%5B::1%5D:\d+", str(peers[0])), peers
+    finally:
+        assert gateway.stop() == 0, gateway.output()

@@ -11,9 +11,10 @@ import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import (
     Proc,
+    Processes,
     free_port,
     start_gateway,
     unique_service,
@@ -46,9 +47,10 @@ def wait_for_status(url: str, status: int, timeout: float = 20) -> httpx.Respons
 
 @pytest.fixture(scope="module")
 def stack(nats_url: str, logs: Path) -> Iterator[tuple[Proc, str, str]]:
-    gateway, url, ops = start_with_ops(logs, nats_url, unique_service("nobody"))
-    yield gateway, url, ops
-    assert gateway.stop() == 0, gateway.output()
+    with Processes(logs, nats_url) as procs:
+        gateway, url, ops = start_with_ops(logs, nats_url, unique_service("nobody"))
+        procs.add(gateway)
+        yield gateway, url, ops
 
 
 def test_healthz_and_readyz_answer_ok(stack: tuple[Proc, str, str]) -> None:
@@ -69,7 +71,7 @@ def test_metrics_count_a_request(stack: tuple[Proc, str, str]) -> None:
     assert line in response.text.splitlines()
 
 
-def test_readyz_follows_the_nats_connection(own_nats_server: NatsServer, logs: Path) -> None:
+def test_readyz_follows_the_nats_connection(own_nats_server: NATSServer, logs: Path) -> None:
     gateway, _, ops = start_with_ops(logs, own_nats_server.url, unique_service("nobody"))
     try:
         assert httpx.get(ops + "/readyz").status_code == 200

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apps import ALL, SECRET
-from tests.support import Proc, start_consumer, start_gateway, unique_service
+from tests.support import Proc, Processes, start_consumer, start_gateway, unique_service
+from tests.support.apps import ALL, SECRET
 
-APPS = {"asgi": "tests.apps:asgi_app", "wsgi": "tests.apps:wsgi_app"}
+APPS = {"asgi": "tests.support.apps:asgi_app", "wsgi": "tests.support.apps:wsgi_app"}
 
 
 @dataclass
@@ -52,11 +52,10 @@ def routes_for(service: str, nobody: str) -> list[dict[str, Any]]:
 def stack(request: pytest.FixtureRequest, nats_url: str, logs: Path) -> Iterator[Stack]:
     kind: str = request.param
     service = unique_service(kind)
-    consumer = start_consumer(logs, nats_url, APPS[kind], service)
-    gateway, url = start_gateway(logs, nats_url, routes_for(service, unique_service("nobody")))
-    yield Stack(kind, APPS[kind], service, url, nats_url, gateway, consumer)
-    assert gateway.stop() == 0, gateway.output()
-    assert consumer.stop() == 0, consumer.output()
+    with Processes(logs, nats_url) as procs:
+        consumer = procs.consumer(APPS[kind], service)
+        gateway, url = procs.gateway(routes_for(service, unique_service("nobody")))
+        yield Stack(kind, APPS[kind], service, url, nats_url, gateway, consumer)
 
 
 @pytest.fixture
@@ -231,8 +230,8 @@ async def test_fifty_slow_requests_run_concurrently(client: httpx.AsyncClient) -
 
 
 async def test_two_instances_both_receive_traffic(stack: Stack, logs: Path) -> None:
-    second = start_consumer(logs, stack.nats_url, stack.app_ref, stack.service, instances_before=1)
-    try:
+    with Processes(logs, stack.nats_url) as procs:
+        procs.consumer(stack.app_ref, stack.service, instances_before=1)
         async with httpx.AsyncClient(base_url=stack.url, timeout=10) as c:
             pids = set()
             for _ in range(60):
@@ -240,8 +239,6 @@ async def test_two_instances_both_receive_traffic(stack: Stack, logs: Path) -> N
                 assert response.status_code == 200
                 pids.add(response.headers["x-pid"])
         assert len(pids) == 2
-    finally:
-        assert second.stop() == 0, second.output()
 
 
 async def test_consumer_sigterm_finishes_in_flight_request(

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import ROOT, Proc, start_consumer, start_gateway, unique_service, write_config
 
 SLOW = {"path": "/slow", "methods": ["GET"], "service": ""}
@@ -18,7 +19,7 @@ SLOW = {"path": "/slow", "methods": ["GET"], "service": ""}
 
 async def test_gateway_sigterm_finishes_in_flight_then_exits_0(logs: Path, nats_url: str) -> None:
     service = unique_service("gw-drain")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     gateway, url = start_gateway(logs, nats_url, [{**SLOW, "service": service}])
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -44,11 +45,11 @@ async def test_gateway_sigterm_finishes_in_flight_then_exits_0(logs: Path, nats_
 
 
 async def test_nats_outage_answers_503_fast_and_recovers(
-    logs: Path, own_nats_server: NatsServer
+    logs: Path, own_nats_server: NATSServer
 ) -> None:
     url_nats = own_nats_server.url
     service = unique_service("outage")
-    consumer = start_consumer(logs, url_nats, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, url_nats, "tests.support.apps:asgi_app", service)
     gateway, url = start_gateway(
         logs, url_nats, [{"path": "/echo/", "methods": ["GET"], "service": service}]
     )
@@ -76,12 +77,13 @@ async def test_nats_outage_answers_503_fast_and_recovers(
         assert consumer.stop() == 0, consumer.output()
 
 
-def test_bad_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["gateway", "dev"])
+def test_bad_config_fails_at_start_naming_the_key(command: str, tmp_path: Path) -> None:
     path = write_config(
         tmp_path,
         {"routes": [{"path": "/x", "methods": ["GET"], "service": "bad.name"}], "colour": 1},
     )
-    proc = Proc(["gateway", "-c", str(path)], tmp_path / "gw.log")
+    proc = Proc([command, "-c", str(path)], tmp_path / "gw.log")
     code = proc.wait(timeout=20)
     out = proc.output()
     assert code != 0

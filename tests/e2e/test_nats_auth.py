@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from narun.transport.auth import NatsAuth, connect_options
-from narun.transport.server import NatsServer
-from tests.natsauth_support import TLSFiles, jwt_chain, make_tls, user_nkey
+from narun.transport.auth import NATSAuth, connect_options
+from narun.transport.server import NATSServer
 from tests.support import (
     Proc,
     free_port,
@@ -28,6 +27,7 @@ from tests.support import (
     wait_for_port,
     write_config,
 )
+from tests.support.natsauth import TLSFiles, jwt_chain, make_tls, user_nkey
 
 PASSWORD = "correct-horse-battery-staple"
 WRONG_PASSWORD = "wrong-horse-not-to-be-shown"
@@ -77,11 +77,11 @@ def secrets(tmp_path_factory: pytest.TempPathFactory) -> Secrets:
 
 @dataclass
 class Servers:
-    password: NatsServer
-    token: NatsServer
-    nkey: NatsServer
-    operator: NatsServer
-    tls: NatsServer
+    password: NATSServer
+    token: NATSServer
+    nkey: NATSServer
+    operator: NATSServer
+    tls: NATSServer
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +93,10 @@ def servers(secrets: Secrets, logs: Path) -> Iterator[Servers]:
         "operator": secrets.operator_config,
         "tls": secrets.tls.server_config(verify_clients=True),
     }
-    started: dict[str, NatsServer] = {}
+    started: dict[str, NATSServer] = {}
     try:
         for name, extra in configs.items():
-            started[name] = NatsServer(extra_config=extra, log_file=logs / f"nats-{name}.log")
+            started[name] = NATSServer(extra_config=extra, log_file=logs / f"nats-{name}.log")
             started[name].start()
         yield Servers(**started)
     finally:
@@ -115,7 +115,7 @@ class Method:
     consumer: list[str] = field(default_factory=list)
     """``narun serve`` flags."""
     consumer_env: dict[str, str] = field(default_factory=dict)
-    probe: NatsAuth = field(default_factory=NatsAuth)
+    probe: NATSAuth = field(default_factory=NATSAuth)
     """How this test connects to see the consumer register."""
 
 
@@ -134,31 +134,31 @@ def methods(s: Secrets, servers: Servers) -> dict[str, Method]:
             gateway={"nats_user": "alice", "nats_password_file": str(s.password_file)},
             consumer=["--nats-user", "alice"],
             consumer_env={"NARUN_NATS_PASSWORD": PASSWORD},
-            probe=NatsAuth(user="alice", password=PASSWORD),
+            probe=NATSAuth(user="alice", password=PASSWORD),
         ),
         "url-userinfo": Method(
             server="password",
             gateway={"nats_url": url_with_password},
             consumer=["--nats-url", url_with_password],
-            probe=NatsAuth(user="alice", password=PASSWORD),
+            probe=NATSAuth(user="alice", password=PASSWORD),
         ),
         "token": Method(
             server="token",
             gateway_env={"NARUN_NATS_TOKEN": TOKEN},
             consumer=["--nats-token-file", str(s.token_file)],
-            probe=NatsAuth(token=TOKEN),
+            probe=NATSAuth(token=TOKEN),
         ),
         "nkey": Method(
             server="nkey",
             gateway={"nkey_seed_file": str(s.seed_file)},
             consumer=["--nkey-file", str(s.seed_file)],  # Go narun's flag name
-            probe=NatsAuth(nkey_seed_file=str(s.seed_file)),
+            probe=NATSAuth(nkey_seed_file=str(s.seed_file)),
         ),
         "creds-jwt": Method(
             server="operator",
             gateway={"nats_creds_file": str(s.creds_file)},
             consumer_env={"NARUN_NATS_CREDS": str(s.creds_file)},
-            probe=NatsAuth(creds_file=str(s.creds_file)),
+            probe=NATSAuth(creds_file=str(s.creds_file)),
         ),
         "mutual-tls": Method(
             server="tls",
@@ -169,7 +169,7 @@ def methods(s: Secrets, servers: Servers) -> dict[str, Method]:
                 *("--nats-tls-key", str(tls.client_key)),
                 *("--nats-tls-hostname", "nats.test"),
             ],
-            probe=NatsAuth(
+            probe=NATSAuth(
                 tls_ca=str(tls.ca),
                 tls_cert=str(tls.client_cert),
                 tls_key=str(tls.client_key),
@@ -203,14 +203,14 @@ def test_request_passes_with_each_auth_method(
     name: str, secrets: Secrets, servers: Servers, logs: Path
 ) -> None:
     method = methods(secrets, servers)[name]
-    server: NatsServer = getattr(servers, method.server)
+    server: NATSServer = getattr(servers, method.server)
     service = unique_service(name)
     gateway, port = gateway_proc(logs, server.url, service, method.gateway, method.gateway_env)
     try:
         consumer = start_consumer(
             logs,
             server.url,
-            "tests.apps:asgi_app",
+            "tests.support.apps:asgi_app",
             service,
             *method.consumer,
             nats_options=connect_options(method.probe),
@@ -253,7 +253,13 @@ def test_wrong_credentials_stop_the_programs_with_a_clear_reason(
         return gateway_proc(logs, url, unique_service("gw"), settings, env or {})[0]
 
     def consumer(url: str, *flags: str, env: dict[str, str] | None = None) -> Proc:
-        args = ["serve", "tests.apps:asgi_app", "--service", unique_service("c"), "--nats-url"]
+        args = [
+            "serve",
+            "tests.support.apps:asgi_app",
+            "--service",
+            unique_service("c"),
+            "--nats-url",
+        ]
         log = logs / f"bad-consumer-{unique_service('log')}.log"
         return Proc([*args, url, *flags], log, env=env)
 

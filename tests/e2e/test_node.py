@@ -26,7 +26,7 @@ import nats
 import pytest
 import yaml
 
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import (
     ROOT,
     Proc,
@@ -180,7 +180,7 @@ def alive(pid: int) -> bool:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("node")
     store = tmp / "js"
-    with NatsServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
+    with NATSServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
         c = Cluster(server.url, tmp, {}, "", {})
         try:
             c.metrics_port = free_port()
@@ -406,7 +406,7 @@ def test_a_killed_node_s_instances_move_and_do_not_double(cluster: Cluster) -> N
         deploy(cluster, name, "--replicas", "1", "--label", "pool=move")
         [first] = running(cluster.url, name)
         victim, other = first["node"], ({"n3", "n4"} - {first["node"]}).pop()
-        procs[victim].proc.kill()
+        procs[victim].child.kill()
         procs[victim].wait()
         wait_until(lambda: not alive(first["pid"]), 10, "the dead node's instance ends with it")
         moved = wait_until(
@@ -560,7 +560,7 @@ def test_dev_starts_a_node(tmp_path: Path) -> None:
 def test_a_nats_server_restart_keeps_instances_running(tmp_path: Path) -> None:
     port = free_port()
     jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
-    server = NatsServer(port=port, extra_config=jetstream).start()
+    server = NATSServer(port=port, extra_config=jetstream).start()
     c = Cluster(server.url, tmp_path, {}, "", {})
     node = start_node(c, "r1", "--node-expiry", "10")
     name = unique_service("restart")
@@ -569,7 +569,7 @@ def test_a_nats_server_restart_keeps_instances_running(tmp_path: Path) -> None:
         [before] = running(c.url, name)
         server.stop()
         time.sleep(1)
-        server = NatsServer(port=port, extra_config=jetstream).start()
+        server = NATSServer(port=port, extra_config=jetstream).start()
         wait_until(lambda: count_instances(c.url, name) == 1, 30, "the instance back on NATS")
         assert alive(before["pid"])
         [after] = wait_until(lambda: running(c.url, name), 30, "the node state back")

@@ -22,15 +22,15 @@ import pytest
 
 from narun.protocol import wire
 from narun.protocol.bhttp import Request, decode_response, encode_request
-from tests.apps import ALL
 from tests.support import (
     Proc,
+    Processes,
     free_port,
-    start_consumer,
     start_gateway,
     unique_service,
     wait_for_port,
 )
+from tests.support.apps import ALL
 
 HEX16 = re.compile(r"[0-9a-f]{16}")
 
@@ -54,18 +54,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
     service, counted, wsgi = (unique_service(p) for p in ("obs", "counted", "obs-wsgi"))
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
-    counted_port = free_port()
-    counted_consumer = start_consumer(
-        logs,
-        nats_url,
-        "tests.apps:asgi_app",
-        counted,
-        "--metrics-addr",
-        f"127.0.0.1:{counted_port}",
-    )
-    wsgi_consumer = start_consumer(logs, nats_url, "tests.apps:wsgi_app", wsgi)
-    ops_port = free_port()
+    counted_port, ops_port = free_port(), free_port()
     routes = [
         {"path": "/echo/", "methods": ALL, "service": service},
         {"path": "/slow", "methods": ["GET"], "service": service},
@@ -73,23 +62,24 @@ def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
         {"path": "/status/", "methods": ALL, "service": counted},
         {"path": "/nobody/", "methods": ["GET"], "service": unique_service("nobody")},
     ]
-    gateway, url = start_gateway(
-        logs, nats_url, routes, metrics_addr=f"127.0.0.1:{ops_port}", retry_seconds=0
-    )
-    wait_for_port(ops_port, gateway)
-    yield Stack(
-        url,
-        f"http://127.0.0.1:{ops_port}",
-        gateway,
-        service,
-        consumer,
-        counted,
-        f"http://127.0.0.1:{counted_port}",
-        wsgi,
-    )
-    assert gateway.stop() == 0, gateway.output()
-    for proc in (consumer, counted_consumer, wsgi_consumer):
-        assert proc.stop() == 0, proc.output()
+    with Processes(logs, nats_url) as procs:
+        consumer = procs.consumer("tests.support.apps:asgi_app", service)
+        procs.consumer(
+            "tests.support.apps:asgi_app", counted, "--metrics-addr", f"127.0.0.1:{counted_port}"
+        )
+        procs.consumer("tests.support.apps:wsgi_app", wsgi)
+        gateway, url = procs.gateway(routes, metrics_addr=f"127.0.0.1:{ops_port}", retry_seconds=0)
+        wait_for_port(ops_port, gateway)
+        yield Stack(
+            url,
+            f"http://127.0.0.1:{ops_port}",
+            gateway,
+            service,
+            consumer,
+            counted,
+            f"http://127.0.0.1:{counted_port}",
+            wsgi,
+        )
 
 
 def app_ids(response: httpx.Response) -> list[str]:

@@ -12,10 +12,10 @@ import httpx
 import nats
 from nats.aio.msg import Msg
 
-from tests.e2e.test_faults import Traffic, during, steady
-from tests.support import Proc, start_consumer, start_gateway, unique_service
+from tests.support import Processes, start_consumer, start_gateway, unique_service
+from tests.support.traffic import Traffic, during, steady
 
-APP = "tests.apps:asgi_app"
+APP = "tests.support.apps:asgi_app"
 
 
 def slow_route(service: str, timeout: float = 5) -> dict[str, object]:
@@ -26,9 +26,9 @@ async def test_full_consumer_refuses_quickly_with_503_and_retry_after(
     logs: Path, nats_url: str
 ) -> None:
     service = unique_service("full")
-    consumer = start_consumer(logs, nats_url, APP, service, "--concurrency", "2", "--backlog", "2")
-    gateway, url = start_gateway(logs, nats_url, [slow_route(service)], retry_seconds=0)
-    try:
+    with Processes(logs, nats_url) as procs:
+        procs.consumer(APP, service, "--concurrency", "2", "--backlog", "2")
+        _, url = procs.gateway([slow_route(service)], retry_seconds=0)
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
 
             async def timed() -> tuple[httpx.Response, float]:
@@ -37,9 +37,6 @@ async def test_full_consumer_refuses_quickly_with_503_and_retry_after(
                 return response, time.monotonic() - started
 
             results = await asyncio.gather(*(timed() for _ in range(12)))
-    finally:
-        assert gateway.stop() == 0, gateway.output()
-        assert consumer.stop() == 0, consumer.output()
     statuses = Counter(r.status_code for r, _ in results)
     refused = [(r, t) for r, t in results if r.status_code == 503]
     print(f"full consumer: {dict(statuses)}")
@@ -52,16 +49,12 @@ async def test_full_consumer_refuses_quickly_with_503_and_retry_after(
 async def test_overloaded_instance_is_retried_on_another(logs: Path, nats_url: str) -> None:
     service = unique_service("spread")
     args = ("--concurrency", "1", "--backlog", "0")
-    first = start_consumer(logs, nats_url, APP, service, *args)
-    second = start_consumer(logs, nats_url, APP, service, *args, instances_before=1)
-    gateway, url = start_gateway(logs, nats_url, [slow_route(service)], retry_seconds=2)
-    try:
+    with Processes(logs, nats_url) as procs:
+        procs.consumer(APP, service, *args)
+        procs.consumer(APP, service, *args, instances_before=1)
+        _, url = procs.gateway([slow_route(service)], retry_seconds=2)
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             responses = await asyncio.gather(*(client.get("/slow?seconds=0.3") for _ in range(2)))
-    finally:
-        assert gateway.stop() == 0, gateway.output()
-        assert first.stop() == 0
-        assert second.stop() == 0
     assert [r.status_code for r in responses] == [200, 200]
 
 
@@ -69,9 +62,9 @@ async def test_stuck_consumer_times_out_on_time_and_stays_bounded(
     logs: Path, nats_url: str
 ) -> None:
     service = unique_service("stuck")
-    consumer = start_consumer(logs, nats_url, APP, service, "--concurrency", "2", "--backlog", "0")
-    gateway, url = start_gateway(logs, nats_url, [slow_route(service, timeout=2)], retry_seconds=0)
-    try:
+    with Processes(logs, nats_url) as procs:
+        procs.consumer(APP, service, "--concurrency", "2", "--backlog", "0")
+        _, url = procs.gateway([slow_route(service, timeout=2)], retry_seconds=0)
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             started = time.monotonic()
             stuck = [asyncio.create_task(client.get("/slow?seconds=30")) for _ in range(2)]
@@ -84,9 +77,6 @@ async def test_stuck_consumer_times_out_on_time_and_stays_bounded(
             # At the deadline the consumer cancelled the stuck calls: slots are free again.
             await asyncio.sleep(0.1)
             after = await client.get("/slow?seconds=0")
-    finally:
-        assert gateway.stop() == 0, gateway.output()
-        assert consumer.stop() == 0, consumer.output()
     assert refused.status_code == 503
     assert refused_after < 1.0
     assert [r.status_code for r in answers] == [504, 504]
@@ -96,23 +86,15 @@ async def test_stuck_consumer_times_out_on_time_and_stays_bounded(
 
 async def test_no_responders_is_retried_until_a_consumer_joins(logs: Path, nats_url: str) -> None:
     service = unique_service("late")
-    gateway, url = start_gateway(
-        logs,
-        nats_url,
-        [{"path": "/echo/", "methods": ["GET"], "service": service}],
-        retry_seconds=4,
-    )
-    procs: list[Proc] = []
-    try:
+    with Processes(logs, nats_url) as procs:
+        _, url = procs.gateway(
+            [{"path": "/echo/", "methods": ["GET"], "service": service}], retry_seconds=4
+        )
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             pending = asyncio.create_task(client.get("/echo/late"))
             await asyncio.sleep(0.3)
-            procs.append(await asyncio.to_thread(start_consumer, logs, nats_url, APP, service))
+            await asyncio.to_thread(procs.consumer, APP, service)
             response = await pending
-    finally:
-        assert gateway.stop() == 0, gateway.output()
-        for proc in procs:
-            assert proc.stop() == 0
     assert response.status_code == 200
 
 

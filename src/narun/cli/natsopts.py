@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import click
 
-from narun.transport.auth import ENV_VARS, NatsAuth
+from narun.transport.auth import ENV_VARS, NATSAuth
 
 __all__ = ["auth_env", "auth_from_flags", "nats_auth_options"]
 
@@ -64,8 +64,8 @@ def auth_env() -> dict[str, str]:
     return {ENV_VARS[name]: value for name, value in _given().items()}
 
 
-def auth_from_flags(env: Mapping[str, str] | None = None) -> NatsAuth | None:
-    """A :class:`NatsAuth` from the flags plus ``NARUN_NATS_PASSWORD``/``NARUN_NATS_TOKEN``.
+def auth_from_flags(env: Mapping[str, str] | None = None) -> NATSAuth | None:
+    """A :class:`NATSAuth` from the flags plus ``NARUN_NATS_PASSWORD``/``NARUN_NATS_TOKEN``.
 
     Raises :class:`narun.errors.ConfigError` if the options contradict each other.
     """
@@ -73,5 +73,5 @@ def auth_from_flags(env: Mapping[str, str] | None = None) -> NatsAuth | None:
     values: dict[str, str | None] = dict(_given())
     values["password"] = env.get(ENV_VARS["password"]) or None
     values["token"] = env.get(ENV_VARS["token"]) or None
-    auth = NatsAuth(**values)
+    auth = NATSAuth(**values)
     return auth if auth else None

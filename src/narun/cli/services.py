@@ -13,7 +13,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -137,17 +137,34 @@ def _parse_all(
     return [found[key] for key in sorted(found)]
 
 
-def _nothing_found(name: str | None, timeout: float) -> click.ClickException:
-    who = "no services" if name is None else f"no service named {name!r}"
-    return click.ClickException(f"{who} answered within {timeout:g}s")
+def _collect(
+    url: str, timeout: float, verb: str, parse: Callable[[bytes], T], name: str | None
+) -> list[tuple[T, float]]:
+    """Every instance's answer to ``verb`` with its round trip; an error if none answered."""
+    found = _parse_all(_ask(url, timeout, verb, name), parse, name)
+    if not found:
+        who = "no services" if name is None else f"no service named {name!r}"
+        raise click.ClickException(f"{who} answered within {timeout:g}s")
+    return found
 
 
 # --- plain-text output -----------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    """Columns two spaces apart; columns in ``right`` aligned right (numbers)."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Collection[int] = (),
+    footer: Sequence[str] | None = None,
+    indent: str = "",
+) -> list[str]:
+    """Columns two spaces apart; columns in ``right`` aligned right (numbers).
+
+    A ``footer`` row (totals) comes after a rule as wide as the widest line.
+    """
+    every = [header, *rows] if footer is None else [header, *rows, footer]
+    widths = [max(len(row[i]) for row in every) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         parts = [
@@ -156,15 +173,23 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
         ]
         return "  ".join(parts).rstrip()
 
-    return [line(header), *(line(row) for row in rows)]
+    lines = [line(row) for row in every]
+    if footer is not None:
+        lines.insert(-1, "-" * max(len(text) for text in lines))
+    return [indent + text for text in lines]
 
 
 def _metadata_text(metadata: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())) or "-"
 
 
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+def _emit(as_json: bool, value: Any, lines: Sequence[str]) -> None:
+    """Print ``value`` as JSON with ``--json``, else the plain-text ``lines``."""
+    if as_json:
+        click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+        return
+    for line in lines:
+        click.echo(line)
 
 
 def _ls_rows(infos: Sequence[InfoResponse]) -> list[dict[str, Any]]:
@@ -234,9 +259,7 @@ def _stats_lines(stats: Sequence[StatsResponse]) -> list[str]:
         "",
         "",
     ]
-    lines = _table(header, [*rows, totals], right={2, 3, 4, 5})
-    rule = "-" * max(len(line) for line in lines)
-    return [*lines[:-1], rule, lines[-1]]
+    return _table(header, rows, right={2, 3, 4, 5}, footer=totals)
 
 
 def _info_lines(infos: Sequence[InfoResponse]) -> list[str]:
@@ -253,8 +276,7 @@ def _info_lines(infos: Sequence[InfoResponse]) -> list[str]:
             continue
         lines.append("  Endpoints:")
         rows = [[e.name, e.subject, e.queue_group or "-"] for e in info.endpoints]
-        table = _table(["NAME", "SUBJECT", "QUEUE GROUP"], rows, set())
-        lines.extend("    " + line for line in table)
+        lines += _table(["NAME", "SUBJECT", "QUEUE GROUP"], rows, indent="    ")
     return lines
 
 
@@ -297,18 +319,12 @@ def services() -> None:
 @_options
 def ls(nats_url: str, timeout: float, as_json: bool) -> None:
     """List services: name, versions, number of instances, description."""
-    infos = [i for i, _ in _parse_all(_ask(nats_url, timeout, "INFO", None), parse_info, None)]
-    if not infos:
-        raise _nothing_found(None, timeout)
+    infos = [i for i, _ in _collect(nats_url, timeout, "INFO", parse_info, None)]
     rows = _ls_rows(infos)
-    if as_json:
-        _echo_json(rows)
-        return
-    table = [
+    cells = [
         [r["name"], ", ".join(r["versions"]), str(r["instances"]), r["description"]] for r in rows
     ]
-    for line in _table(["NAME", "VERSION", "INSTANCES", "DESCRIPTION"], table, right={2}):
-        click.echo(line)
+    _emit(as_json, rows, _table(["NAME", "VERSION", "INSTANCES", "DESCRIPTION"], cells, right={2}))
 
 
 @services.command("info")
@@ -316,17 +332,10 @@ def ls(nats_url: str, timeout: float, as_json: bool) -> None:
 @_options
 def info(name: str, nats_url: str, timeout: float, as_json: bool) -> None:
     """Describe every instance of service NAME and its endpoints."""
-    infos = [i for i, _ in _parse_all(_ask(nats_url, timeout, "INFO", name), parse_info, name)]
-    if not infos:
-        raise _nothing_found(name, timeout)
-    if as_json:
-        _echo_json([i.as_dict() for i in infos])
-        return
+    infos = [i for i, _ in _collect(nats_url, timeout, "INFO", parse_info, name)]
     count = len(infos)
-    click.echo(f"Service {name}: {count} instance{'s' if count != 1 else ''}")
-    click.echo("")
-    for line in _info_lines(infos):
-        click.echo(line)
+    title = f"Service {name}: {count} instance{'s' if count != 1 else ''}"
+    _emit(as_json, [i.as_dict() for i in infos], [title, "", *_info_lines(infos)])
 
 
 @services.command("stats")
@@ -334,16 +343,9 @@ def info(name: str, nats_url: str, timeout: float, as_json: bool) -> None:
 @_options
 def stats(name: str, nats_url: str, timeout: float, as_json: bool) -> None:
     """Request counts, errors and processing times of every instance of NAME."""
-    found = [s for s, _ in _parse_all(_ask(nats_url, timeout, "STATS", name), parse_stats, name)]
-    if not found:
-        raise _nothing_found(name, timeout)
-    if as_json:
-        _echo_json([s.as_dict() for s in found])
-        return
-    click.echo(f"{name} service statistics")
-    click.echo("")
-    for line in _stats_lines(found):
-        click.echo(line)
+    found = [s for s, _ in _collect(nats_url, timeout, "STATS", parse_stats, name)]
+    title = f"{name} service statistics"
+    _emit(as_json, [s.as_dict() for s in found], [title, "", *_stats_lines(found)])
 
 
 @services.command("ping")
@@ -351,12 +353,7 @@ def stats(name: str, nats_url: str, timeout: float, as_json: bool) -> None:
 @_options
 def ping(name: str | None, nats_url: str, timeout: float, as_json: bool) -> None:
     """Ping every instance (of NAME, or of all services) and show the round trip."""
-    pongs = _parse_all(_ask(nats_url, timeout, "PING", name), parse_ping, name)
-    if not pongs:
-        raise _nothing_found(name, timeout)
-    if as_json:
-        _echo_json([{**p.as_dict(), "rtt_ns": round(rtt * 1e9)} for p, rtt in pongs])
-        return
+    pongs = _collect(nats_url, timeout, "PING", parse_ping, name)
+    value = [{**p.as_dict(), "rtt_ns": round(rtt * 1e9)} for p, rtt in pongs]
     rows = [[p.id, p.name, p.version, format_duration(rtt * 1e9)] for p, rtt in pongs]
-    for line in _table(["ID", "NAME", "VERSION", "RTT"], rows, right={3}):
-        click.echo(line)
+    _emit(as_json, value, _table(["ID", "NAME", "VERSION", "RTT"], rows, right={3}))

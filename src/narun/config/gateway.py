@@ -14,13 +14,10 @@ routes, two servers on one port) run once every single key is valid.
 from __future__ import annotations
 
 import difflib
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, NoReturn, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,20 +31,21 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from narun.config.addr import service_name_problem, split_addr
+from narun.config import fields as f
+from narun.config.addr import split_addr
+from narun.config.files import read_yaml
 from narun.errors import ConfigError
-from narun.protocol.forwarded import parse_network
 from narun.transport.auth import CONFIG_KEYS as _AUTH_KEYS
 from narun.transport.auth import ENV_VARS as _AUTH_ENV
-from narun.transport.auth import NatsAuth, auth_problems, redact_url
+from narun.transport.auth import NATSAuth, auth_problems, redact_url
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "ENV_OVERRIDES",
     "NATS_URL_ENV",
+    "GRPCRoute",
     "GatewayConfig",
-    "GrpcRoute",
-    "HttpRoute",
+    "HTTPRoute",
     "Route",
     "load_config",
     "parse_config",
@@ -72,177 +70,9 @@ _SECRET_KEYS = frozenset({"nats_password", "nats_token"})
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 """Default ``max_header_bytes``: 64 KiB of request header fields."""
 
-_GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
-_INVALID = "narun_invalid"
 _PROBLEMS = "narun_problems"
 _ROUTE_KIND = "narun_route_kind"
-
-
-# --- small helpers shared by validators and public functions -------------------------
-
-
-def _fail(problem: str) -> NoReturn:
-    raise PydanticCustomError(_INVALID, "{problem}", {"problem": problem})
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-# --- field validators (run before pydantic's own type checks) ------------------------
-
-
-def _string(value: object) -> str:
-    if not isinstance(value, str):
-        _fail("must be a string")
-    return value
-
-
-def _seconds(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        _fail("must be a number > 0")
-    return float(value)
-
-
-def _non_negative_seconds(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        _fail("must be a number >= 0")
-    return float(value)
-
-
-def _optional_seconds(value: object) -> float | None:
-    return None if value is None else _seconds(value)
-
-
-def _nats_url(value: object) -> str:
-    url = _string(value)
-    if not url or any(c.isspace() for c in url):
-        _fail("must be a non-empty URL without spaces, e.g. 'nats://localhost:4222'")
-    return url
-
-
-def _address(*, optional: bool) -> BeforeValidator:
-    def check(value: object) -> str:
-        addr = _string(value)
-        if optional and addr == "":
-            return addr
-        try:
-            split_addr(addr)
-        except ValueError as exc:
-            _fail(f"invalid listen address: {exc}")
-        return addr
-
-    return BeforeValidator(check)
-
-
-def _service(value: object) -> str:
-    problem = service_name_problem(value)
-    if problem is not None:
-        _fail(problem)
-    return str(value)
-
-
-def _path(value: object) -> str:
-    path = _string(value)
-    if not path.startswith("/"):
-        _fail("must start with '/'")
-    if any(c.isspace() or not c.isprintable() for c in path) or "?" in path or "#" in path:
-        _fail("must not contain spaces, control characters, '?' or '#'")
-    if any(seg in {".", ".."} for seg in path.split("/")):
-        _fail("must not contain '.' or '..' segments")
-    return path
-
-
-def _method(value: object) -> str:
-    method = _string(value).strip().upper()
-    if not _HTTP_TOKEN.fullmatch(method):
-        _fail("must be an HTTP method name such as 'GET'")
-    return method
-
-
-def _method_list(value: object) -> object:
-    if not isinstance(value, list | tuple):
-        _fail("must be a list of HTTP methods, e.g. ['GET', 'POST']")
-    if not value:
-        _fail("must list at least one HTTP method")
-    return value
-
-
-def _unique_methods(methods: tuple[str, ...]) -> tuple[str, ...]:
-    for i, method in enumerate(methods):
-        if method in methods[:i]:
-            _fail(f"lists {method!r} twice")
-    return methods
-
-
-def _grpc_name(value: object) -> str:
-    name = _string(value).strip()
-    if not _GRPC_NAME.fullmatch(name):
-        _fail("must be a fully-qualified gRPC service name such as 'hello.v1.Greeter'")
-    return name
-
-
-def _optional_text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = _string(value)
-    if not text.strip():
-        _fail("must be a non-empty string (or leave the key out)")
-    return text
-
-
-def _optional_secret(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        _fail("must be a non-empty string")
-    return value
-
-
-def _byte_count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        _fail("must be a whole number of bytes > 0")
-    return value
-
-
-def _optional_byte_count(value: object) -> int | None:
-    return None if value is None else _byte_count(value)
-
-
-def _proxy_list(value: object) -> object:
-    if not isinstance(value, list | tuple):
-        _fail("must be a list of IP addresses or networks, e.g. ['127.0.0.1', '10.0.0.0/8']")
-    return value
-
-
-def _proxy(value: object) -> str:
-    entry = _string(value).strip()
-    try:
-        parse_network(entry)
-    except ValueError:
-        _fail("must be an IP address or a CIDR network such as '10.0.0.0/8'")
-    return entry
-
-
-def _route_list(value: object) -> object:
-    if not isinstance(value, list | tuple):
-        _fail("must be a list of routes")
-    if not value:
-        _fail("at least one route is required")
-    return value
 
 
 # --- models --------------------------------------------------------------------------
@@ -250,54 +80,54 @@ def _route_list(value: object) -> object:
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
-class HttpRoute(BaseModel):
+class HTTPRoute(BaseModel):
     """Send HTTP requests whose path and method match to a NATS Micro service."""
 
     model_config = _MODEL_CONFIG
 
-    path: Annotated[str, BeforeValidator(_path)]
+    path: Annotated[str, BeforeValidator(f.path)]
     """Path to match. Ending in ``/`` matches the whole subtree (prefix), else exactly."""
     methods: Annotated[
-        tuple[Annotated[str, BeforeValidator(_method)], ...],
-        BeforeValidator(_method_list),
-        AfterValidator(_unique_methods),
+        tuple[Annotated[str, BeforeValidator(f.method)], ...],
+        BeforeValidator(f.method_list),
+        AfterValidator(f.unique_methods),
     ]
     """HTTP methods this route accepts; trimmed and upper-cased. At least one."""
-    service: Annotated[str, BeforeValidator(_service)]
+    service: Annotated[str, BeforeValidator(f.service)]
     """NATS Micro service name (ADR-32: letters, digits, ``_``, ``-``)."""
-    timeout: Annotated[float | None, BeforeValidator(_optional_seconds)] = None
+    timeout: Annotated[float | None, BeforeValidator(f.optional_seconds)] = None
     """Seconds to wait for the service's reply; overrides ``request_timeout_seconds``."""
 
 
-class GrpcRoute(BaseModel):
+class GRPCRoute(BaseModel):
     """Send every call of one gRPC service to a NATS Micro service."""
 
     model_config = _MODEL_CONFIG
 
-    grpc: Annotated[str, BeforeValidator(_grpc_name)]
+    grpc: Annotated[str, BeforeValidator(f.grpc_name)]
     """Fully-qualified gRPC service name, e.g. ``hello.v1.Greeter``."""
-    service: Annotated[str, BeforeValidator(_service)]
+    service: Annotated[str, BeforeValidator(f.service)]
     """NATS Micro service name (ADR-32: letters, digits, ``_``, ``-``)."""
-    timeout: Annotated[float | None, BeforeValidator(_optional_seconds)] = None
+    timeout: Annotated[float | None, BeforeValidator(f.optional_seconds)] = None
     """Seconds to wait for the service's reply; overrides ``request_timeout_seconds``."""
 
 
-Route: TypeAlias = HttpRoute | GrpcRoute
+Route: TypeAlias = HTTPRoute | GRPCRoute
 """One configured route."""
 
-_ROUTE_MODELS: dict[str, type[BaseModel]] = {"http": HttpRoute, "grpc": GrpcRoute}
+_ROUTE_MODELS: dict[str, type[BaseModel]] = {"http": HTTPRoute, "grpc": GRPCRoute}
 
 
 def _route_kind(value: Any) -> str | None:
-    if isinstance(value, HttpRoute | GrpcRoute):
-        return "http" if isinstance(value, HttpRoute) else "grpc"
+    if isinstance(value, HTTPRoute | GRPCRoute):
+        return "http" if isinstance(value, HTTPRoute) else "grpc"
     if isinstance(value, dict) and (("path" in value) != ("grpc" in value)):
         return "http" if "path" in value else "grpc"
     return None
 
 
 _RouteField = Annotated[
-    Annotated[HttpRoute, Tag("http")] | Annotated[GrpcRoute, Tag("grpc")],
+    Annotated[HTTPRoute, Tag("http")] | Annotated[GRPCRoute, Tag("grpc")],
     Discriminator(_route_kind, custom_error_type=_ROUTE_KIND, custom_error_message="bad route"),
 ]
 
@@ -307,75 +137,79 @@ class GatewayConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    nats_url: Annotated[str, BeforeValidator(_nats_url)] = "nats://localhost:4222"
+    nats_url: Annotated[str, BeforeValidator(f.nats_url)] = "nats://localhost:4222"
     """NATS server URL. The ``NARUN_NATS_URL`` environment variable overrides it."""
-    server_addr: Annotated[str, _address(optional=False)] = ":8080"
+    server_addr: Annotated[str, f.address(optional=False)] = ":8080"
     """HTTP listen address, ``host:port``; ``:8080`` means all IPv4 interfaces."""
-    grpc_addr: Annotated[str, _address(optional=True)] = ""
+    grpc_addr: Annotated[str, f.address(optional=True)] = ""
     """gRPC listen address; ``""`` disables gRPC. Required when a gRPC route exists."""
-    metrics_addr: Annotated[str, _address(optional=True)] = ":9090"
+    metrics_addr: Annotated[str, f.address(optional=True)] = ":9090"
     """Prometheus metrics listen address; ``""`` disables the metrics server."""
-    request_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 30.0
+    request_timeout_seconds: Annotated[float, BeforeValidator(f.seconds)] = 30.0
     """Default seconds to wait for a service's reply (a route's ``timeout`` overrides)."""
-    header_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 10.0
+    header_timeout_seconds: Annotated[float, BeforeValidator(f.seconds)] = 10.0
     """Seconds an HTTP client has to send a request's whole header section; the
     connection is closed after that (bounds slow, slowloris-style clients)."""
-    retry_seconds: Annotated[float, BeforeValidator(_non_negative_seconds)] = 0.5
+    retry_seconds: Annotated[float, BeforeValidator(f.non_negative_seconds)] = 0.5
     """How long to keep retrying a request that no consumer took (no responders, or an
     instance answered "overloaded" without running it); 0 disables. Never more than the
     request's timeout. Requests a consumer may have started are never retried."""
-    routes: Annotated[tuple[_RouteField, ...], BeforeValidator(_route_list)]
+    routes: Annotated[tuple[_RouteField, ...], BeforeValidator(f.route_list)]
     """Routes, at least one. Each has either ``path`` (HTTP) or ``grpc`` (gRPC)."""
 
     # --- edge safety (narun.protocol.forwarded, narun.gateway.edge) ---
     trusted_proxies: Annotated[
-        tuple[Annotated[str, BeforeValidator(_proxy)], ...], BeforeValidator(_proxy_list)
+        tuple[Annotated[str, BeforeValidator(f.proxy)], ...], BeforeValidator(f.proxy_list)
     ] = ()
     """Peers (IP addresses or CIDR networks) whose ``X-Forwarded-*`` headers are believed."""
-    max_body_bytes: Annotated[int | None, BeforeValidator(_optional_byte_count)] = None
+    max_body_bytes: Annotated[int | None, BeforeValidator(f.optional_byte_count)] = None
     """Largest request body accepted (413 beyond); default: what fits in NATS ``max_payload``."""
-    max_header_bytes: Annotated[int, BeforeValidator(_byte_count)] = DEFAULT_MAX_HEADER_BYTES
+    max_header_bytes: Annotated[int, BeforeValidator(f.byte_count)] = DEFAULT_MAX_HEADER_BYTES
     """Largest total size of the request header fields (431 beyond)."""
+    go_peer_limits: Annotated[bool, BeforeValidator(f.switch)] = True
+    """Refuse at the gateway the requests a Go narun consumer's decoder would refuse:
+    ``:path`` over 4096 bytes (414), ``:authority`` over 256 bytes or not a valid host,
+    method or scheme over 64 bytes (400). ``false`` when every consumer is narun's."""
 
     # --- NATS authentication and TLS (narun.transport.auth) ---
-    nats_user: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_user: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """NATS user name; the password comes from ``nats_password_file`` (or ``nats_password``)."""
-    nats_password: Annotated[SecretStr | None, BeforeValidator(_optional_secret)] = None
+    nats_password: Annotated[SecretStr | None, BeforeValidator(f.optional_secret)] = None
     """NATS password itself; discouraged: use ``nats_password_file`` or NARUN_NATS_PASSWORD."""
-    nats_password_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_password_file: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """File holding the NATS password."""
-    nats_token: Annotated[SecretStr | None, BeforeValidator(_optional_secret)] = None
+    nats_token: Annotated[SecretStr | None, BeforeValidator(f.optional_secret)] = None
     """NATS token itself; discouraged: use ``nats_token_file`` or NARUN_NATS_TOKEN."""
-    nats_token_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_token_file: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """File holding the NATS authentication token."""
-    nkey_seed_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nkey_seed_file: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """File holding a user NKey seed (``SU...``), as in Go narun."""
-    nats_creds_file: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_creds_file: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """NATS ``.creds`` file (user JWT and NKey seed)."""
-    nats_tls_ca: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_tls_ca: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """PEM file of the CA that signs the NATS server certificate (default: system CAs)."""
-    nats_tls_cert: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_tls_cert: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """PEM client certificate for NATS servers that verify clients (with ``nats_tls_key``)."""
-    nats_tls_key: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_tls_key: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """PEM private key of ``nats_tls_cert``."""
-    nats_tls_hostname: Annotated[str | None, BeforeValidator(_optional_text)] = None
+    nats_tls_hostname: Annotated[str | None, BeforeValidator(f.optional_text)] = None
     """Server name to verify in the NATS server certificate, if not the URL's host."""
 
     @property
-    def nats_auth(self) -> NatsAuth | None:
+    def nats_auth(self) -> NATSAuth | None:
         """How to authenticate to NATS (``None``: anonymous, no TLS options)."""
         auth = _auth_from(self)
         return auth if auth else None
 
     @property
-    def http_routes(self) -> tuple[HttpRoute, ...]:
+    def http_routes(self) -> tuple[HTTPRoute, ...]:
         """The HTTP routes, in file order."""
-        return tuple(r for r in self.routes if isinstance(r, HttpRoute))
+        return tuple(r for r in self.routes if isinstance(r, HTTPRoute))
 
     @property
-    def grpc_routes(self) -> tuple[GrpcRoute, ...]:
+    def grpc_routes(self) -> tuple[GRPCRoute, ...]:
         """The gRPC routes, in file order."""
-        return tuple(r for r in self.routes if isinstance(r, GrpcRoute))
+        return tuple(r for r in self.routes if isinstance(r, GRPCRoute))
 
     def route_timeout(self, route: Route) -> float:
         """Seconds to wait for a reply on ``route``: its ``timeout`` or the default."""
@@ -400,8 +234,8 @@ def _auth_values(cfg: GatewayConfig) -> dict[str, str | None]:
     return values
 
 
-def _auth_from(cfg: GatewayConfig) -> NatsAuth:
-    return NatsAuth(**_auth_values(cfg))
+def _auth_from(cfg: GatewayConfig) -> NATSAuth:
+    return NATSAuth(**_auth_values(cfg))
 
 
 def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
@@ -411,7 +245,7 @@ def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...],
     http_seen: dict[tuple[str, str], int] = {}
     grpc_seen: dict[str, int] = {}
     for i, route in enumerate(cfg.routes):
-        if isinstance(route, HttpRoute):
+        if isinstance(route, HTTPRoute):
             for method in route.methods:
                 first = http_seen.setdefault((route.path, method), i)
                 if first != i:
@@ -462,7 +296,7 @@ def _key_path(loc: Sequence[str | int]) -> str:
 
 def _route_kind_problem(value: object) -> str:
     if not isinstance(value, dict):
-        return f"must be a mapping with 'path' (HTTP) or 'grpc' (gRPC) (got {_show(value)})"
+        return f"must be a mapping with 'path' (HTTP) or 'grpc' (gRPC) (got {f.show(value)})"
     if "path" in value:
         return "has both 'path' and 'grpc'; a route is either HTTP or gRPC, not both"
     return "needs 'path' (HTTP route) or 'grpc' (gRPC route)"
@@ -494,7 +328,7 @@ def _error_lines(exc: ValidationError, source: str, env_keys: dict[str, str]) ->
         elif etype in ("extra_forbidden", "invalid_key"):
             name = str(loc[-1])  # YAML keys may be numbers or null: show them as written
             key = _key_path([*loc[:-1], name])
-            if model is GrpcRoute and name == "methods":
+            if model is GRPCRoute and name == "methods":
                 problem = "not allowed on a gRPC route (gRPC routes match every method)"
             else:
                 problem = "unknown key"
@@ -503,10 +337,10 @@ def _error_lines(exc: ValidationError, source: str, env_keys: dict[str, str]) ->
                     problem += f" (did you mean {close[0]!r}?)"
         elif etype == _ROUTE_KIND:
             problem = _route_kind_problem(value)
-        elif etype == _INVALID:
-            problem = f"{err['msg']} (got {_show(value)})"
+        elif etype == f.INVALID:
+            problem = f"{err['msg']} (got {f.show(value)})"
         else:
-            problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {_show(value)})"
+            problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {f.show(value)})"
         lines.append(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
     return lines
 
@@ -528,7 +362,7 @@ def parse_config(
         raise ConfigError(f"{source}: the config is empty; it needs at least 'routes'")
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}: top level must be a mapping of option names to values (got {_show(data)})"
+            f"{source}: top level must be a mapping of option names to values (got {f.show(data)})"
         )
     env = os.environ if env is None else env
     fields = dict(data)
@@ -547,32 +381,6 @@ def parse_config(
         raise ConfigError("\n".join(_error_lines(exc, source, env_keys))) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key given twice in one mapping (as Go does)."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
-    seen: set[object] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node)
-        if isinstance(key, str | int | float | bool) and key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def load_config(
     path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
@@ -581,19 +389,4 @@ def load_config(
     Raises :class:`ConfigError` if the file cannot be read, is not valid YAML (the
     message gives line and column) or does not validate (see :func:`parse_config`).
     """
-    source = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.load(raw, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        detail = exc.problem or exc.context or "syntax error"
-        raise ConfigError(f"{source}: {where}invalid YAML: {detail}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    return parse_config(data, source=source, env=env)
+    return parse_config(read_yaml(path), source=os.fspath(path), env=env)

@@ -11,15 +11,20 @@ from narun.consumer.http.consumer import Consumer, Interface, detect_interface, 
 __all__ = ["Consumer", "Interface", "detect_interface", "run"]
 
 # gRPC: imported on first use, since grpcio is an optional dependency (narun[grpc]).
-# ``from narun.consumer import GrpcConsumer`` serves grpcio servicers over NATS.
-__all__ += ["GrpcConsumer", "GrpcTarget"]
+# ``from narun.consumer import GRPCConsumer`` serves grpcio servicers over NATS.
+__all__ += ["GRPCConsumer", "GRPCTarget"]
 
 if TYPE_CHECKING:
-    from narun.consumer.grpc.consumer import GrpcConsumer, GrpcTarget
+    from narun.consumer.grpc import GrpcConsumer as GrpcConsumer
+    from narun.consumer.grpc import GrpcTarget as GrpcTarget
+    from narun.consumer.grpc.consumer import GRPCConsumer, GRPCTarget
+
+_LAZY = ("GRPCConsumer", "GRPCTarget", "GrpcConsumer", "GrpcTarget")
+"""gRPC names; ``GrpcConsumer`` and ``GrpcTarget`` are their former spellings, kept."""
 
 
 def __getattr__(name: str) -> object:
-    if name in ("GrpcConsumer", "GrpcTarget"):
+    if name in _LAZY:
         from narun.consumer import grpc
 
         return getattr(grpc, name)

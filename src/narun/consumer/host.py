@@ -3,7 +3,7 @@
 :class:`ServiceHost` runs one :class:`~narun.consumer.service.MicroService` on its own
 NATS connection, with an optional ``/metrics``, ``/healthz``, ``/readyz`` server. The
 HTTP consumer (:class:`narun.consumer.Consumer`) and the gRPC consumer
-(:class:`narun.consumer.GrpcConsumer`) only say what handles a request and what to do
+(:class:`narun.consumer.GRPCConsumer`) only say what handles a request and what to do
 before connecting and after draining.
 """
 
@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Required, Self, TypedDict
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from narun.config.addr import parse_addr, validate_service_name
 from narun.consumer.service import Handler, MicroService, Reply
@@ -27,9 +28,12 @@ from narun.transport.connect import DEFAULT_NATS_URL, connect, drain
 
 if TYPE_CHECKING:
     from narun.observe.ops import OpsServer
-    from narun.transport.auth import NatsAuth
+    from narun.transport.auth import NATSAuth
 
-__all__ = ["HostOptions", "ServiceHost", "install_signal_handlers", "serve"]
+__all__ = ["DEFAULT_DEADLINE", "HostOptions", "ServiceHost", "install_signal_handlers", "serve"]
+
+DEFAULT_DEADLINE = 30.0
+"""Seconds a request without a deadline may run, by default: Go narun's gateway timeout."""
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +62,9 @@ class HostOptions(TypedDict, total=False):
     version: str
     description: str
     drain_timeout: float
+    default_deadline: float
     nats_options: dict[str, Any] | None
-    nats_auth: NatsAuth | None
+    nats_auth: NATSAuth | None
     metrics_addr: str
     metrics: ConsumerMetrics | None
 
@@ -94,8 +99,9 @@ class ServiceHost:
         version: str = "0.1.0",
         description: str = "",
         drain_timeout: float = 30.0,
+        default_deadline: float = DEFAULT_DEADLINE,
         nats_options: dict[str, Any] | None = None,
-        nats_auth: NatsAuth | None = None,
+        nats_auth: NATSAuth | None = None,
         metrics_addr: str = "",
         metrics: ConsumerMetrics | None = None,
     ) -> None:
@@ -104,6 +110,10 @@ class ServiceHost:
             raise ConfigError(f"concurrency: must be at least 1 (got {concurrency!r})")
         if backlog is not None and backlog < 0:
             raise ConfigError(f"backlog: must be at least 0 (got {backlog!r})")
+        if not default_deadline >= 0:  # also refuses NaN
+            raise ConfigError(
+                f"default_deadline: must be a number of seconds >= 0 (got {default_deadline!r})"
+            )
         if metrics_addr:
             parse_addr(metrics_addr)  # a ConfigError now rather than at start
         self.nats_url = nats_url
@@ -112,6 +122,8 @@ class ServiceHost:
         self.version = version
         self.description = description
         self.drain_timeout = drain_timeout
+        self.default_deadline = default_deadline
+        """Seconds a request that carries no deadline (from a Go gateway) may run; 0: no bound."""
         self.nats_options = dict(nats_options or {})
         self.nats_auth = nats_auth
         self.metrics_addr = metrics_addr
@@ -134,6 +146,10 @@ class ServiceHost:
     async def _close(self) -> None:
         """Clean up after the service drained, before NATS is drained."""
 
+    def _refusal(self) -> Reply | Callable[[Msg], Reply] | None:
+        """How a full instance refuses a request (default: :attr:`overload_reply`)."""
+        return self.overload_reply
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -154,7 +170,7 @@ class ServiceHost:
             description=self.description,
             concurrency=self.concurrency,
             backlog=self.backlog,
-            overload_reply=self.overload_reply,
+            overload_reply=self._refusal(),
             metadata=_node_metadata(os.environ),
         )
         await self.micro.start()

@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -26,7 +25,14 @@ from nats.errors import MaxPayloadError
 from nats.nuid import NUID
 
 from narun.protocol import wire
-from narun.protocol.micro import EndpointStats, ServiceIdentity, control_subjects
+from narun.protocol.micro import (
+    EndpointInfo,
+    EndpointStats,
+    InfoResponse,
+    PingResponse,
+    StatsResponse,
+    control_subjects,
+)
 
 __all__ = ["Handler", "MicroService", "Reply", "error_reply"]
 
@@ -57,6 +63,24 @@ Handler = Callable[[Msg], Awaitable[Reply]]
 """Turns one request message into its reply. Must not raise for bad input."""
 
 _INTERNAL = error_reply(500, "Internal Server Error")
+
+
+@dataclass(slots=True)
+class _Counters:
+    """The endpoint's STATS counters, in ADR-32's units (nanoseconds)."""
+
+    requests: int = 0
+    errors: int = 0
+    processing_ns: int = 0
+    last_error: str = ""
+
+    def record(self, elapsed_ns: int, error: str | None) -> None:
+        self.requests += 1
+        self.processing_ns += elapsed_ns
+        if error is not None:
+            self.errors += 1
+            self.last_error = error
+
 
 OVERLOADED = Reply(
     headers={
@@ -90,7 +114,7 @@ class MicroService:
         queue_group: str = wire.QUEUE_GROUP,
         concurrency: int = 100,
         backlog: int | None = None,
-        overload_reply: Reply | None = None,
+        overload_reply: Reply | Callable[[Msg], Reply] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -98,16 +122,19 @@ class MicroService:
             raise ValueError("backlog must be at least 0")
         self._nc = nc
         self._handler = handler
-        self.identity = ServiceIdentity(
-            name=name,
-            id=NUID().next().decode(),
-            version=version,
-            description=description,
-            metadata=dict(metadata or {}),
+        self.identity = PingResponse(
+            name=name, id=NUID().next().decode(), version=version, metadata=dict(metadata or {})
         )
-        self.endpoint = EndpointStats(
+        """Who this instance is: its PING document."""
+        self.description = description
+        """Free text shown by ``nats micro info``."""
+        self.endpoint = EndpointInfo(
             name=endpoint, subject=subject or name, queue_group=queue_group
         )
+        """The endpoint: its INFO entry."""
+        self.started = datetime.now(UTC)
+        """When the instance started serving (STATS ``started``)."""
+        self._counters = _Counters()
         self.concurrency = concurrency
         self.backlog = concurrency if backlog is None else backlog
         """Requests allowed to wait for a slot; beyond that they are refused at once."""
@@ -123,9 +150,44 @@ class MicroService:
         """Requests being handled right now."""
         return len(self._tasks)
 
+    def info(self) -> InfoResponse:
+        """This instance's INFO document."""
+        me = self.identity
+        return InfoResponse(
+            name=me.name,
+            id=me.id,
+            version=me.version,
+            description=self.description,
+            metadata=me.metadata,
+            endpoints=(self.endpoint,),
+        )
+
+    def stats(self) -> StatsResponse:
+        """This instance's STATS document: the counters as they are now."""
+        me, ep, counts = self.identity, self.endpoint, self._counters
+        average = counts.processing_ns // counts.requests if counts.requests else 0
+        entry = EndpointStats(
+            name=ep.name,
+            subject=ep.subject,
+            queue_group=ep.queue_group,
+            num_requests=counts.requests,
+            num_errors=counts.errors,
+            last_error=counts.last_error,
+            processing_time=counts.processing_ns,
+            average_processing_time=average,
+        )
+        return StatsResponse(
+            name=me.name,
+            id=me.id,
+            version=me.version,
+            started=self.started,
+            metadata=me.metadata,
+            endpoints=(entry,),
+        )
+
     async def start(self) -> None:
         """Subscribe the endpoint and the monitoring subjects."""
-        self.identity.started = datetime.now(UTC)  # STATS `started`: when serving began
+        self.started = datetime.now(UTC)
         ep = self.endpoint
         self._endpoint_sub = await self._nc.subscribe(
             ep.subject, queue=ep.queue_group, cb=self._dispatch
@@ -193,8 +255,10 @@ class MicroService:
         else:
             # Full: refuse at once, unprocessed, so the gateway can try another
             # instance or answer 503 quickly instead of timing out.
-            await self._respond(msg, self._overload)
-            self.endpoint.record(0, self._overload.error)
+            refusal = self._overload
+            reply = refusal if isinstance(refusal, Reply) else refusal(msg)
+            await self._respond(msg, reply)
+            self._counters.record(0, reply.error)
 
     def _start(self, msg: Msg) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(msg))
@@ -216,7 +280,7 @@ class MicroService:
             logger.exception("handler failed for a request on %s", msg.subject)
             reply = _INTERNAL
         error = await self._respond(msg, reply)
-        self.endpoint.record(time.perf_counter_ns() - started, error)
+        self._counters.record(time.perf_counter_ns() - started, error)
 
     async def _respond(self, msg: Msg, reply: Reply) -> str | None:
         """Send ``reply``; return the error it counts as in STATS (None for none)."""
@@ -240,14 +304,14 @@ class MicroService:
 
     def _control(self, verb: str) -> Callable[[Msg], Awaitable[None]]:
         async def answer(msg: Msg) -> None:
-            doc: dict[str, Any]
+            doc: PingResponse | InfoResponse | StatsResponse
             if verb == "PING":
-                doc = self.identity.ping()
+                doc = self.identity
             elif verb == "INFO":
-                doc = self.identity.info([self.endpoint])
+                doc = self.info()
             else:
-                doc = self.identity.stats([self.endpoint])
+                doc = self.stats()
             if msg.reply:
-                await self._nc.publish(msg.reply, json.dumps(doc).encode())
+                await self._nc.publish(msg.reply, json.dumps(doc.as_dict()).encode())
 
         return answer

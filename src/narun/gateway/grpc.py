@@ -28,7 +28,7 @@ import grpc.aio
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun.config.addr import parse_addr
-from narun.config.gateway import GatewayConfig, GrpcRoute
+from narun.config.gateway import GatewayConfig, GRPCRoute
 from narun.errors import (
     BadBackendReply,
     NarunError,
@@ -41,16 +41,14 @@ from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
 from narun.protocol import grpcwire
-from narun.protocol.grpcwire import GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum, StatusCode
 from narun.transport.requester import Requester
 
-__all__ = ["GrpcGateway"]
+__all__ = ["GRPCGateway"]
 
 logger = logging.getLogger(__name__)
 
-_STATUS_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-OK, CANCELLED, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 12, 13
 _ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
@@ -59,13 +57,12 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    status: GrpcStatus
+    status: GRPCStatus
     data: bytes = b""
 
 
 def _error(exc: NarunError) -> _Outcome:
-    code = grpcwire.code_value(exc.grpc_code)
-    return _Outcome(GrpcStatus(code, exc.public_message))
+    return _Outcome(GRPCStatus(StatusCode[exc.grpc_code], exc.public_message))
 
 
 def _listen_address(addr: str) -> str:
@@ -73,7 +70,7 @@ def _listen_address(addr: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Generic handler of every gRPC method, and owner of the ``grpc.aio`` server.
 
     ``requester`` returns the live :class:`Requester` (or ``None`` while the gateway
@@ -97,7 +94,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             is_ready or (lambda: (self._requester() is not None, "")),
             {r.grpc for r in config.grpc_routes},
         )
-        self._routes: dict[str, tuple[GrpcRoute, float]] = {
+        self._routes: dict[str, tuple[GRPCRoute, float]] = {
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
         self._server: grpc.aio.Server | None = None
@@ -146,13 +143,13 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _handle(
         self,
         method: str,
-        route: tuple[GrpcRoute, float] | None,
+        route: tuple[GRPCRoute, float] | None,
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> bytes:
         started = time.perf_counter()
         label = method if route is not None else UNMATCHED
-        code = grpcwire.code_value("UNKNOWN")
+        code = StatusCode.UNKNOWN
         metrics = self.metrics
         metadata: _Pairs = tuple(context.invocation_metadata() or ())
         # Each call runs in a task of its own: the ID is not reset after it.
@@ -167,12 +164,16 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             code = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
-            code = DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else CANCELLED
+            code = (
+                StatusCode.DEADLINE_EXCEEDED
+                if remaining is not None and remaining <= 0
+                else StatusCode.CANCELLED
+            )
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
-            outcome = _Outcome(GrpcStatus(INTERNAL, "Internal server error"))
-            code = INTERNAL
+            outcome = _Outcome(GRPCStatus(StatusCode.INTERNAL, "Internal server error"))
+            code = StatusCode.INTERNAL
         finally:
             seconds = time.perf_counter() - started
             name = grpcwire.code_name(code)
@@ -181,7 +182,9 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 metrics.grpc_requests.labels(label, name).inc()
                 metrics.grpc_duration.labels(label).observe(seconds)
             if span is not None:
-                tracing.end_span(span, {"rpc.grpc.status_code": code}, error=code != OK)
+                tracing.end_span(
+                    span, {"rpc.grpc.status_code": int(code)}, error=code != StatusCode.OK
+                )
             if access_logger.isEnabledFor(logging.INFO):
                 service = route[0].service if route is not None else "-"
                 _log_access(method, service, name, seconds, context.peer())
@@ -190,17 +193,19 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _call(
         self,
         method: str,
-        route: tuple[GrpcRoute, float] | None,
+        route: tuple[GRPCRoute, float] | None,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
             what = f"service {parts[0]}" if parts else f"method {method}"
-            return _Outcome(GrpcStatus(UNIMPLEMENTED, f"{what} is not routed by this gateway"))
+            return _Outcome(
+                GRPCStatus(StatusCode.UNIMPLEMENTED, f"{what} is not routed by this gateway")
+            )
         first = await context.read()
         if first is _EOF:
-            return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+            return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
         # Forward at once, and watch for a second request message meanwhile: a unary
         # client half-closes right after its message, a streaming one may not.
         forward = asyncio.ensure_future(self._forward(method, route, first, context, span))
@@ -209,7 +214,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
             # A failed read is the transport's business (it ends the call itself).
             if more.done() and more.exception() is None and more.result() is not _EOF:
-                return _Outcome(GrpcStatus(UNIMPLEMENTED, _ONE_MESSAGE))
+                return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
             return await forward
         finally:
             for task in (forward, more):
@@ -220,7 +225,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _forward(
         self,
         method: str,
-        route: tuple[GrpcRoute, float],
+        route: tuple[GRPCRoute, float],
         payload: bytes,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
@@ -233,7 +238,7 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         remaining = context.time_remaining()
         if remaining is not None:
             if remaining <= 0:
-                return _Outcome(GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"))
+                return _Outcome(GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             budget = min(budget, remaining)
         rid = requestid.current.get() or requestid.new_request_id()
         metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
@@ -261,10 +266,10 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self._observe_nats(service, "success")
         try:
             status = grpcwire.decode_reply(reply.headers)
-        except GrpcWireError as exc:
+        except GRPCWireError as exc:
             logger.warning("gRPC %s -> %s: malformed reply: %s", method, service, exc)
             return _error(BadBackendReply(str(exc)))
-        if status.code != OK:
+        if status.code != StatusCode.OK:
             logger.debug("gRPC %s -> %s: %s", method, service, grpcwire.code_name(status.code))
             return _Outcome(status)
         return _Outcome(status, reply.data)
@@ -285,8 +290,8 @@ class GrpcGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         )
         trailing = grpcwire.forwardable(status.trailing_metadata)
         await context.send_initial_metadata(initial)
-        if status.code != OK:
-            await context.abort(_STATUS_CODES[status.code], status.message, trailing)
+        if status.code != StatusCode.OK:
+            await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
         if trailing:
             context.set_trailing_metadata(trailing)
         return outcome.data

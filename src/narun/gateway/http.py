@@ -15,7 +15,7 @@ from urllib.parse import quote_from_bytes
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun._types import Message, Receive, Scope, Send
-from narun.config.gateway import GatewayConfig, HttpRoute
+from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
     BackendError,
     BadBackendReply,
@@ -29,8 +29,9 @@ from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
-from narun.protocol import wire
+from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.protocol.fields import end_to_end
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
@@ -149,7 +150,7 @@ class HTTPGateway:
 
     async def _forward(
         self,
-        route: HttpRoute,
+        route: HTTPRoute,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -165,7 +166,10 @@ class HTTPGateway:
                 raise NarunError("gateway has no NATS connection")
             timeout, timeout_ms = self._timeouts[id(route)]
             body = await _read_body(scope, receive, requester.nc.max_payload, timeout)
-            payload = encode_request(_to_bhttp(scope, body, rid_field))
+            request = _to_bhttp(scope, body, rid_field)
+            if self.config.go_peer_limits:
+                golimits.check_request(request)  # 414/400 rather than a Go consumer's 502
+            payload = encode_request(request)
             headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
             client = scope.get("client")
             if client:
@@ -194,8 +198,11 @@ class HTTPGateway:
             if metrics is not None:
                 metrics.observe_nats(service, "success")
             rh = reply.headers
-            if rh and wire.SERVICE_ERROR in rh:
-                raise BackendError(rh[wire.SERVICE_ERROR], rh.get(wire.SERVICE_ERROR_CODE, ""))
+            # ADR-32: either header marks an error reply (some peers send the code alone).
+            if rh and (wire.SERVICE_ERROR in rh or wire.SERVICE_ERROR_CODE in rh):
+                raise BackendError(
+                    rh.get(wire.SERVICE_ERROR, ""), rh.get(wire.SERVICE_ERROR_CODE, "")
+                )
             try:
                 response = decode_response(reply.data)
             except BinaryHTTPError as exc:
@@ -215,14 +222,17 @@ class HTTPGateway:
             return 500
 
         head = scope["method"] == "HEAD"
-        out = [(k, v) for k, v in response.headers if k.lower() not in _RESPONSE_DROP]
+        # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
+        # the backend sent (a Go consumer passes on what the handler wrote).
+        bodyless = head or response.status in (204, 304)
+        out = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in _RESPONSE_DROP]
         if head:
             out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
-        elif response.status not in (204, 304) and response.status >= 200:
+        elif not bodyless:
             out.append((b"content-length", str(len(response.content)).encode()))
         out.append(rid_field)
         await send({"type": "http.response.start", "status": response.status, "headers": out})
-        await send({"type": "http.response.body", "body": b"" if head else response.content})
+        await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
         return response.status
 
 

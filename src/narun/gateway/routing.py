@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from narun.config.gateway import HttpRoute
+from narun.config.gateway import HTTPRoute
 from narun.errors import ConfigError
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
 class Match:
     """The request goes to ``route``."""
 
-    route: HttpRoute
+    route: HTTPRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class Router:
 
     __slots__ = ("_exact", "_max_prefix_len", "_prefix", "_redirects")
 
-    def __init__(self, routes: Sequence[HttpRoute]) -> None:
+    def __init__(self, routes: Sequence[HTTPRoute]) -> None:
         """Index ``routes``. Raises :class:`ConfigError` on a duplicate (path, method)."""
         grouped: dict[str, dict[str, Match]] = {}
         for route in routes:

@@ -16,7 +16,7 @@ from narun.config.addr import parse_addr
 from narun.config.gateway import GatewayConfig
 from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
-from narun.gateway.uvproto import HttpToolsProtocol
+from narun.gateway.uvproto import HTTPToolsProtocol
 from narun.observe.metrics import MULTIPROC_ENV, GatewayMetrics
 from narun.observe.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
 from narun.protocol.forwarded import TrustedProxies
@@ -25,7 +25,7 @@ from narun.transport.connect import connect, drain
 from narun.transport.requester import Requester
 
 if TYPE_CHECKING:
-    from narun.gateway.grpc import GrpcGateway
+    from narun.gateway.grpc import GRPCGateway
 
 __all__ = ["Gateway", "serve"]
 
@@ -58,7 +58,7 @@ class Gateway:
         self.shutting_down = False
         """Set on SIGTERM/SIGINT: ``/readyz`` and gRPC health say so at once."""
         # gRPC (narun.gateway.grpc, imported lazily: grpcio is an optional dependency)
-        self.grpc: GrpcGateway | None = None
+        self.grpc: GRPCGateway | None = None
         self.grpc_grace = 10.0
         """Seconds in-flight gRPC calls get to finish on :meth:`stop`."""
         self.reuse_port = False
@@ -74,9 +74,9 @@ class Gateway:
         self.requester = requester
         # --- gRPC server (narun.gateway.grpc) ---
         if grpc_server and self.config.grpc_addr and self.config.grpc_routes:
-            from narun.gateway.grpc import GrpcGateway
+            from narun.gateway.grpc import GRPCGateway
 
-            grpc_gateway = GrpcGateway(
+            grpc_gateway = GRPCGateway(
                 self.config,
                 requester=lambda: self.requester,
                 metrics=self.metrics,
@@ -184,8 +184,8 @@ async def serve(
             proxy_headers=False,  # X-Forwarded-*: narun.gateway.edge, with trusted_proxies
             # httptools, one write per response, bounded header reading
             http=type(
-                "HttpToolsProtocol",
-                (HttpToolsProtocol,),
+                "HTTPToolsProtocol",
+                (HTTPToolsProtocol,),
                 {"header_timeout": config.header_timeout_seconds},
             ),
             loop="none",

@@ -3,7 +3,7 @@
 uvicorn writes the status line and headers of a response as soon as the app sends
 ``http.response.start``, and the body on ``http.response.body``: two ``send()`` calls,
 and two wake-ups of the client, for every small response. The gateway always sends the
-two messages back to back, so :class:`HttpToolsProtocol` gives uvicorn a transport that
+two messages back to back, so :class:`HTTPToolsProtocol` gives uvicorn a transport that
 gathers the writes made during one step of the event loop and hands them to the real
 transport together, right after that step. Nothing else changes.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UvicornProtocol
 
-__all__ = ["CoalescingTransport", "HttpToolsProtocol"]
+__all__ = ["CoalescingTransport", "HTTPToolsProtocol"]
 
 
 class CoalescingTransport:
@@ -66,10 +66,10 @@ HEADER_TIMEOUT = 10.0
 """Seconds a client has to send a request's whole header section (slowloris bound)."""
 
 
-class HttpToolsProtocol(_UvicornProtocol):
+class HTTPToolsProtocol(_UvicornProtocol):
     """uvicorn's httptools protocol over a :class:`CoalescingTransport`.
 
-    Pass it as ``uvicorn.Config(http=HttpToolsProtocol)``. It also bounds the time a
+    Pass it as ``uvicorn.Config(http=HTTPToolsProtocol)``. It also bounds the time a
     client may take to send a request's headers (:data:`HEADER_TIMEOUT`, counted from
     the connection or from the request's first byte): uvicorn's keep-alive timer is
     reset by every byte received, so a client trickling header bytes, or one that

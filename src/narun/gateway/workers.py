@@ -5,7 +5,7 @@ One gateway process runs one event loop, so it uses one core. :func:`run_workers
 metrics servers) whose listening sockets are bound with ``SO_REUSEPORT``, so the kernel
 spreads new connections over them. Linux only.
 
-The supervisor only starts and stops workers:
+The supervisor only starts and stops workers (a :class:`narun.supervise.Group`):
 
 - SIGINT or SIGTERM is passed on to every worker as SIGTERM, and each worker shuts down
   gracefully as a lone gateway does (a second signal forces them, as it does a lone one).
@@ -105,11 +105,13 @@ def run_workers(
                 spec = _WorkerSpec(
                     config, graceful_timeout, log_level, log_format, index, os.getpid(), access_log
                 )
-                group.start(
-                    [sys.executable, "-c", _BOOT],
-                    name=f"gateway worker {index}",
-                    env=env,
-                    input=pickle.dumps(spec),
+                group.add(
+                    Child.start(
+                        [sys.executable, "-c", _BOOT],
+                        name=f"gateway worker {index}",
+                        env=env,
+                        input=pickle.dumps(spec),
+                    )
                 )
             pids = [child.pid for child in group.children]
             logger.info("started %d gateway workers: pids %s", len(pids), pids)

@@ -125,7 +125,7 @@ class _MetadataPairs(Getter[Sequence[tuple[str, str | bytes]]]):
         return [k for k, _ in carrier]
 
 
-class _NatsHeaders(Getter[Mapping[str, str]]):
+class _NATSHeaders(Getter[Mapping[str, str]]):
     """NATS header maps, names matched without regard to case."""
 
     def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
@@ -143,7 +143,7 @@ class _NatsHeaders(Getter[Mapping[str, str]]):
 
 _HEADERS = _HeaderPairs()
 _METADATA = _MetadataPairs()
-_NATS = _NatsHeaders()
+_NATS = _NATSHeaders()
 
 
 def extract_headers(headers: Sequence[tuple[bytes, bytes]]) -> otel_context.Context:

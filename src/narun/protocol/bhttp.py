@@ -39,7 +39,9 @@ class Request:
     authority: str
     """Host and optional port; may be empty."""
     path: str
-    """Path with query, e.g. ``"/hello/?a=1"``; may be empty."""
+    """Path with query, e.g. ``"/hello/?a=1"``; may be empty. The bytes as sent, one
+    character per byte (latin-1): a Go gateway passes raw UTF-8 in the query through
+    (``/?q=caf\xc3\xa9``); every other control field is ASCII."""
     headers: Headers = ()
     """Header field lines, names as sent (narun sends lower-case names)."""
     content: bytes = b""
@@ -146,10 +148,12 @@ def encode_request(request: Request, *, indeterminate: bool = False) -> bytes:
             request.method.encode("ascii"),
             request.scheme.encode("ascii"),
             request.authority.encode("ascii"),
-            request.path.encode("ascii"),
+            request.path.encode("latin-1"),
         )
     except UnicodeEncodeError as exc:
-        raise BinaryHTTPError("request control data must be ASCII") from exc
+        raise BinaryHTTPError(
+            "request method, scheme and authority must be ASCII, the path bytes (latin-1)"
+        ) from exc
     v1 = _V1
     parts = [b"\x02" if indeterminate else b"\x00"]
     for s in control:
@@ -341,7 +345,7 @@ def decode_request(data: bytes | bytearray | memoryview) -> Request:
             raise BinaryHTTPError(f"framing indicator {f} is not a request")
         ln = len(data)
         control: list[str] = []
-        for _ in range(4):
+        for k in range(4):
             n = data[i]
             if n < 64:
                 i += 1
@@ -350,7 +354,9 @@ def decode_request(data: bytes | bytearray | memoryview) -> Request:
             j = i + n
             if j > ln:
                 raise BinaryHTTPError("request control data runs past the end")
-            control.append(data[i:j].decode("ascii"))
+            # The path is kept byte for byte (Go passes raw UTF-8 through); the method,
+            # scheme and authority must be ASCII.
+            control.append(data[i:j].decode("latin-1" if k == 3 else "ascii"))
             i = j
         headers, content, trailers = _tail(data, i, f == 2)
     except (IndexError, UnicodeDecodeError) as exc:

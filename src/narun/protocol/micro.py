@@ -2,8 +2,11 @@
 
 narun's consumer answers ``$SRV.PING|INFO|STATS`` itself (see ``narun.consumer.service``)
 so that it controls concurrency, draining and statistics. This module holds the parts
-that need no connection: the monitoring subjects, the response documents we send, and
-the parsers of the documents any ADR-32 service sends back (``narun services``).
+that need no connection: the monitoring subjects and one frozen type per ADR-32 document
+(:class:`PingResponse`, :class:`InfoResponse` with its :class:`EndpointInfo` entries,
+:class:`StatsResponse` with its :class:`EndpointStats` entries). The consumer's service
+builds them and sends ``as_dict()``; ``narun services`` reads what any ADR-32 service
+sends back with :func:`parse_ping`, :func:`parse_info` and :func:`parse_stats`.
 
 The parsers accept what the Go, Python and other client libraries really emit: Go's
 ``started`` is RFC 3339 with up to nine fraction digits, nats-py's has three and may lack
@@ -23,12 +26,10 @@ from narun.errors import NarunError
 
 __all__ = [
     "EndpointInfo",
-    "EndpointReport",
     "EndpointStats",
     "InfoResponse",
     "MicroDocumentError",
     "PingResponse",
-    "ServiceIdentity",
     "StatsResponse",
     "control_subjects",
     "format_duration",
@@ -61,37 +62,113 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
 
 
-@dataclass(slots=True)
-class EndpointStats:
-    """Counters of one endpoint, in the units ADR-32 uses (nanoseconds)."""
+# --- The documents ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingResponse:
+    """The ``$SRV.PING`` document: who one instance is."""
 
     name: str
-    """Endpoint name (``handler`` or ``grpc_handler``)."""
+    """Service name (ADR-32: ``^[A-Za-z0-9_-]+$``)."""
+    id: str
+    """Unique id of the instance."""
+    version: str
+    """SemVer version string (may be empty if a service did not say)."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Free key/value pairs (``null`` in a document we read becomes empty)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ADR-32 document."""
+        return {
+            "type": PING_TYPE,
+            "name": self.name,
+            "id": self.id,
+            "version": self.version,
+            "metadata": dict(self.metadata),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """One endpoint entry of an INFO document."""
+
+    name: str
+    """Endpoint name (narun's: ``handler`` or ``grpc_handler``)."""
     subject: str
-    """Subject the endpoint listens on (the service name)."""
-    queue_group: str
-    """Queue group shared by all instances (``q``)."""
+    """Subject the endpoint listens on (narun's: the service name)."""
+    queue_group: str = ""
+    """Queue group (narun's: ``q``); empty when the endpoint does not use one."""
+    metadata: dict[str, str] | None = None
+    """Endpoint metadata; ``None`` is written as ``null``, as Go writes a nil map (a
+    ``null`` we read becomes empty)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ADR-32 entry."""
+        return {
+            "name": self.name,
+            "subject": self.subject,
+            "queue_group": self.queue_group,
+            "metadata": None if self.metadata is None else dict(self.metadata),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InfoResponse:
+    """The ``$SRV.INFO`` document: an instance and its endpoints."""
+
+    name: str
+    """Service name."""
+    id: str
+    """Instance id."""
+    version: str
+    """Service version."""
+    description: str = ""
+    """Free text shown by ``nats micro info``."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Service metadata."""
+    endpoints: tuple[EndpointInfo, ...] = ()
+    """The instance's endpoints."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ADR-32 document."""
+        return {
+            "type": INFO_TYPE,
+            "name": self.name,
+            "id": self.id,
+            "version": self.version,
+            "metadata": dict(self.metadata),
+            "description": self.description,
+            "endpoints": [e.as_dict() for e in self.endpoints],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """One endpoint entry of a STATS document. Times are nanoseconds."""
+
+    name: str
+    """Endpoint name."""
+    subject: str
+    """Subject the endpoint listens on."""
+    queue_group: str = ""
+    """Queue group; empty when the endpoint does not use one."""
     num_requests: int = 0
     """Requests answered, errors included."""
     num_errors: int = 0
     """Requests answered with an error."""
-    processing_time: int = 0
-    """Total handler time in nanoseconds."""
     last_error: str = ""
     """Description of the most recent error."""
+    processing_time: int = 0
+    """Total handler time, nanoseconds."""
+    average_processing_time: int = 0
+    """``processing_time // num_requests`` (0 without requests), nanoseconds."""
+    data: Any = None
+    """Whatever a service's stats handler added (any JSON value), or ``None``."""
 
-    def record(self, elapsed_ns: int, error: str | None) -> None:
-        """Count one answered request."""
-        self.num_requests += 1
-        self.processing_time += elapsed_ns
-        if error is not None:
-            self.num_errors += 1
-            self.last_error = error
-
-    def as_stats(self) -> dict[str, Any]:
-        """The endpoint entry of a STATS response."""
-        average = self.processing_time // self.num_requests if self.num_requests else 0
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        """The ADR-32 entry (``data`` only when present)."""
+        entry: dict[str, Any] = {
             "name": self.name,
             "subject": self.subject,
             "queue_group": self.queue_group,
@@ -99,65 +176,44 @@ class EndpointStats:
             "num_errors": self.num_errors,
             "last_error": self.last_error,
             "processing_time": self.processing_time,
-            "average_processing_time": average,
+            "average_processing_time": self.average_processing_time,
         }
-
-    def as_info(self) -> dict[str, Any]:
-        """The endpoint entry of an INFO response."""
-        return {
-            "name": self.name,
-            "subject": self.subject,
-            "queue_group": self.queue_group,
-            "metadata": None,
-        }
+        if self.data is not None:
+            entry["data"] = self.data
+        return entry
 
 
-@dataclass(slots=True)
-class ServiceIdentity:
-    """What identifies one running service instance."""
+@dataclass(frozen=True, slots=True)
+class StatsResponse:
+    """The ``$SRV.STATS`` document: an instance's counters per endpoint."""
 
     name: str
-    """Service name (ADR-32: ``^[A-Za-z0-9_-]+$``)."""
+    """Service name."""
     id: str
-    """Unique id of this instance."""
+    """Instance id."""
     version: str
-    """SemVer version string."""
-    description: str = ""
-    """Free text shown by ``nats micro info``."""
+    """Service version."""
+    started: datetime | None = None
+    """When the instance started (UTC); ``None`` if a service did not say."""
     metadata: dict[str, str] = field(default_factory=dict)
-    """Free key/value pairs shown by ``nats micro info``."""
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    """When the instance started, UTC."""
+    """Service metadata."""
+    endpoints: tuple[EndpointStats, ...] = ()
+    """Per-endpoint counters."""
 
-    def _base(self, kind: str) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
+        """The ADR-32 document (``started`` in UTC with nanosecond-style fraction)."""
         return {
-            "type": kind,
+            "type": STATS_TYPE,
             "name": self.name,
             "id": self.id,
             "version": self.version,
             "metadata": dict(self.metadata),
+            "started": format_time(self.started) if self.started else None,
+            "endpoints": [e.as_dict() for e in self.endpoints],
         }
 
-    def ping(self) -> dict[str, Any]:
-        """A PING response document."""
-        return self._base(PING_TYPE)
 
-    def info(self, endpoints: list[EndpointStats]) -> dict[str, Any]:
-        """An INFO response document."""
-        doc = self._base(INFO_TYPE)
-        doc["description"] = self.description
-        doc["endpoints"] = [e.as_info() for e in endpoints]
-        return doc
-
-    def stats(self, endpoints: list[EndpointStats]) -> dict[str, Any]:
-        """A STATS response document."""
-        doc = self._base(STATS_TYPE)
-        doc["started"] = format_time(self.started)
-        doc["endpoints"] = [e.as_stats() for e in endpoints]
-        return doc
-
-
-# --- Reading what services answer ------------------------------------------------------
+# --- Reading what services answer --------------------------------------------------
 
 
 class MicroDocumentError(NarunError, ValueError):
@@ -184,38 +240,6 @@ def parse_time(value: str) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-_SMALL_UNITS = (("ns", 1), ("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000))
-
-
-def _short(value: float) -> str:
-    text = f"{value:.1f}" if value < 9.95 else f"{value:.0f}"
-    return text.removesuffix(".0")
-
-
-def format_duration(nanos: float) -> str:
-    """A duration in nanoseconds for people: ``10µs``, ``2.5ms``, ``244ms``, ``1m5s``.
-
-    Three significant figures at most; one decimal below ten units, none above.
-    """
-    if nanos < 0:
-        return "-" + format_duration(-nanos)
-    if nanos == 0:
-        return "0s"
-    index = 0
-    while index + 1 < len(_SMALL_UNITS) and nanos >= _SMALL_UNITS[index + 1][1]:
-        index += 1
-    unit, size = _SMALL_UNITS[index]
-    text = _short(nanos / size)
-    if float(text) < (60 if unit == "s" else 1000):
-        return text + unit
-    if unit != "s":  # rounding reached the next unit: 999.96µs is 1ms
-        unit, size = _SMALL_UNITS[index + 1]
-        return _short(nanos / size) + unit
-    hours, rest = divmod(round(nanos / 1_000_000_000), 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes}m{seconds}s" if hours else f"{minutes}m{seconds}s"
 
 
 def _load(doc: Document, kind: str) -> Mapping[str, Any]:
@@ -280,153 +304,6 @@ def _entries(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class PingResponse:
-    """What one instance answered to ``$SRV.PING``."""
-
-    name: str
-    """Service name."""
-    id: str
-    """Instance id."""
-    version: str
-    """Service version (may be empty if the service did not say)."""
-    metadata: dict[str, str] = field(default_factory=dict)
-    """Service metadata (``null`` in the document becomes empty)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The normalized ADR-32 document."""
-        return {
-            "type": PING_TYPE,
-            "name": self.name,
-            "id": self.id,
-            "version": self.version,
-            "metadata": dict(self.metadata),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointInfo:
-    """One endpoint of an INFO response."""
-
-    name: str
-    """Endpoint name."""
-    subject: str
-    """Subject the endpoint listens on."""
-    queue_group: str = ""
-    """Queue group; empty when the endpoint does not use one."""
-    metadata: dict[str, str] = field(default_factory=dict)
-    """Endpoint metadata."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The normalized ADR-32 entry."""
-        return {
-            "name": self.name,
-            "subject": self.subject,
-            "queue_group": self.queue_group,
-            "metadata": dict(self.metadata),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class InfoResponse:
-    """What one instance answered to ``$SRV.INFO``."""
-
-    name: str
-    """Service name."""
-    id: str
-    """Instance id."""
-    version: str
-    """Service version."""
-    description: str = ""
-    """Free text description."""
-    metadata: dict[str, str] = field(default_factory=dict)
-    """Service metadata."""
-    endpoints: tuple[EndpointInfo, ...] = ()
-    """The instance's endpoints."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The normalized ADR-32 document."""
-        return {
-            "type": INFO_TYPE,
-            "name": self.name,
-            "id": self.id,
-            "version": self.version,
-            "description": self.description,
-            "metadata": dict(self.metadata),
-            "endpoints": [e.as_dict() for e in self.endpoints],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointReport:
-    """One endpoint of a STATS response. Times are nanoseconds."""
-
-    name: str
-    """Endpoint name."""
-    subject: str
-    """Subject the endpoint listens on."""
-    queue_group: str = ""
-    """Queue group; empty when the endpoint does not use one."""
-    num_requests: int = 0
-    """Requests the endpoint handled."""
-    num_errors: int = 0
-    """Requests that ended in an error."""
-    last_error: str = ""
-    """Description of the most recent error."""
-    processing_time: int = 0
-    """Total handler time, nanoseconds."""
-    average_processing_time: int = 0
-    """``processing_time // num_requests`` (0 without requests), nanoseconds."""
-    data: Any = None
-    """Whatever the service's stats handler added (any JSON value), or ``None``."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The normalized ADR-32 entry (``data`` only when present)."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "subject": self.subject,
-            "queue_group": self.queue_group,
-            "num_requests": self.num_requests,
-            "num_errors": self.num_errors,
-            "last_error": self.last_error,
-            "processing_time": self.processing_time,
-            "average_processing_time": self.average_processing_time,
-        }
-        if self.data is not None:
-            entry["data"] = self.data
-        return entry
-
-
-@dataclass(frozen=True, slots=True)
-class StatsResponse:
-    """What one instance answered to ``$SRV.STATS``."""
-
-    name: str
-    """Service name."""
-    id: str
-    """Instance id."""
-    version: str
-    """Service version."""
-    started: datetime | None = None
-    """When the instance started (UTC), if it said."""
-    metadata: dict[str, str] = field(default_factory=dict)
-    """Service metadata."""
-    endpoints: tuple[EndpointReport, ...] = ()
-    """Per-endpoint counters."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The normalized ADR-32 document (``started`` in UTC, nanosecond style)."""
-        return {
-            "type": STATS_TYPE,
-            "name": self.name,
-            "id": self.id,
-            "version": self.version,
-            "started": format_time(self.started) if self.started else None,
-            "metadata": dict(self.metadata),
-            "endpoints": [e.as_dict() for e in self.endpoints],
-        }
-
-
 def parse_ping(doc: Document) -> PingResponse:
     """Parse a PING response; raise :class:`MicroDocumentError` if it is not one."""
     d = _load(doc, "ping_response")
@@ -460,14 +337,14 @@ def parse_info(doc: Document) -> InfoResponse:
     )
 
 
-def _endpoint_report(e: Mapping[str, Any]) -> EndpointReport:
+def _endpoint_stats(e: Mapping[str, Any]) -> EndpointStats:
     requests = _integer(e, "num_requests")
     total = _integer(e, "processing_time")
     if e.get("average_processing_time") is None:
         average = total // requests if requests > 0 else 0
     else:
         average = _integer(e, "average_processing_time")
-    return EndpointReport(
+    return EndpointStats(
         name=_text(e, "name"),
         subject=_text(e, "subject"),
         queue_group=_text(e, "queue_group"),
@@ -490,5 +367,40 @@ def parse_stats(doc: Document) -> StatsResponse:
         version=_text(d, "version"),
         started=parse_time(started) if started else None,
         metadata=_metadata(d),
-        endpoints=tuple(_endpoint_report(e) for e in _entries(d, "endpoints")),
+        endpoints=tuple(_endpoint_stats(e) for e in _entries(d, "endpoints")),
     )
+
+
+# --- Durations for people ---------------------------------------------------------
+
+
+_SMALL_UNITS = (("ns", 1), ("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000))
+
+
+def _short(value: float) -> str:
+    text = f"{value:.1f}" if value < 9.95 else f"{value:.0f}"
+    return text.removesuffix(".0")
+
+
+def format_duration(nanos: float) -> str:
+    """A duration in nanoseconds for people: ``10µs``, ``2.5ms``, ``244ms``, ``1m5s``.
+
+    Three significant figures at most; one decimal below ten units, none above.
+    """
+    if nanos < 0:
+        return "-" + format_duration(-nanos)
+    if nanos == 0:
+        return "0s"
+    index = 0
+    while index + 1 < len(_SMALL_UNITS) and nanos >= _SMALL_UNITS[index + 1][1]:
+        index += 1
+    unit, size = _SMALL_UNITS[index]
+    text = _short(nanos / size)
+    if float(text) < (60 if unit == "s" else 1000):
+        return text + unit
+    if unit != "s":  # rounding reached the next unit: 999.96µs is 1ms
+        unit, size = _SMALL_UNITS[index + 1]
+        return _short(nanos / size) + unit
+    hours, rest = divmod(round(nanos / 1_000_000_000), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes}m{seconds}s" if hours else f"{minutes}m{seconds}s"

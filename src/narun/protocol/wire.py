@@ -8,6 +8,7 @@ named here.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Final
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SERVICE_ERROR_CODE",
     "TIMEOUT_MS",
     "format_timeout",
+    "from_narun_gateway",
     "parse_timeout",
 ]
 
@@ -64,6 +66,15 @@ def parse_timeout(value: str | None) -> float | None:
     if not value or not value.isdigit():
         return None
     return int(value) / 1000.0
+
+
+def from_narun_gateway(headers: Mapping[str, str] | None) -> bool:
+    """Whether a request carries any ``Narun-*`` header, as every narun gateway's does.
+
+    A Go narun gateway sends only ``Content-Type``, sets no deadline and reads no ADR-32
+    error headers; a consumer answers such a request in Binary HTTP alone.
+    """
+    return bool(headers) and any(name[:6].lower() == "narun-" for name in headers or ())
 
 
 # gRPC control headers (see docs/protocol.md; encoded by narun.protocol.grpcwire).

@@ -1,6 +1,6 @@
 """How narun authenticates to NATS: options in, ``nats.connect`` keyword arguments out.
 
-:class:`NatsAuth` holds what the gateway config or the ``narun serve`` flags say (user and
+:class:`NATSAuth` holds what the gateway config or the ``narun serve`` flags say (user and
 password, token, NKey seed file, credentials file, TLS files). :func:`connect_options`
 reads the secret files, checks them and builds the ``ssl.SSLContext``; it raises
 :class:`ConfigError` naming the file and the problem, never the secret. :func:`redact_url`
@@ -21,7 +21,7 @@ from narun.errors import ConfigError
 __all__ = [
     "CONFIG_KEYS",
     "ENV_VARS",
-    "NatsAuth",
+    "NATSAuth",
     "auth_problems",
     "connect_options",
     "connection_uses_tls",
@@ -44,7 +44,7 @@ CONFIG_KEYS: dict[str, str] = {
     "tls_key": "nats_tls_key",
     "tls_hostname": "nats_tls_hostname",
 }
-""":class:`NatsAuth` field -> gateway config key (and, with dashes, ``narun serve`` flag)."""
+""":class:`NATSAuth` field -> gateway config key (and, with dashes, ``narun serve`` flag)."""
 
 ENV_VARS: dict[str, str] = {
     "user": "NARUN_NATS_USER",
@@ -59,13 +59,13 @@ ENV_VARS: dict[str, str] = {
     "tls_key": "NARUN_NATS_TLS_KEY",
     "tls_hostname": "NARUN_NATS_TLS_HOSTNAME",
 }
-""":class:`NatsAuth` field -> environment variable that sets it (gateway and consumer)."""
+""":class:`NATSAuth` field -> environment variable that sets it (gateway and consumer)."""
 
 _SEED_HINT = "expected one line starting with 'SU' (a user seed, e.g. from 'nsc' or 'nk -gen user')"
 
 
 @dataclass(frozen=True, kw_only=True)
-class NatsAuth:
+class NATSAuth:
     """How to authenticate to NATS. Every field is optional; all unset means anonymous.
 
     At most one way to prove identity: user and password, token, NKey seed, or a
@@ -124,8 +124,12 @@ class NatsAuth:
         return any(getattr(self, f.name) is not None for f in fields(self))
 
 
+NatsAuth = NATSAuth
+"""The former spelling of :class:`NATSAuth`, kept so that existing code works."""
+
+
 def auth_problems(values: Mapping[str, object]) -> list[tuple[str, str]]:
-    """Contradictions between :class:`NatsAuth` field values, as ``(field, problem)``.
+    """Contradictions between :class:`NATSAuth` field values, as ``(field, problem)``.
 
     ``values`` maps field names to values (missing or ``None``: unset). Empty when
     consistent.
@@ -221,7 +225,7 @@ def _import_nkeys() -> Any:
     return nkeys
 
 
-def _ssl_context(auth: NatsAuth) -> ssl.SSLContext:
+def _ssl_context(auth: NATSAuth) -> ssl.SSLContext:
     try:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=auth.tls_ca)
     except OSError as exc:
@@ -245,7 +249,7 @@ def _ssl_context(auth: NatsAuth) -> ssl.SSLContext:
     return ctx
 
 
-def connect_options(auth: NatsAuth | None) -> dict[str, Any]:
+def connect_options(auth: NATSAuth | None) -> dict[str, Any]:
     """Keyword arguments for ``nats.connect`` that apply ``auth``.
 
     Secret files are read (and NKey seeds and ``.creds`` files checked) now, so that a
@@ -304,7 +308,7 @@ def _redact_one(url: str) -> str:
     return lead + urlunsplit(parts._replace(netloc=f"{hidden}@{hostport}"))
 
 
-def wants_tls(url: str, auth: NatsAuth | None) -> bool:
+def wants_tls(url: str, auth: NATSAuth | None) -> bool:
     """Whether TLS was asked for: a TLS option is set or a server URL is ``tls://``."""
     if auth is not None and auth.uses_tls:
         return True
@@ -338,7 +342,7 @@ def telling_error(errors: Sequence[BaseException]) -> BaseException | None:
 
 
 def describe_connect_error(
-    exc: BaseException, auth: NatsAuth | None = None, *, url: str = ""
+    exc: BaseException, auth: NATSAuth | None = None, *, url: str = ""
 ) -> str:
     """One sentence for why a first connection failed (no secrets, no traceback).
 

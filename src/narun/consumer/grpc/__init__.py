@@ -3,6 +3,11 @@
 Needs grpcio (``narun[grpc]``).
 """
 
-from narun.consumer.grpc.consumer import GrpcConsumer, GrpcTarget, run
+from narun.consumer.grpc.consumer import GRPCConsumer, GRPCTarget, run
 
-__all__ = ["GrpcConsumer", "GrpcTarget", "run"]
+__all__ = ["GRPCConsumer", "GRPCTarget", "run"]
+
+GrpcConsumer = GRPCConsumer
+"""The former spelling of :class:`GRPCConsumer`, kept so that existing code works."""
+GrpcTarget = GRPCTarget
+"""The former spelling of :class:`GRPCTarget`, kept so that existing code works."""

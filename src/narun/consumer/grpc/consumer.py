@@ -1,8 +1,8 @@
 """Serve grpcio servicers as a NATS Micro service (endpoint ``grpc_handler``).
 
 Register servicers exactly as on a ``grpc.Server``: the generated
-``add_XServicer_to_server(servicer, target)`` functions accept a :class:`GrpcTarget`
-(or a :class:`GrpcConsumer`, which is one). Each NATS request names its method in
+``add_XServicer_to_server(servicer, target)`` functions accept a :class:`GRPCTarget`
+(or a :class:`GRPCConsumer`, which is one). Each NATS request names its method in
 ``X-Original-Grpc-Method`` and carries the raw request message; the reply carries the
 raw response message and the call's status and metadata (``narun.protocol.grpcwire``).
 
@@ -11,7 +11,7 @@ raw response message and the call's status and metadata (``narun.protocol.grpcwi
 a :class:`~narun.consumer.grpc.context.SyncContext`. Unary methods only: a streaming
 method answers UNIMPLEMENTED.
 
->>> async with GrpcConsumer(register, service="greeter") as consumer:  # doctest: +SKIP
+>>> async with GRPCConsumer(register, service="greeter") as consumer:  # doctest: +SKIP
 ...     await consumer.serve_forever()
 """
 
@@ -40,25 +40,29 @@ from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import grpcwire, wire
-from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, GrpcWireError, Metadata, Metadatum
+from narun.protocol.grpcwire import (
+    GRPCRequest,
+    GRPCStatus,
+    GRPCWireError,
+    Metadata,
+    Metadatum,
+    StatusCode,
+)
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["GrpcConsumer", "GrpcEndpoint", "GrpcTarget", "Register", "run", "serve"]
+__all__ = ["GRPCConsumer", "GRPCEndpoint", "GRPCTarget", "Register", "run", "serve"]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(ACCESS_LOGGER)
 _RID = requestid.HEADER.decode()
 
-Register = Callable[["GrpcTarget"], None]
+Register = Callable[["GRPCTarget"], None]
 """A function that registers servicers: ``def register(target): add_XServicer_to_server(...)``."""
 
 _MethodHandler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 _GenericHandler: TypeAlias = "grpc.GenericRpcHandler[Any, Any]"
-
-UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 2, 3, 4
-RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 8, 12, 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,7 @@ class _CallDetails(grpc.HandlerCallDetails):
     invocation_metadata: Metadata
 
 
-class GrpcTarget:
+class GRPCTarget:
     """The object ``add_XServicer_to_server`` functions register servicers on.
 
     It keeps what grpcio's server keeps: method handlers registered by name, and generic
@@ -127,15 +131,17 @@ def _is_async(behavior: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(behavior) or inspect.iscoroutinefunction(call)
 
 
-def _status_reply(code: int, message: str) -> Reply:
-    status = GrpcStatus(code=code, message=message)
+def _status_reply(code: StatusCode, message: str) -> Reply:
+    status = GRPCStatus(code=code, message=message)
     return Reply(headers=grpcwire.encode_reply(status), error=f"gRPC {grpcwire.code_name(code)}")
 
 
 # A full instance refuses with UNAVAILABLE, marked retryable for the gateway.
 _OVERLOADED = Reply(
     headers={
-        **grpcwire.encode_reply(GrpcStatus(code=14, message="Service overloaded")),
+        **grpcwire.encode_reply(
+            GRPCStatus(code=StatusCode.UNAVAILABLE, message="Service overloaded")
+        ),
         wire.OVERLOADED: "1",
     },
     error="Service overloaded",
@@ -161,7 +167,7 @@ def _headers_size(headers: Mapping[str, str]) -> int:
     return 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
-class GrpcEndpoint:
+class GRPCEndpoint:
     """Handler of the ``grpc_handler`` endpoint: one unary gRPC call per NATS message.
 
     Per call it also sets the request ID (``Narun-Request-Id``, or a new one; the
@@ -171,16 +177,19 @@ class GrpcEndpoint:
 
     def __init__(
         self,
-        target: GrpcTarget,
+        target: GRPCTarget,
         *,
         executor: Executor,
         max_payload: int = 1024 * 1024,
         metrics: RequestRecorder | None = None,
+        default_deadline: float | None = None,
     ) -> None:
         self.target = target
         self.executor = executor
         self.max_payload = max_payload
         self.metrics = metrics
+        self.default_deadline = default_deadline or None
+        """Seconds a call without ``Narun-Timeout-Ms`` (a Go gateway's) may run."""
         self._tracer = tracing.LazyTracer("narun.consumer")
 
     async def __call__(self, msg: Msg) -> Reply:
@@ -199,11 +208,11 @@ class GrpcEndpoint:
         if tracer is not None:
             traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
         method = headers.get(wire.GRPC_METHOD) or "-"
-        code = INTERNAL
+        code = StatusCode.INTERNAL
         try:
             reply = await self._serve(msg, rid, traced is not None)
-            status = (reply.headers or {}).get(wire.GRPC_STATUS, "")
-            code = int(status) if status.isdigit() else UNKNOWN
+            status = StatusCode.parse((reply.headers or {}).get(wire.GRPC_STATUS, ""))
+            code = StatusCode.UNKNOWN if status is None else status
             return reply
         finally:
             seconds = time.perf_counter() - started
@@ -216,8 +225,8 @@ class GrpcEndpoint:
                 parts = grpcwire.split_method(method)
                 if parts is not None:
                     attributes["rpc.service"], attributes["rpc.method"] = parts
-                attributes["rpc.grpc.status_code"] = code
-                tracing.finish(*traced, attributes, error=code != 0)
+                attributes["rpc.grpc.status_code"] = int(code)
+                tracing.finish(*traced, attributes, error=code != StatusCode.OK)
             if access_logger.isEnabledFor(logging.INFO):
                 ms = round(seconds * 1000, 3)
                 log.access(
@@ -230,30 +239,37 @@ class GrpcEndpoint:
         started = time.monotonic()
         try:
             request = grpcwire.decode_request(msg.headers)
-        except GrpcWireError as exc:
+        except GRPCWireError as exc:
             logger.warning("malformed gRPC request headers on %s: %s", msg.subject, exc)
-            return _status_reply(INVALID_ARGUMENT, "Malformed gRPC request metadata")
+            return _status_reply(StatusCode.INVALID_ARGUMENT, "Malformed gRPC request metadata")
         method = request.method
         if method is None:
-            return _status_reply(INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header")
-        request = dataclasses.replace(request, metadata=_metadata(request.metadata, rid, traced))
+            return _status_reply(
+                StatusCode.INVALID_ARGUMENT, f"Missing required {wire.GRPC_METHOD} header"
+            )
+        request = dataclasses.replace(
+            request,
+            metadata=_metadata(request.metadata, rid, traced),
+            timeout=request.timeout if request.timeout is not None else self.default_deadline,
+        )
         try:
             return await self._call(request, method, msg.data, started)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("gRPC call %s failed inside narun", method)
-            return _status_reply(INTERNAL, "Internal error")
+            return _status_reply(StatusCode.INTERNAL, "Internal error")
 
-    async def _call(self, request: GrpcRequest, method: str, data: bytes, started: float) -> Reply:
+    async def _call(self, request: GRPCRequest, method: str, data: bytes, started: float) -> Reply:
         handler = self.target.find(method, request.metadata)
         if handler is None:
             logger.info("gRPC method %s is not served here", method)
-            return _status_reply(UNIMPLEMENTED, "Method not found!")
+            return _status_reply(StatusCode.UNIMPLEMENTED, "Method not found!")
         behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
         if handler.request_streaming or handler.response_streaming or behavior is None:
             return _status_reply(
-                UNIMPLEMENTED, f"{method} is a streaming method; narun serves unary methods only"
+                StatusCode.UNIMPLEMENTED,
+                f"{method} is a streaming method; narun serves unary methods only",
             )
         try:
             argument = (
@@ -261,7 +277,7 @@ class GrpcEndpoint:
             )
         except Exception:
             logger.exception("%s: cannot deserialize the request", method)
-            return _status_reply(INTERNAL, "Exception deserializing request!")
+            return _status_reply(StatusCode.INTERNAL, "Exception deserializing request!")
 
         context: CallContext
         if _is_async(behavior):
@@ -279,7 +295,7 @@ class GrpcEndpoint:
         finally:
             context.finish()
 
-    async def _run(self, method: str, context: CallContext, call: Any) -> tuple[GrpcStatus, object]:
+    async def _run(self, method: str, context: CallContext, call: Any) -> tuple[GRPCStatus, object]:
         budget = context.time_remaining()
         timer = asyncio.timeout(budget)
         try:
@@ -290,24 +306,24 @@ class GrpcEndpoint:
                 return context.status(), None
             if timer.expired():
                 logger.info("%s: deadline exceeded", method)
-                return GrpcStatus(DEADLINE_EXCEEDED, "Deadline Exceeded"), None
+                return GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), None
             if context.code() not in (None, grpc.StatusCode.OK):
                 # As grpcio: an exception after set_code() ends the call with that code.
                 logger.info("%s raised %s after setting a status", method, type(exc).__name__)
                 return context.status(), None
             logger.exception("%s: exception calling application", method)
-            return GrpcStatus(UNKNOWN, "Exception calling application"), None
+            return GRPCStatus(StatusCode.UNKNOWN, "Exception calling application"), None
         return context.status(), response
 
     def _reply(
         self,
         method: str,
-        status: GrpcStatus,
+        status: GRPCStatus,
         response: object,
         serializer: Callable[[Any], bytes] | None,
     ) -> Reply:
         data = b""
-        if status.code == 0:
+        if status.code == StatusCode.OK:
             try:
                 out = response if serializer is None else serializer(response)
                 if not isinstance(out, bytes):
@@ -315,7 +331,7 @@ class GrpcEndpoint:
                 data = out
             except Exception:
                 logger.exception("%s: cannot serialize the response", method)
-                status = GrpcStatus(INTERNAL, "Failed to serialize response!")
+                status = GRPCStatus(StatusCode.INTERNAL, "Failed to serialize response!")
         headers = grpcwire.encode_reply(status)
         if len(data) + _headers_size(headers) > self.max_payload:
             logger.error(
@@ -325,13 +341,13 @@ class GrpcEndpoint:
                 self.max_payload,
             )
             data = b""
-            status = GrpcStatus(RESOURCE_EXHAUSTED, "Response message too large")
+            status = GRPCStatus(StatusCode.RESOURCE_EXHAUSTED, "Response message too large")
             headers = grpcwire.encode_reply(status)
-        error = None if status.code == 0 else f"gRPC {grpcwire.code_name(status.code)}"
+        error = None if status.code == StatusCode.OK else f"gRPC {grpcwire.code_name(status.code)}"
         return Reply(data=data, headers=headers, error=error)
 
 
-class GrpcConsumer(ServiceHost):
+class GRPCConsumer(ServiceHost):
     """grpcio servicers served as the NATS Micro service ``service``; an async context manager.
 
     ``register(target)`` (optional) is called at once to register servicers; more can be
@@ -348,7 +364,7 @@ class GrpcConsumer(ServiceHost):
 
     def __init__(self, register: Register | None = None, **options: Unpack[HostOptions]) -> None:
         super().__init__(**options)
-        self.target = GrpcTarget()
+        self.target = GRPCTarget()
         if register is not None:
             if not callable(register):
                 raise ConfigError(f"{register!r} is not callable: expected register(target)")
@@ -377,8 +393,12 @@ class GrpcConsumer(ServiceHost):
     def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
         assert self._executor is not None
         logger.info("serving gRPC services %s", ", ".join(self.target.services) or "(generic)")
-        return GrpcEndpoint(
-            self.target, executor=self._executor, max_payload=nc.max_payload, metrics=recorder
+        return GRPCEndpoint(
+            self.target,
+            executor=self._executor,
+            max_payload=nc.max_payload,
+            metrics=recorder,
+            default_deadline=self.default_deadline,
         )
 
     async def _close(self) -> None:
@@ -388,5 +408,5 @@ class GrpcConsumer(ServiceHost):
 
 
 def run(register: Register, **options: Any) -> None:
-    """Serve the servicers ``register`` adds until SIGINT/SIGTERM (options of GrpcConsumer)."""
-    asyncio.run(serve(GrpcConsumer(register, **options)))
+    """Serve the servicers ``register`` adds until SIGINT/SIGTERM (options of GRPCConsumer)."""
+    asyncio.run(serve(GRPCConsumer(register, **options)))

@@ -3,7 +3,7 @@
 :class:`SyncContext` implements ``grpc.ServicerContext`` for plain (thread pool)
 servicers, :class:`AsyncContext` implements ``grpc.aio.ServicerContext`` for ``async``
 ones. Both read the call's metadata, deadline and peer from the request
-(:class:`narun.protocol.grpcwire.GrpcRequest`) and record what the servicer decides - status,
+(:class:`narun.protocol.grpcwire.GRPCRequest`) and record what the servicer decides - status,
 details, initial and trailing metadata - for the reply. ``abort`` raises, as grpcio's
 does, and marks the call so that swallowing the exception does not undo it.
 """
@@ -20,22 +20,19 @@ import grpc
 import grpc.aio
 
 from narun.protocol import grpcwire
-from narun.protocol.grpcwire import GrpcRequest, GrpcStatus, Metadata, Metadatum
+from narun.protocol.grpcwire import GRPCRequest, GRPCStatus, Metadata, Metadatum, StatusCode
 
-__all__ = ["AsyncContext", "CallContext", "SyncContext", "status_number"]
+__all__ = ["AsyncContext", "CallContext", "SyncContext", "status_code"]
 
 logger = logging.getLogger(__name__)
 
-_STATUS_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 
-
-def status_number(code: object) -> int:
-    """The number of a ``grpc.StatusCode`` (or of an int code). ``ValueError`` otherwise."""
+def status_code(code: object) -> StatusCode:
+    """Our :class:`StatusCode` for a ``grpc.StatusCode`` or an int; ``ValueError`` otherwise."""
     if isinstance(code, grpc.StatusCode):
-        number: int = code.value[0]
-        return number
+        return StatusCode[code.name]
     if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 16:
-        return code
+        return StatusCode(code)
     raise ValueError(f"not a gRPC status code: {code!r}")
 
 
@@ -61,11 +58,11 @@ class AsyncAbort(grpc.aio.AbortError):
 class CallContext:
     """The state of one call that both kinds of servicer context share."""
 
-    def __init__(self, request: GrpcRequest, *, started: float | None = None) -> None:
+    def __init__(self, request: GRPCRequest, *, started: float | None = None) -> None:
         self.request = request
         start = time.monotonic() if started is None else started
         self._deadline = None if request.timeout is None else start + request.timeout
-        self._code: int | None = None
+        self._code: StatusCode | None = None
         self._details: str | None = None
         self._initial: Metadata | None = None
         self._trailing: Metadata = ()
@@ -114,7 +111,7 @@ class CallContext:
 
     def set_code(self, code: grpc.StatusCode) -> None:
         """Set the status the call ends with (used if the servicer returns normally)."""
-        self._code = status_number(code)
+        self._code = status_code(code)
 
     def set_details(self, details: str) -> None:
         """Set the status message."""
@@ -122,7 +119,7 @@ class CallContext:
 
     def code(self) -> grpc.StatusCode | None:
         """The status code set so far, or ``None``."""
-        return None if self._code is None else _STATUS_CODES[self._code]
+        return None if self._code is None else grpc.StatusCode[self._code.name]
 
     def details(self) -> str | None:
         """The status message set so far, or ``None``."""
@@ -144,13 +141,16 @@ class CallContext:
     def _mark_abort(
         self, code: object, details: str, trailing: Iterable[tuple[str, str | bytes]] | None
     ) -> None:
-        number = status_number(code)
-        if number == 0:
+        number = status_code(code)
+        if number == StatusCode.OK:
             logger.error("abort() called with StatusCode.OK; returning UNKNOWN")
-            number, details = 2, ""
+            number, details = StatusCode.UNKNOWN, ""
         if trailing is not None:
             self._trailing = _metadata(trailing)
         self._code, self._details, self._aborted = number, details, True
+
+    def _aborted_with(self) -> str:
+        return grpcwire.code_name(self._code or StatusCode.UNKNOWN)
 
     def set_compression(self, compression: grpc.Compression) -> None:
         """Accepted and ignored: NATS messages are not compressed per call."""
@@ -169,16 +169,18 @@ class CallContext:
         """True once ``abort`` was called (even if the servicer caught the exception)."""
         return self._aborted
 
-    def status(self, default_code: int = 0, default_details: str = "") -> GrpcStatus:
+    def status(
+        self, default_code: StatusCode = StatusCode.OK, default_details: str = ""
+    ) -> GRPCStatus:
         """The call's outcome: the code and details the servicer set, else the defaults."""
         if self._cancelled and not self._aborted:
-            code, details = 1, "Cancelled"
+            code, details = StatusCode.CANCELLED, "Cancelled"
         else:
             code = default_code if self._code is None else self._code
             details = default_details if self._details is None else self._details
-        return GrpcStatus(
+        return GRPCStatus(
             code=code,
-            message=details if code else "",
+            message=details if code != StatusCode.OK else "",
             initial_metadata=self._initial or (),
             trailing_metadata=self._trailing,
         )
@@ -210,12 +212,12 @@ class SyncContext(CallContext, grpc.ServicerContext):  # type: ignore[misc]
     def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
         """End the call with ``code`` and ``details`` now (raises)."""
         self._mark_abort(code, details, None)
-        raise SyncAbort(f"call aborted with {grpcwire.code_name(self._code or 2)}")
+        raise SyncAbort(f"call aborted with {self._aborted_with()}")
 
     def abort_with_status(self, status: grpc.Status) -> NoReturn:
         """End the call with a ``grpc.Status`` (code, details, trailing metadata)."""
         self._mark_abort(status.code, status.details, status.trailing_metadata)
-        raise SyncAbort(f"call aborted with {grpcwire.code_name(self._code or 2)}")
+        raise SyncAbort(f"call aborted with {self._aborted_with()}")
 
     def send_initial_metadata(self, initial_metadata: Iterable[tuple[str, str | bytes]]) -> None:
         """Metadata sent to the client before the response; at most once."""
@@ -241,12 +243,12 @@ class AsyncContext(CallContext, grpc.aio.ServicerContext[Any, Any]):  # type: ig
     ) -> NoReturn:
         """End the call with ``code``, ``details`` and trailing metadata now (raises)."""
         self._mark_abort(code, details, trailing_metadata or None)
-        raise AsyncAbort(f"call aborted with {grpcwire.code_name(self._code or 2)}")
+        raise AsyncAbort(f"call aborted with {self._aborted_with()}")
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
         """End the call with a ``grpc.Status`` (code, details, trailing metadata)."""
         self._mark_abort(status.code, status.details, status.trailing_metadata)
-        raise AsyncAbort(f"call aborted with {grpcwire.code_name(self._code or 2)}")
+        raise AsyncAbort(f"call aborted with {self._aborted_with()}")
 
     async def send_initial_metadata(
         self, initial_metadata: Iterable[tuple[str, str | bytes]]

@@ -12,11 +12,12 @@ import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from narun._types import ASGIApp, Message, Scope
 from narun.observe import requestid, tracing
 from narun.protocol.bhttp import Request, Response
+from narun.protocol.fields import end_to_end
 
 __all__ = ["ASGIBridge", "Lifespan", "build_scope"]
 
@@ -66,6 +67,10 @@ def build_scope(
     """
     target = request.path or "/"
     raw_path, _, query = target.partition("?")
+    # The target is ASCII from narun's gateway; a Go gateway passes raw bytes through
+    # (request.path holds them as latin-1): raw_path and query_string get those bytes,
+    # path their percent-decoded UTF-8.
+    raw = raw_path.encode("latin-1")
     headers = [(name.lower(), value) for name, value in request.headers]
     if request.authority:
         for name, _ in headers:
@@ -87,9 +92,11 @@ def build_scope(
         "http_version": "1.1",
         "method": request.method,
         "scheme": scheme,
-        "path": unquote(raw_path, errors="surrogateescape") if "%" in raw_path else raw_path,
-        "raw_path": raw_path.encode("ascii"),
-        "query_string": query.encode("ascii"),
+        "path": raw_path
+        if "%" not in raw_path and raw.isascii()
+        else unquote_to_bytes(raw).decode("utf-8", "surrogateescape"),
+        "raw_path": raw,
+        "query_string": query.encode("latin-1"),
         "root_path": root_path,
         "headers": headers,
         "client": client,
@@ -182,7 +189,8 @@ class ASGIBridge:
             return _INTERNAL_ERROR
         if request.method == "HEAD" or status in _BODYLESS_STATUS:
             chunks.clear()
-        return Response(status=status, headers=tuple(headers), content=b"".join(chunks))
+        # Connection-level fields describe a hop the app does not have (RFC 9110 7.6.1).
+        return Response(status=status, headers=tuple(end_to_end(headers)), content=b"".join(chunks))
 
 
 def replace_fields(

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, Unpack, cast
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from narun._types import ASGIApp, WSGIApp
 from narun.consumer.host import HostOptions, ServiceHost, serve
 from narun.consumer.http.asgi import ASGIBridge, Lifespan
-from narun.consumer.http.endpoint import HTTPEndpoint
+from narun.consumer.http.endpoint import HTTPEndpoint, refuse
 from narun.consumer.http.wsgi import wsgi_to_asgi
-from narun.consumer.service import Handler
+from narun.consumer.service import Handler, Reply
 from narun.errors import ConfigError
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import wire
@@ -85,7 +87,14 @@ class Consumer(ServiceHost):
 
     def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
         state = self._lifespan.state if self._lifespan is not None else None
-        return HTTPEndpoint(ASGIBridge(self.app, state=state), metrics=recorder)
+        return HTTPEndpoint(
+            ASGIBridge(self.app, state=state),
+            metrics=recorder,
+            default_deadline=self.default_deadline,
+        )
+
+    def _refusal(self) -> Callable[[Msg], Reply]:
+        return refuse  # Binary HTTP 503 for Go gateways, which read no ADR-32 errors
 
     async def _close(self) -> None:
         if self._lifespan is not None:

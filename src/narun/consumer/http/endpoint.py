@@ -9,21 +9,44 @@ from nats.aio.msg import Msg
 
 from narun.consumer.deadlines import DeadlineWheel
 from narun.consumer.http.asgi import ASGIBridge, parse_client
-from narun.consumer.service import Reply, error_reply
+from narun.consumer.service import OVERLOADED, Reply, error_reply
 from narun.errors import BinaryHTTPError
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import wire
-from narun.protocol.bhttp import Request, decode_request, encode_response
+from narun.protocol.bhttp import Request, Response, decode_request, encode_response
 
-__all__ = ["HTTPEndpoint"]
+__all__ = ["HTTPEndpoint", "refuse"]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
 _BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
 _DEADLINE = error_reply(504, "Request deadline exceeded")
+
+
+def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> bytes:
+    body = text.encode() + b"\n"
+    headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    )
+    return encode_response(Response(status, headers, body))
+
+
+# A Go gateway reads no ADR-32 error headers (a reply without Binary HTTP becomes its
+# 502): requests from one get the same answers as Binary HTTP responses it relays.
+_GO_DEADLINE = Reply(_plain(504, "Request deadline exceeded"), error="Request deadline exceeded")
+_GO_OVERLOADED = Reply(
+    _plain(503, "Service overloaded", (b"retry-after", b"1")), error="Service overloaded"
+)
+
+
+def refuse(msg: Msg) -> Reply:
+    """How a full instance refuses ``msg``: ADR-32 503 for narun gateways, else Binary HTTP."""
+    return OVERLOADED if wire.from_narun_gateway(msg.headers) else _GO_OVERLOADED
 
 
 class HTTPEndpoint:
@@ -34,9 +57,17 @@ class HTTPEndpoint:
     (if given) and writes the access log line.
     """
 
-    def __init__(self, bridge: ASGIBridge, *, metrics: RequestRecorder | None = None) -> None:
+    def __init__(
+        self,
+        bridge: ASGIBridge,
+        *,
+        metrics: RequestRecorder | None = None,
+        default_deadline: float | None = None,
+    ) -> None:
         self.bridge = bridge
         self.metrics = metrics
+        self.default_deadline = default_deadline or None
+        """Seconds a request without ``Narun-Timeout-Ms`` may run (None: no bound)."""
         # The caller's deadline (Narun-Timeout-Ms) bounds each request. One timer wheel
         # for all of them: asyncio.timeout's timer per request costs more than the
         # request itself; a few milliseconds of lateness do not matter here.
@@ -73,6 +104,8 @@ class HTTPEndpoint:
             fields = None if traced is None else tracing.app_trace_headers()
             budget = wire.parse_timeout(headers.get(wire.TIMEOUT_MS))
             if budget is None:
+                budget = self.default_deadline  # a Go gateway sends no deadline
+            if budget is None:
                 response = await self.bridge(request, client=client, request_id=rid, trace=fields)
             else:
                 try:
@@ -88,7 +121,7 @@ class HTTPEndpoint:
                         budget,
                     )
                     status = 504
-                    return _DEADLINE
+                    return _DEADLINE if wire.from_narun_gateway(headers) else _GO_DEADLINE
             status = response.status
             error = f"HTTP {status}" if status >= 500 else None
             return Reply(data=encode_response(response), error=error)

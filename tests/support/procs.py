@@ -8,7 +8,6 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -19,7 +18,9 @@ from typing import Any
 import nats
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from narun.supervise import Child, SuperviseError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -39,64 +40,48 @@ def unique_service(prefix: str = "svc") -> str:
 
 
 class Proc:
-    """A narun child process whose output goes to a log file shown on failure."""
+    """A narun child process whose output goes to a log file shown on failure.
+
+    It shares the test run's process group, so that a Ctrl-C of pytest reaches it too.
+    """
 
     def __init__(self, args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
-        self._log_fh = open(log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self.child = Child.start(
             [sys.executable, "-m", "narun", *args],
-            stdout=self._log_fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            name=f"narun {args[0]}",
+            output=log,
             cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            env=env,
+            own_group=False,
         )
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
 
     def output(self) -> str:
-        if not self._log_fh.closed:
-            self._log_fh.flush()
         return self.log.read_text(errors="replace")
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.child.running
 
     def signal(self, sig: signal.Signals) -> None:
-        if self.alive():
-            self.proc.send_signal(sig)
+        self.child.signal(sig)
 
     def wait(self, timeout: float = 40) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._log_fh.close()
-        return code
+        return self.child.wait(timeout)
 
     def stop(self) -> int:
         """SIGTERM and wait; SIGKILL if it does not exit in time."""
-        self.signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log_fh.close()
-        return code
+        return self.child.stop(grace=40)
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"process exited early:\n{proc.output()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} not open after {timeout}s:\n{proc.output()}")
+    try:
+        proc.child.wait_for_port(port, timeout=timeout)
+    except SuperviseError as exc:
+        raise RuntimeError(f"{exc}:\n{proc.output()}") from None
 
 
 def count_instances(

@@ -1,4 +1,4 @@
-"""gRPC servicers for the end-to-end tests, served with ``narun serve tests.grpc_apps:register``.
+"""gRPC servicers for the end-to-end tests (``narun serve tests.support.grpc_apps:register``).
 
 Besides the example ``hello.v1.Greeter``, three raw-bytes services share one method set,
 implemented twice: ``async def`` (``narun.test.AsyncProbe`` and, for a route with a short
@@ -28,7 +28,7 @@ import grpc
 import grpc.aio
 
 from examples.grpc_hello.server import register as register_greeter
-from narun.consumer import GrpcTarget
+from narun.consumer import GRPCTarget
 
 SECRET = "secret-internal-detail-8642"
 TRAILING_BIN = bytes([0, 1, 2, 0x7F, 0x80, 0xFE, 0xFF])
@@ -149,7 +149,7 @@ def probe_handlers(probe: AsyncProbe | SyncProbe) -> Handlers:
     }
 
 
-def register(target: GrpcTarget) -> None:
+def register(target: GRPCTarget) -> None:
     """Register every test service on ``target``, as generated code would (and more)."""
     register_greeter(target)
     for name in ("narun.test.AsyncProbe", "narun.test.SlowProbe"):
