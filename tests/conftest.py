@@ -39,16 +39,16 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def jetstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+def jetstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NATSServer]:
     """One real nats-server with JetStream (KV, Object Store) for the whole session.
 
     Tests stay apart by unique bucket, key and object names.
     """
     store = tmp_path_factory.mktemp("jetstream")
-    with NatsServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
+    with NATSServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def jetstream_url(jetstream_server: NatsServer) -> str:
+def jetstream_url(jetstream_server: NATSServer) -> str:
     return jetstream_server.url

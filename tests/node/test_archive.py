@@ -24,6 +24,7 @@ from narun.node.archive import (
     normalize_digest,
     object_headers,
     object_name,
+    parse_ignore,
     short_digest,
 )
 from narun.node.selfwheel import build_self_wheel
@@ -247,3 +248,39 @@ def test_narun_wheel_holds_the_package_and_its_metadata(tmp_path: Path) -> None:
 def zf_text(wheel: Path, name: str) -> str:
     with zipfile.ZipFile(wheel) as zf:
         return zf.read(name).decode()
+
+
+IGNORE = """
+# data and secrets stay home
+*.csv
+node_modules
+data/raw/
+/secrets/*.pem
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "excluded"),
+    [
+        ("app/main.py", False),
+        ("report.csv", True),
+        ("app/deep/table.csv", True),
+        ("web/node_modules/x/index.js", True),
+        ("data/raw", True),
+        ("data/raw/2024/a.json", True),
+        ("data/clean/a.json", False),
+        ("app/data/raw/a.json", False),  # anchored at the top
+        ("secrets/key.pem", True),
+        ("secrets/readme.md", False),
+        ("app/secrets/key.pem", False),
+    ],
+)
+def test_narunignore_patterns(path: str, excluded: bool) -> None:
+    patterns = parse_ignore(IGNORE)
+    assert patterns == ("*.csv", "node_modules", "/data/raw", "/secrets/*.pem")
+    assert is_excluded(PurePosixPath(path), patterns) is excluded
+
+
+def test_narunignore_refuses_reinclusion_naming_the_line() -> None:
+    with pytest.raises(ArtifactError, match=r"\.narunignore line 2: '!' patterns"):
+        parse_ignore("*.log\n!keep.log\n")

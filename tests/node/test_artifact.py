@@ -6,9 +6,13 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import importlib.metadata
 import io
 import json
 import os
+import platform
+import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -16,10 +20,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 
-from narun.node.archive import MANIFEST_NAME, Manifest, digest_key, normalize_digest
+from narun.node import installer, packer
+from narun.node.archive import MANIFEST_NAME, Manifest, digest_key, normalize_digest, object_name
 from narun.node.artifact import (
     ARTIFACT_BUCKET,
     Artifact,
@@ -31,8 +37,9 @@ from narun.node.artifact import (
     pack,
     upload,
 )
+from narun.node.binfmt import HEAD_SIZE, executable_platform, go_platform
 from narun.node.installer import uninstall
-from narun.transport.server import NatsServer
+from narun.transport.server import NATSServer
 from tests.support import unique_service
 
 pytestmark = pytest.mark.slow
@@ -130,6 +137,39 @@ def test_pack_holds_the_project_its_wheels_and_narun(packed: Artifact) -> None:
     assert manifest.python == f"cpython-{sys.version_info[0]}.{sys.version_info[1]}"
     # pip built in a copy: the user's directory got no build/ or *.egg-info.
     assert sorted(p.name for p in PYAPP.iterdir()) == ["artifact_fixture_app", "pyproject.toml"]
+
+
+def test_packing_unchanged_code_again_gives_the_same_digest(
+    packed: Artifact, tmp_path: Path
+) -> None:
+    # From another folder, at another time: the same bytes, so nothing new to store.
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(PYAPP, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "artifact_fixture_app" / "main.py").touch()
+    again = pack(copy, work_dir=tmp_path / "work")
+    assert again.digest == packed.digest
+    assert again.path.read_bytes() == packed.path.read_bytes()
+
+
+def test_pack_leaves_out_caches_and_what_narunignore_names(tmp_path: Path) -> None:
+    source = tmp_path / "proj"
+    for name, text in {
+        "app/main.py": "x = 1\n",
+        "app/__pycache__/main.cpython-311.pyc": "",
+        ".git/config": "",
+        ".venv/bin/python": "",
+        "data/big.csv": "1,2\n",
+        ".env": "SECRET=1\n",
+        ".narunignore": "*.csv\n/.env\n",
+        "empty/.keep": "",
+    }.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
+    dirs, files = packer._copy_project(source, tmp_path / "copy")
+    assert files == [".narunignore", "app/main.py", "empty/.keep"]
+    assert dirs == ["app", "data", "empty"]
+    assert (tmp_path / "copy" / "app" / "main.py").read_text() == "x = 1\n"
+    assert not (tmp_path / "copy" / ".env").exists()
 
 
 def test_pack_takes_an_executable_as_it_is(tmp_path: Path) -> None:
@@ -272,7 +312,7 @@ async def test_download_of_a_missing_object_or_bucket_says_so(
     digest = normalize_digest("SHA-256=" + "A" * 43)
     with pytest.raises(ArtifactError, match="is not in bucket 'app-binaries'"):
         await download(js, "nothing-here", dest_dir=tmp_path, digest=digest)
-    with NatsServer(extra_config=f'jetstream {{ store_dir: "{tmp_path / "js"}" }}') as fresh:
+    with NATSServer(extra_config=f'jetstream {{ store_dir: "{tmp_path / "js"}" }}') as fresh:
         nc = await nats.connect(fresh.url)
         try:
             with pytest.raises(ArtifactError, match="does not exist: nothing was deployed"):
@@ -492,3 +532,136 @@ async def test_executable_artifact_from_pack_to_a_run(js: JetStreamContext, tmp_
     out, _ = await proc.communicate()
     assert proc.returncode == 0
     assert out == b"greetings node\n"
+
+
+# -- more ways in -------------------------------------------------------------------------------
+
+
+def test_a_requirements_only_project_runs_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifact = pack(PYAPP.parent / "reqapp", work_dir=tmp_path / "work")
+    with tarfile.open(artifact.path, "r:gz") as tar:
+        names = tar.getnames()
+    assert "project/reqapp_main.py" in names
+    assert any(n.startswith("wheels/itsdangerous-") for n in names)
+    assert any(n.startswith("wheels/narun-") for n in names)
+    # ... installed by a node whose Python has no pip (a uv-made environment): the venv
+    # gets CPython's bundled pip and installs with it, offline as well.
+    monkeypatch.setattr(installer, "_node_has_pip", lambda: False)
+    with no_network():
+        installed = install(
+            artifact.path, digest=artifact.digest, kind="python", cache_dir=tmp_path / "apps"
+        )
+    assert installed.python is not None
+    assert list((installed.python.parent.parent / "lib").glob("python*/site-packages/pip"))
+    out = run_python(
+        installed.python,
+        "import reqapp_main, narun; print(reqapp_main.signed('r')); print(narun.__file__)",
+        cwd=installed.root,
+    )
+    signed, narun_file = out.splitlines()
+    assert signed.startswith("r.")
+    assert Path(narun_file).is_relative_to(installed.python.parent.parent)
+
+
+def test_pack_without_narun_metadata_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(name: str) -> importlib.metadata.Distribution:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(ArtifactError, match="narun's package metadata is missing"):
+        pack(PYAPP, work_dir=tmp_path)
+
+
+async def test_two_concurrent_downloads_of_one_digest(
+    js: JetStreamContext, packed: Artifact, tmp_path: Path
+) -> None:
+    object_name = await upload(js, packed, name=unique_service("shop"))
+    paths = await asyncio.gather(
+        *(download(js, object_name, dest_dir=tmp_path, digest=packed.digest) for _ in range(2))
+    )
+    assert paths[0] == paths[1]
+    assert await asyncio.to_thread(paths[0].read_bytes) == packed.path.read_bytes()
+    assert await asyncio.to_thread(files_under, tmp_path) == [paths[0]]
+
+
+async def test_upload_refuses_a_file_changed_after_packing(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho v1\n")
+    tool.chmod(0o755)
+    artifact = pack(tool, work_dir=tmp_path / "work")
+    artifact.path.write_text("#!/bin/sh\necho v2\n")
+    name = unique_service("tool")
+    with pytest.raises(ArtifactError, match="changed after it was packed"):
+        await upload(js, artifact, name=name)
+    store = await js.object_store(ARTIFACT_BUCKET)
+    with pytest.raises(nats.js.errors.ObjectNotFoundError):
+        await store.get_info(object_name(name, artifact.digest))
+
+
+def test_install_refuses_an_executable_of_another_platform(tmp_path: Path) -> None:
+    here = go_platform(sys.platform, platform.machine())
+    other = 0xB7 if here[1] != "arm64" else 0x3E  # an arm64 ELF here, else an amd64 one
+    program = tmp_path / "server"
+    program.write_bytes(
+        b"\x7fELF\x02\x01\x01\x00" + bytes(10) + struct.pack("<H", other) + bytes(64)
+    )
+    program.chmod(0o755)
+    with pytest.raises(ArtifactError, match=r"is built for linux/.*; this node is"):
+        install(program, digest=file_digest(program), kind="executable", cache_dir=tmp_path / "c")
+
+
+async def test_an_executables_platform_is_stored_with_it(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    binary = Path(shutil.which("true") or "/bin/true")
+    artifact = await asyncio.to_thread(pack, binary, work_dir=tmp_path / "work")
+    head = await asyncio.to_thread(binary.read_bytes)
+    expected = executable_platform(head[:HEAD_SIZE])
+    if expected is None:
+        pytest.skip(f"{binary} is not in a format this test knows")
+    oname = await upload(js, artifact, name=unique_service("true"))
+    info = await (await js.object_store(ARTIFACT_BUCKET)).get_info(oname)
+    assert info.headers is not None
+    assert (info.headers["narun-goos"], info.headers["narun-goarch"]) == (
+        [expected[0]],
+        [expected[1]],
+    )
+    path = await download(js, oname, dest_dir=tmp_path / "dl", digest=artifact.digest)
+    installed = await asyncio.to_thread(
+        install, path, digest=artifact.digest, kind="executable", cache_dir=tmp_path / "c"
+    )
+    assert installed.executable is not None
+    proc = await asyncio.create_subprocess_exec(installed.executable)
+    assert await proc.wait() == 0
+
+
+async def test_upload_of_what_pack_did_not_make_says_why(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    not_a_tar = tmp_path / "x.tar.gz"
+    not_a_tar.write_bytes(b"plain bytes")
+    fake = Artifact(path=not_a_tar, digest=file_digest(not_a_tar), kind="python", size=11)
+    with pytest.raises(ArtifactError, match="is not a python artifact"):
+        await upload(js, fake, name="fake")
+    missing = Artifact(path=tmp_path / "gone", digest=fake.digest, kind="executable", size=1)
+    with pytest.raises(ArtifactError, match=r"reading .*gone failed"):
+        await upload(js, missing, name="fake")
+
+
+def test_a_damaged_marker_means_install_again(tmp_path: Path) -> None:
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho ok\n")
+    tool.chmod(0o755)
+    digest = file_digest(tool)
+    first = install(tool, digest=digest, kind="executable", cache_dir=tmp_path / "c")
+    assert first.executable is not None
+    (first.root / "installed.json").write_text('{"kind": "executable"}')
+    again = install(tool, digest=digest, kind="executable", cache_dir=tmp_path / "c")
+    assert again == first
+    assert marker(again)["root"] == "."

@@ -11,8 +11,9 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -21,6 +22,7 @@ from narun.errors import NarunError
 __all__ = [
     "DIGEST_PREFIX",
     "FORMAT_VERSION",
+    "IGNORE_FILE",
     "MANIFEST_NAME",
     "PROJECT_DIR",
     "WHEELS_DIR",
@@ -38,6 +40,7 @@ __all__ = [
     "normalize_digest",
     "object_headers",
     "object_name",
+    "parse_ignore",
     "short_digest",
 ]
 
@@ -53,6 +56,8 @@ PROJECT_DIR = "project"
 """Top-level folder of a python archive holding the project's files."""
 WHEELS_DIR = "wheels"
 """Top-level folder of a python archive holding every wheel to install."""
+IGNORE_FILE = ".narunignore"
+"""A project's file of patterns to leave out of its artifact (see :func:`parse_ignore`)."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -171,11 +176,18 @@ def local_file_name(object_name: str) -> str:
 
 
 def object_headers(
-    *, name: str, digest: str, kind: ArtifactKind, original_file: str, manifest: Manifest | None
+    *,
+    name: str,
+    digest: str,
+    kind: ArtifactKind,
+    original_file: str,
+    manifest: Manifest | None,
+    platform: tuple[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """The metadata stored with an artifact object (NATS header map: name -> values).
 
-    Go narun's ``narun-app-name`` and ``narun-original-file``, plus ``narun-digest``,
+    Go narun's ``narun-app-name``, ``narun-original-file`` and, for an executable of a
+    known platform, ``narun-goos`` and ``narun-goarch``; plus ``narun-digest``,
     ``narun-kind`` and, for python artifacts, where their wheels were built.
     """
     headers: dict[str, list[str]] = {
@@ -184,6 +196,8 @@ def object_headers(
         "narun-kind": [kind],
         "narun-original-file": [original_file],
     }
+    if platform is not None:
+        headers["narun-goos"], headers["narun-goarch"] = [platform[0]], [platform[1]]
     if manifest is not None:
         headers["narun-python"] = [manifest.python]
         headers["narun-platform"] = [manifest.platform]
@@ -191,11 +205,46 @@ def object_headers(
     return headers
 
 
-def is_excluded(relative: PurePosixPath) -> bool:
-    """Whether a path inside a project directory stays out of the artifact."""
-    return any(
-        part in _EXCLUDED_NAMES or part.endswith(_EXCLUDED_SUFFIXES) for part in relative.parts
-    )
+def parse_ignore(text: str) -> tuple[str, ...]:
+    """The patterns of a ``.narunignore`` file, one per line; ``#`` starts a comment line.
+
+    A pattern without ``/`` matches a file or folder name at any depth (``*.csv``,
+    ``node_modules``); one with ``/`` matches a path from the project's top
+    (``data/raw``, ``/secrets/*.pem``). ``*``, ``?`` and ``[...]`` as in shells. A
+    matched folder is left out with everything in it. ``!`` (re-include) is refused.
+    """
+    patterns = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("!"):
+            raise ArtifactError(
+                f"{IGNORE_FILE} line {number}: '!' patterns (re-include) are not supported"
+            )
+        pattern = line.strip("/")
+        if pattern:
+            patterns.append(("/" if "/" in line.rstrip("/") else "") + pattern)
+    return tuple(patterns)
+
+
+def is_excluded(relative: PurePosixPath, patterns: Sequence[str] = ()) -> bool:
+    """Whether a path inside a project directory stays out of the artifact.
+
+    Always left out: version control, virtualenvs, bytecode, tool caches and build
+    output; also what ``patterns`` (from :func:`parse_ignore`) match.
+    """
+    parts = relative.parts
+    if any(part in _EXCLUDED_NAMES or part.endswith(_EXCLUDED_SUFFIXES) for part in parts):
+        return True
+    for pattern in patterns:
+        if pattern.startswith("/"):
+            anchored = pattern[1:]
+            if any(fnmatchcase("/".join(parts[:i]), anchored) for i in range(1, len(parts) + 1)):
+                return True
+        elif any(fnmatchcase(part, pattern) for part in parts):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

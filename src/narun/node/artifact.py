@@ -15,6 +15,7 @@ import logging
 import os
 import tarfile
 import uuid
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from narun.node.archive import (
     object_headers,
     object_name,
 )
+from narun.node.binfmt import HEAD_SIZE, executable_platform
 from narun.node.installer import Installed, file_digest, install
 from narun.node.packer import pack
 
@@ -106,11 +108,12 @@ async def upload(js: JetStreamContext, artifact: Artifact, *, name: str) -> str:
         if existing is not None and _same_digest(existing.digest, digest):
             logger.debug("artifact %s is already stored", oname)
             return oname
-        manifest = (
-            await asyncio.to_thread(_read_manifest, artifact.path)
-            if artifact.kind == "python"
-            else None
-        )
+        manifest, platform = None, None
+        if artifact.kind == "python":
+            manifest = await asyncio.to_thread(_read_manifest, artifact.path)
+        else:
+            head = await asyncio.to_thread(_head, artifact.path)
+            platform = executable_platform(head)
         meta = nats.js.api.ObjectMeta(
             name=oname,
             description=f"narun {artifact.kind} artifact of {name}",
@@ -120,6 +123,7 @@ async def upload(js: JetStreamContext, artifact: Artifact, *, name: str) -> str:
                 kind=artifact.kind,
                 original_file=artifact.path.name,
                 manifest=manifest,
+                platform=platform,
             ),
         )
         f = await asyncio.to_thread(artifact.path.open, "rb")
@@ -135,16 +139,25 @@ async def upload(js: JetStreamContext, artifact: Artifact, *, name: str) -> str:
             )
     except (TimeoutError, nats.errors.Error) as exc:
         raise _nats_failure(f"storing {oname} in bucket {ARTIFACT_BUCKET!r} failed", exc) from exc
+    except OSError as exc:
+        raise ArtifactError(f"reading {artifact.path} failed: {exc}") from exc
     return oname
 
 
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(HEAD_SIZE)
+
+
 def _read_manifest(path: Path) -> Manifest:
-    with tarfile.open(path, "r:gz") as tar:
-        member = tar.getmember(MANIFEST_NAME)
-        f = tar.extractfile(member)
-        if f is None:
-            raise ArtifactError(f"{path}: {MANIFEST_NAME} is not a file")
-        return Manifest.from_json(f.read())
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            f = tar.extractfile(MANIFEST_NAME)
+            if f is None:
+                raise ArtifactError(f"{path}: {MANIFEST_NAME} is not a file")
+            return Manifest.from_json(f.read())
+    except (tarfile.TarError, KeyError, EOFError, zlib.error) as exc:
+        raise ArtifactError(f"{path} is not a python artifact (packed by pack()): {exc}") from None
 
 
 def _same_digest(stored: str | None, expected: str) -> bool:
@@ -172,9 +185,9 @@ async def download(js: JetStreamContext, object_name: str, *, dest_dir: Path, di
             return target
         logger.warning("cached artifact %s has another digest: fetching it again", target)
         target.unlink(missing_ok=True)
-    folder.mkdir(parents=True, exist_ok=True)
     part = folder / f".{target.name}.{uuid.uuid4().hex}.part"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         store = await _bucket(js, create=False)
         try:
             info = await store.get_info(object_name)
@@ -209,6 +222,8 @@ async def download(js: JetStreamContext, object_name: str, *, dest_dir: Path, di
         raise _nats_failure(
             f"fetching {object_name!r} from {ARTIFACT_BUCKET!r} failed", exc
         ) from exc
+    except OSError as exc:
+        raise ArtifactError(f"writing {object_name!r} to {folder} failed: {exc}") from exc
     finally:
         part.unlink(missing_ok=True)
     return target

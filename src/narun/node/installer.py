@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from narun.node.archive import (
     local_file_name,
     normalize_digest,
 )
+from narun.node.binfmt import HEAD_SIZE, executable_platform, go_platform
 
 __all__ = ["Installed", "file_digest", "install"]
 
@@ -92,6 +94,13 @@ def install(archive: Path, *, digest: str, kind: ArtifactKind, cache_dir: Path) 
     expected = normalize_digest(digest)
     if kind not in ("python", "executable"):
         raise ArtifactError(f"unknown artifact kind {kind!r} (python or executable)")
+    try:
+        return _install(archive, expected, kind, cache_dir)
+    except OSError as exc:
+        raise ArtifactError(f"installing {archive} under {cache_dir} failed: {exc}") from exc
+
+
+def _install(archive: Path, expected: str, kind: ArtifactKind, cache_dir: Path) -> Installed:
     key = digest_key(expected)
     home = cache_dir / key
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -149,17 +158,14 @@ def _locked(path: Path) -> Iterator[None]:
 def _complete(home: Path, kind: ArtifactKind) -> Installed | None:
     try:
         marker = json.loads((home / _MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    if marker.get("kind") != kind:
-        raise ArtifactError(
-            f"{home} holds this digest installed as {marker.get('kind')!r}, not {kind!r}"
-        )
-    installed = Installed(
-        root=home / marker["root"],
-        python=home / marker["python"] if marker.get("python") else None,
-        executable=home / marker["executable"] if marker.get("executable") else None,
-    )
+        found_kind, root = marker["kind"], home / marker["root"]
+        python = home / marker["python"] if marker.get("python") else None
+        executable = home / marker["executable"] if marker.get("executable") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # not there, or not ours: installed again
+    if found_kind != kind:
+        raise ArtifactError(f"{home} holds this digest installed as {found_kind!r}, not {kind!r}")
+    installed = Installed(root=root, python=python, executable=executable)
     program = installed.python or installed.executable
     if program is None or not program.exists():
         return None  # e.g. the base interpreter of the venv was removed: build again
@@ -183,6 +189,14 @@ def _write_marker(home: Path, kind: ArtifactKind, digest: str, installed: Instal
 
 
 def _install_executable(archive: Path, home: Path) -> Installed:
+    with archive.open("rb") as f:
+        built_for = executable_platform(f.read(HEAD_SIZE))
+    here = go_platform(sys.platform, platform.machine())
+    if built_for is not None and here[1] is not None and built_for != here:
+        raise ArtifactError(
+            f"{archive.name} is built for {built_for[0]}/{built_for[1]}; this node is "
+            f"{here[0]}/{here[1]}: deploy a build for this platform"
+        )
     program = home / local_file_name(archive.name)
     part = home / f".{program.name}.part"
     shutil.copyfile(archive, part)
@@ -195,19 +209,13 @@ def _install_python(archive: Path, home: Path) -> Installed:
     manifest = _unpack(archive, home)
     wheels = home / WHEELS_DIR
     env_dir = home / "venv"
-    use_own_pip = importlib.util.find_spec("pip") is not None
+    use_own_pip = _node_has_pip()
     venv.EnvBuilder(with_pip=not use_own_pip, symlinks=os.name != "nt").create(env_dir)
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    # The runner's pip installs into the venv (--python): no pip copy per venv.
-    pip = (
-        [sys.executable, "-m", "pip", "--python", str(python)]
-        if use_own_pip
-        else [
-            str(python),
-            "-m",
-            "pip",
-        ]
-    )
+    # The runner's pip installs into the venv (--python): no pip copy per venv. Without
+    # one (a uv-made environment), the venv gets CPython's bundled pip (offline too).
+    pip = [sys.executable, "-m", "pip", "--python", str(python)] if use_own_pip else []
+    pip = pip or [str(python), "-m", "pip"]
     command = [
         *pip,
         "--isolated",
@@ -239,6 +247,11 @@ def _install_python(archive: Path, home: Path) -> Installed:
         ) from None
     shutil.rmtree(wheels, ignore_errors=True)  # installed; the archive still has them
     return Installed(root=home / PROJECT_DIR, python=python, executable=None)
+
+
+def _node_has_pip() -> bool:
+    """Whether the runner's Python has pip (a uv-made environment may not)."""
+    return importlib.util.find_spec("pip") is not None
 
 
 def _unpack(archive: Path, home: Path) -> Manifest:

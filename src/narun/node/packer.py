@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 from narun.node.archive import (
+    IGNORE_FILE,
     MANIFEST_NAME,
     PROJECT_DIR,
     WHEELS_DIR,
@@ -33,6 +34,7 @@ from narun.node.archive import (
     Manifest,
     is_excluded,
     local_file_name,
+    parse_ignore,
     short_digest,
 )
 from narun.node.installer import file_digest
@@ -54,7 +56,13 @@ def pack(source: Path, *, work_dir: Path) -> Artifact:
     the project and the wheels of all its dependencies and of narun, built or downloaded
     here with pip, so a node installs it offline. An executable file is taken as it is.
     """
-    source = Path(source)
+    try:
+        return _pack(Path(source), work_dir)
+    except OSError as exc:
+        raise ArtifactError(f"packing {source} failed: {exc}") from exc
+
+
+def _pack(source: Path, work_dir: Path) -> Artifact:
     if source.is_dir():
         return _pack_python(source, work_dir)
     if source.is_file():
@@ -142,13 +150,15 @@ def _copy_project(source: Path, dest: Path) -> tuple[list[str], list[str]]:
     """Copy the project's files (without excluded ones) to ``dest``; their relative paths."""
     dirs: list[str] = []
     files: list[str] = []
+    ignore = source / IGNORE_FILE
+    patterns = parse_ignore(ignore.read_text(encoding="utf-8")) if ignore.is_file() else ()
     for root, dirnames, filenames in os.walk(source):
         here = Path(root)
         relative_root = PurePosixPath(here.relative_to(source).as_posix())
-        dirnames[:] = sorted(d for d in dirnames if not is_excluded(relative_root / d))
+        dirnames[:] = sorted(d for d in dirnames if not is_excluded(relative_root / d, patterns))
         for name in [*dirnames, *filenames]:
             relative = relative_root / name
-            if is_excluded(relative):
+            if is_excluded(relative, patterns):
                 continue
             path = here / name
             if path.is_symlink():
@@ -221,9 +231,14 @@ def _write_archive(
 def _run(command: list[str], *, cwd: Path, what: str) -> None:
     """Run a pip command; a failure raises :class:`ArtifactError` with pip's last words."""
     logger.debug("running %s", command)
+    # Build backends (setuptools, hatchling, flit, ...) stamp wheels with this time instead
+    # of now: packing unchanged code again gives the same digest, so nothing new is
+    # uploaded or installed.
+    env = {"SOURCE_DATE_EPOCH": str(_MTIME), **os.environ}
     proc = subprocess.run(
         command,
         cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
