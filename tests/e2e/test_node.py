@@ -581,3 +581,30 @@ def test_a_nats_server_restart_keeps_instances_running(tmp_path: Path) -> None:
     finally:
         node.stop()
         server.stop()
+
+
+def test_commands_on_a_nats_with_nothing_deployed(tmp_path: Path) -> None:
+    jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
+    with NATSServer(extra_config=jetstream) as server:
+        apps = narun(server.url, "apps", "ls")
+        assert apps.returncode == 0
+        assert apps.stdout.split() == ["NAME", "VERSION", "DESIRED", "RUNNING", "NODES"]
+        nodes = narun(server.url, "nodes", "ls")
+        assert nodes.returncode == 0
+        assert "(no live node)" in nodes.stderr
+        rm = narun(server.url, "apps", "rm", "shop")
+        assert rm.returncode == 1
+        assert "nothing deployed yet" in rm.stderr
+    with NATSServer() as plain:  # no JetStream at all
+        deploy = narun(plain.url, "deploy", "--name", "x", "--app", "a:b")
+        assert deploy.returncode == 1
+        assert "JetStream" in deploy.stderr
+        assert "Traceback" not in deploy.stderr
+        args = ["node", "--node-id", "x", "--data-dir", str(tmp_path / "x"), "--metrics-addr", ""]
+        node = narun(plain.url, *args, timeout=60)
+        assert node.returncode == 1
+        assert "JetStream" in node.stderr
+        assert "Traceback" not in node.stderr
+        logs = narun(plain.url, "logs", "shop")
+        assert logs.returncode == 1
+        assert "JetStream" in logs.stderr
