@@ -338,8 +338,23 @@ def test_rolling_update_under_load_loses_no_request(cluster: Cluster) -> None:
 def test_apps_rm_stops_everything(cluster: Cluster) -> None:
     name = cluster.routes["rm"]
     deploy(cluster, name, "--replicas", "3")
+    three = {i["instance_id"]: i["pid"] for i in running(cluster.url, name)}
+    assert len(three) == 3
+    deploy(cluster, name, "--replicas", "1")  # scale down: the highest slots go
+    wait_until(lambda: len(instances(cluster.url, name)) == 1, 30, "two instances gone")
+    assert not alive(three[f"{name}-1"])
+    assert not alive(three[f"{name}-2"])
+    assert [i["pid"] for i in running(cluster.url, name)] == [three[f"{name}-0"]]
+    deploy(cluster, name, "--node", "n2=2")  # pinned: both on n2
+    wait_until(
+        lambda: (
+            sorted(i["node"] for i in running(cluster.url, name)) == ["n2", "n2"]
+            and len(instances(cluster.url, name)) == 2
+        ),
+        30,
+        "two instances on n2 only",
+    )
     pids = [i["pid"] for i in running(cluster.url, name)]
-    assert len(pids) == 3
     ok(narun(cluster.url, "apps", "rm", name, "--wait", "30"))
     wait_until(lambda: not any(alive(p) for p in pids), 20, "every instance process gone")
     assert count_instances(cluster.url, name) == 0

@@ -130,3 +130,10 @@ def test_spec_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         spec.replicas = 3
     assert isinstance(spec, AppSpec)
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: x\napp: a:b\nreplicas: 1\nreplicas: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'replicas'"):
+        load_spec(path)
