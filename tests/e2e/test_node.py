@@ -238,7 +238,7 @@ def test_deploy_answers_through_the_gateway_from_both_nodes(cluster: Cluster) ->
 
 def test_logs_show_the_lines_of_every_instance(cluster: Cluster) -> None:
     name = cluster.routes["logs"]
-    deploy(cluster, name, "--replicas", "2")
+    deploy(cluster, name, "--replicas", "2", "--env", "LONG_LINE=40000")
 
     def both() -> str | None:
         out = ok(narun(cluster.url, "logs", name, "-n", "50"))
@@ -252,6 +252,10 @@ def test_logs_show_the_lines_of_every_instance(cluster: Cluster) -> None:
     only = ok(narun(cluster.url, "logs", name, "--instance", f"{name}-1"))
     assert f"{name}-0@" not in only
     assert f"{name}-1@" in only
+    # 40,000 characters: pieces of 16 KiB, and the stream goes on after them
+    pieces = [line.rsplit(" ", 1)[1] for line in only.splitlines() if line.endswith("LLLL")]
+    assert [len(p) for p in pieces] == [16384, 16384, 40000 - 2 * 16384]
+    assert f"whoami {name}-1 after the long line" in only
 
 
 def test_a_killed_instance_is_restarted(cluster: Cluster) -> None:
