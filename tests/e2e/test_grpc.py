@@ -210,6 +210,43 @@ def test_example_client_prints_the_seed_json(stack: Stack) -> None:
     assert out.stdout == '{"message": "Hello, gRPC User!"}\n'
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--many", "3", "--interval-ms", "300"],
+            [f"Hello #{i}, gRPC User!" for i in (1, 2, 3)],
+        ),
+        (["--chat", "Ada", "Grace", "Linus"], ["Hello, Ada!", "Hello, Grace!", "Hello, Linus!"]),
+    ],
+    ids=["server-streaming", "bidi-chat"],
+)
+def test_example_client_streams(stack: Stack, args: list[str], expected: list[str]) -> None:
+    command = [sys.executable, "-m", "examples.grpc_hello.client", "--target", stack.target]
+    with subprocess.Popen([*command, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        lines = []
+        arrived = []
+        for line in proc.stdout:
+            lines.append(json.loads(line)["message"])
+            arrived.append(time.monotonic())
+        assert proc.wait(30) == 0
+    assert lines == expected
+    if args[0] == "--many":  # printed as they came, not all at the end
+        assert arrived[-1] - arrived[0] > 0.4
+
+
+def test_example_chat_rejects_an_empty_name(stack: Stack) -> None:
+    stub = hello_pb2_grpc.GreeterStub(stack.channel)
+    replies: Any = stub.Chat(
+        iter([hello_pb2.SayHelloRequest(name="a"), hello_pb2.SayHelloRequest()]), timeout=10
+    )
+    assert next(replies).message == "Hello, a!"
+    with pytest.raises(grpc.RpcError):
+        next(replies)
+    assert replies.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_two_services_in_one_consumer(stack: Stack) -> None:
     stub = hello_pb2_grpc.GreeterStub(stack.channel)
     assert stub.SayHello(hello_pb2.SayHelloRequest(name="a"), timeout=10).message == "Hello, a!"
