@@ -326,7 +326,9 @@ def test_server_streaming_messages_metadata_and_status(stack: Stack, probe: str)
     responses = call(b"5", timeout=10)
     got = list(responses)
     assert [m.split(b":")[0] for m in got] == [b"0", b"1", b"2", b"3", b"4"]
-    assert ("kind", "ticks") in responses.initial_metadata()
+    initial = dict(responses.initial_metadata())
+    assert initial["kind"] == "ticks"
+    assert re.fullmatch(r"[0-9a-f]{16}", str(initial["x-request-id"]))
     assert ("done", "yes") in responses.trailing_metadata()
     assert responses.code() == grpc.StatusCode.OK
 

@@ -173,7 +173,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self._tracer,
         )
         try:
-            outcome = await self._call(method, route, context, record.span)
+            outcome = await self._call(method, route, context, record.span, record.request_id)
             record.status = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -194,6 +194,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         route: tuple[GRPCRoute, float] | None,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
+        rid: str,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
@@ -213,7 +214,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
             result = await forward
             if isinstance(result, StreamChannel):
-                return await self._relay(result, context, more)
+                return await self._relay(result, context, more, rid)
             if more is not None and not more.done():
                 await asyncio.wait((more,), timeout=_HALF_CLOSE_WAIT)
             if more is not None and (
@@ -234,9 +235,9 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         channel: StreamChannel,
         context: grpc.aio.ServicerContext[bytes, bytes],
         more: asyncio.Future[Any] | None,
+        rid: str,
     ) -> _Outcome:
         sent = False
-        rid = requestid.current.get() or ""
 
         async def send_initial(initial: Metadata) -> None:
             nonlocal sent
