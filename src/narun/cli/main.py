@@ -13,6 +13,7 @@ import click
 from narun.cli.dev import dev
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
 from narun.cli.node import apps, deploy, logs, node, nodes
+from narun.cli.secret import secret
 from narun.cli.services import services
 from narun.errors import ConfigError, NarunError
 from narun.observe.log import configure
@@ -266,3 +267,4 @@ main.add_command(deploy)
 main.add_command(apps)
 main.add_command(logs)
 main.add_command(nodes)
+main.add_command(secret)

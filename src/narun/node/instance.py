@@ -167,7 +167,7 @@ class Slot:
     def want(self, spec: AppSpec | None) -> None:
         """Run ``spec`` (a change of version rolls), or stop with ``None``."""
         same = (spec is None and self._desired is None) or (
-            spec is not None and self._desired is not None and spec.digest == self._desired.digest
+            spec is not None and self._desired is not None and spec.run_key == self._desired.run_key
         )
         if not same:
             self._desired = spec
@@ -196,7 +196,7 @@ class Slot:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _main(self) -> None:
-        failed_digest: str | None = None
+        failed_key: str | None = None
         counted: str | None = None
         try:
             while True:
@@ -205,24 +205,24 @@ class Slot:
                 if spec is None:
                     return
                 cur = self.current
-                if cur is not None and cur.alive and cur.spec.digest == spec.digest:
+                if cur is not None and cur.alive and cur.spec.run_key == spec.run_key:
                     await self._watch_running(cur)
                     continue
-                if failed_digest == spec.digest:
+                if failed_key == spec.run_key:
                     await self._wait_change()
                     continue
-                if counted != spec.digest:  # a new version starts with a fresh budget
-                    self.restarts, counted = 0, spec.digest
-                failed_digest = None
+                if counted != spec.run_key:  # a new version starts with a fresh budget
+                    self.restarts, counted = 0, spec.run_key
+                failed_key = None
                 outcome = await self._start_and_wait_ready(spec)
                 if outcome in ("ready", "changed"):
                     continue
                 if outcome == "failed":
-                    failed_digest = spec.digest
+                    failed_key = spec.run_key
                     continue
                 # crashed before ready: restart after backoff, or give up
                 if not await self._backoff_or_fail(spec):
-                    failed_digest = spec.digest
+                    failed_key = spec.run_key
         finally:
             await self._stop_all()
 
@@ -248,7 +248,7 @@ class Slot:
                 logger.warning("%s: cannot prepare the run", self.instance_id, exc_info=True)
                 self._set(run, "crashed", f"cannot prepare the run: {exc}")
                 return "crashed"
-            if self._desired is None or self._desired.digest != spec.digest:
+            if self._desired is None or self._desired.run_key != spec.run_key:
                 self._set(run, "stopped")
                 self._forget(run, old)
                 return "changed"
@@ -293,7 +293,7 @@ class Slot:
         while True:
             if run.exited.is_set():
                 return "exited"
-            if self._desired is None or self._desired.digest != spec.digest:
+            if self._desired is None or self._desired.run_key != spec.run_key:
                 return "changed"
             if spec.service_name is None:
                 if time.monotonic() >= deadline:
@@ -323,7 +323,7 @@ class Slot:
             self._set(run, "failed", f"gave up after {self.restarts} restarts; {run.error}")
             self.current = run
             # wait here for a new version or a stop
-            while self._desired is not None and self._desired.digest == run.spec.digest:
+            while self._desired is not None and self._desired.run_key == run.spec.run_key:
                 self._changed.clear()
                 await self._wait_change()
 

@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from narun.errors import ConfigError
 from narun.node import artifact
 from narun.node.artifact import Installed
 from narun.node.instance import Launch, LaunchError, Run, Slot
@@ -43,8 +45,9 @@ from narun.node.schema import (
     placement_key,
     status_subject,
 )
+from narun.node.secrets import KEY_ENV, KEY_PATH_ENV, MasterKey, SecretError, StoredSecret
 from narun.node.spec import AppSpec, parse_spec
-from narun.node.store import Buckets, ensure_log_stream, open_buckets, read_all
+from narun.node.store import Buckets, ensure_log_stream, open_buckets, open_secrets, read_all
 from narun.transport.auth import NatsAuth
 from narun.transport.connect import connect, drain
 
@@ -55,6 +58,7 @@ logger = logging.getLogger(__name__)
 RUNNER_VERSION = "0.1.0"
 _PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
 _BASE_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SYSTEMROOT")
+_NEVER_PASSED = frozenset({KEY_ENV, KEY_PATH_ENV})
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,13 @@ class NodeOptions:
     """Longer output lines are split into pieces of this many bytes."""
     python: str = sys.executable
     """Python that runs ``app`` specs deployed without an artifact."""
+    master_key: MasterKey | None = None
+    """Decrypts ``valueFromSecret`` env entries; without it such an instance is ``failed``."""
+
+    def __post_init__(self) -> None:
+        leaking = sorted(set(self.pass_env) & _NEVER_PASSED)
+        if leaking:
+            raise ConfigError(f"--pass-env {leaking[0]}: the node's master key never reaches apps")
 
 
 def _strip_credentials(url: str) -> str:
@@ -108,8 +119,13 @@ def instance_env(
     index: int,
     run_id: str,
     root: Path,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of one run: a few basics, ``--pass-env``, narun's, then the spec's."""
+    """The environment of one run: a few basics, ``--pass-env``, narun's, the spec's, secrets.
+
+    Built from scratch: nothing else of the node's environment (its NATS credentials, its
+    master key) reaches an instance.
+    """
     env = {k: v for k, v in node_env.items() if k in _BASE_ENV or k.startswith("LC_")}
     env.update({k: node_env[k] for k in options.pass_env if k in node_env})
     env.update(
@@ -125,6 +141,7 @@ def instance_env(
         }
     )
     env.update(spec.env)
+    env.update(secrets or {})
     return env
 
 
@@ -139,6 +156,7 @@ class NodeRunner:
         self.started = now_iso()
         self.nc: Client | None = None
         self._b: Buckets | None = None
+        self._secrets_kv: Any = None
         self._slots: dict[tuple[str, int], Slot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
@@ -176,7 +194,13 @@ class NodeRunner:
         else:  # the spec validator makes this unreachable
             raise LaunchError("nothing to run")
         env = instance_env(
-            os.environ, options=self.options, spec=spec, index=index, run_id=run.run_id, root=root
+            os.environ,
+            options=self.options,
+            spec=spec,
+            index=index,
+            run_id=run.run_id,
+            root=root,
+            secrets=await self._resolve_secrets(spec),
         )
         if spec.artifact is not None:
             # the node's own packages must not shadow the venv's (docs/node.md, artifacts)
@@ -184,6 +208,41 @@ class NodeRunner:
                 if name not in spec.env:
                     env.pop(name, None)
         return Launch(argv=(*argv, *spec.args), env=env, cwd=root)
+
+    async def _resolve_secrets(self, spec: AppSpec) -> dict[str, str]:
+        """Decrypt the spec's ``valueFromSecret`` entries; :class:`LaunchError` names the problem.
+
+        The messages name the variable and the secret, never a value.
+        """
+        if not spec.secret_env:
+            return {}
+        key = self.options.master_key
+        if key is None:
+            raise LaunchError(
+                f"env {sorted(spec.secret_env)[0]} needs a secret and this node has no master "
+                "key (narun node --master-key-file, or $NARUN_MASTER_KEY)"
+            )
+        out: dict[str, str] = {}
+        for var, name in sorted(spec.secret_env.items()):
+            try:
+                entry = await self._secrets_kv.get(name)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                raise LaunchError(
+                    f"env {var}: no secret named {name!r} (narun secret set)"
+                ) from None
+            try:
+                stored = StoredSecret.decode(entry.value or b"", key_name=name)
+                value = stored.open(key)
+                out[var] = value.decode()
+            except SecretError as exc:
+                raise LaunchError(f"env {var}: {exc}") from None
+            except UnicodeDecodeError:
+                raise LaunchError(f"env {var}: secret {name!r} is not UTF-8 text") from None
+        return out
+
+    async def _secret_revisions(self) -> dict[str, int]:
+        entries = await read_all(self._secrets_kv)
+        return {name: e.revision or 0 for name, e in entries.items()}
 
     async def _install(self, spec: AppSpec) -> Installed:
         assert spec.artifact is not None
@@ -314,13 +373,14 @@ class NodeRunner:
         tasks: list[asyncio.Task[None]] = []
         try:
             self._b = await open_buckets(self.nc, node_expiry=opts.node_expiry)
+            self._secrets_kv = await open_secrets(self.nc)
             await ensure_log_stream(
                 self._b.js, max_bytes=opts.log_max_bytes, max_age=opts.log_max_age
             )
             await self._put_state()
             if opts.metrics_addr:
                 ops = await self._start_ops()
-            for bucket in ("app-configs", "narun-placements"):
+            for bucket in ("app-configs", "narun-placements", "narun-secrets"):
                 await self.nc.subscribe(f"$KV.{bucket}.>", cb=self._on_change)
             tasks = [
                 asyncio.create_task(self._publisher()),
@@ -436,6 +496,11 @@ class NodeRunner:
             p = Placement.decode(entry.value or b"")
             if p is not None and key == placement_key(p.app_name, p.index):
                 placed.setdefault(p.app_name, {})[p.index] = (p, entry.revision or 0)
+        revisions = await self._secret_revisions()
+        for app, spec in list(specs.items()):
+            if spec.secret_env:  # a changed secret restarts (rolls) the instances using it
+                used = sorted(set(spec.secret_env.values()))
+                specs[app] = spec.salted(",".join(f"{n}:{revisions.get(n, 0)}" for n in used))
         mine: dict[tuple[str, int], AppSpec] = {}
         for app, spec in specs.items():
             current = placed.get(app, {})

@@ -19,11 +19,19 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from narun.config.addr import service_name_problem
 from narun.errors import ConfigError
+from narun.node.secrets import secret_name_problem
 
 __all__ = [
     "AppSpec",
@@ -114,7 +122,7 @@ def _env(value: object) -> dict[str, str]:
         out: dict[str, str] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict) or set(item) - {"name", "value"} or "name" not in item:
-                _fail(f"item {i} must be a mapping with 'name' and 'value'")
+                _fail(f"item {i} must be a mapping with 'name' and 'value' (or 'valueFromSecret')")
             out[str(item["name"])] = item.get("value", "")
         value = out
     if not isinstance(value, dict):
@@ -129,6 +137,53 @@ def _env(value: object) -> dict[str, str]:
             _fail(f"{key}: value must be a string")
         env[key] = str(val)
     return env
+
+
+def _secret_env(value: object) -> dict[str, str]:
+    """``{variable: secret name}``; filled from ``env`` entries with ``valueFromSecret``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail("must be a mapping of variable names to secret names")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            _fail(f"{key!r} is not an environment variable name")
+        if key in _RESERVED_ENV:
+            _fail(f"{key} is set by the node, not by the spec")
+        problem = secret_name_problem(val)
+        if problem:
+            _fail(f"{key}: {problem} (got {_show(val)})")
+        out[key] = str(val)
+    return out
+
+
+def _split_secrets(env: object) -> tuple[object, dict[str, object]]:
+    """Move ``valueFromSecret`` entries (Go's list form, or ``NAME: {valueFromSecret: s}``)."""
+    secret: dict[str, object] = {}
+    if isinstance(env, list):
+        rest: list[object] = []
+        for item in env:
+            if isinstance(item, dict) and "valueFromSecret" in item:
+                if "value" in item:
+                    _fail(f"{item.get('name')!r}: give 'value' or 'valueFromSecret', not both")
+                if set(item) - {"name", "valueFromSecret"} or "name" not in item:
+                    _fail("an item with 'valueFromSecret' has only 'name' and 'valueFromSecret'")
+                secret[str(item["name"])] = item["valueFromSecret"]
+            else:
+                rest.append(item)
+        return rest, secret
+    if isinstance(env, dict):
+        plain: dict[object, object] = {}
+        for key, val in env.items():
+            if isinstance(val, dict):
+                if set(val) != {"valueFromSecret"}:
+                    _fail(f"{key}: a mapping value must be {{valueFromSecret: <secret name>}}")
+                secret[str(key)] = val["valueFromSecret"]
+            else:
+                plain[key] = val
+        return plain, secret
+    return env, secret
 
 
 def _count(minimum: int) -> BeforeValidator:
@@ -244,6 +299,11 @@ class AppSpec(BaseModel):
     """More arguments: after ``command``, the executable, or ``narun serve``'s."""
     env: Annotated[dict[str, str], BeforeValidator(_env)] = {}
     """Environment variables of every instance."""
+    secret_env: Annotated[dict[str, str], BeforeValidator(_secret_env)] = {}
+    """``{variable: secret name}``: decrypted from ``narun-secrets`` by the node at start.
+
+    Written as ``env`` entries with ``valueFromSecret`` (Go's form); only the names are in
+    the spec, so a changed secret is not a new version (the node restarts its users)."""
     replicas: Annotated[int, _count(0)] = 1
     """Instances over all nodes (with ``nodes``: their sum, if given it must match)."""
     nodes: Annotated[dict[str, int], BeforeValidator(_pins)] = {}
@@ -260,6 +320,31 @@ class AppSpec(BaseModel):
     """A ``command`` (no Micro service to watch) is ready once up this long."""
     artifact: ArtifactRef | None = None
     """Set by ``narun deploy``; without it the node runs ``app``/``command`` as installed."""
+    _salt: str = PrivateAttr(default="")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_env(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "env" in data:
+            try:
+                env, secret = _split_secrets(data["env"])
+            except PydanticCustomError as exc:
+                problem = (exc.context or {}).get("problem", exc.message())
+                raise PydanticCustomError(
+                    _INVALID, "{problem}", {"problem": f"env: {problem}"}
+                ) from None
+            if secret:
+                both = set(secret) & set(data.get("secret_env") or {})
+                if both:
+                    raise PydanticCustomError(
+                        _INVALID, "{problem}", {"problem": f"env: {sorted(both)[0]} given twice"}
+                    )
+                data = {
+                    **data,
+                    "env": env,
+                    "secret_env": {**(data.get("secret_env") or {}), **secret},
+                }
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -293,7 +378,21 @@ class AppSpec(BaseModel):
             raise ValueError("needs 'app' (pkg.module:app) or 'command' (or an executable)")
         if self.service and not self.app:
             raise ValueError("'service' goes with 'app'")
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"env: {both[0]} has both a value and a valueFromSecret")
         return self
+
+    def salted(self, salt: str) -> AppSpec:
+        """This spec with a node-side ``salt`` (the revisions of its secrets) in :attr:`run_key`."""
+        copy = self.model_copy()
+        copy._salt = salt
+        return copy
+
+    @property
+    def run_key(self) -> str:
+        """What a node compares to decide a restart: the version plus its secrets' revisions."""
+        return f"{self.digest}+{self._salt}" if self._salt else self.digest
 
     @property
     def service_name(self) -> str | None:

@@ -1,0 +1,223 @@
+"""The node runner's security features end to end: secrets, file mounts, isolation, limits.
+
+One JetStream nats-server and one ``narun node`` holding a master key (from its environment,
+the way that leaked into apps in Go narun). Apps are small ``command:`` scripts that report
+what they see as output lines; the tests read those through ``narun logs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from narun.node.secrets import new_master_key
+from narun.transport.server import NATSServer
+from tests.e2e.test_node import FAST, _collect, _kv, instances, narun, ok, wait_until
+from tests.support import Proc
+
+SECRET_VALUE = "pa55-" + os.urandom(8).hex()
+"""A value that must appear in the app's environment and nowhere else."""
+
+REPORT = """\
+import hashlib, os, sys, time
+value = os.environ.get("DB_PASSWORD", "")
+print("secret-sha", hashlib.sha256(value.encode()).hexdigest(), flush=True)
+print("env-names", ",".join(sorted(os.environ)), flush=True)
+time.sleep(3600)
+"""
+
+
+@dataclass
+class Node:
+    url: str
+    tmp: Path
+    proc: Proc
+    key_file: Path
+
+
+def _start(url: str, tmp: Path, node_id: str, env: dict[str, str], *extra: str) -> Proc:
+    proc = Proc(
+        ["node", "--node-id", node_id, "--data-dir", str(tmp / node_id), "--nats-url", url,
+         "--metrics-addr", "", *FAST, *extra],
+        tmp / f"{node_id}.log",
+        env=env,
+    )  # fmt: skip
+    from tests.e2e.test_node import live_nodes
+
+    wait_until(lambda: node_id in live_nodes(url), 20, f"node {node_id} up", proc)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    tmp = tmp_path_factory.mktemp("secure")
+    key = new_master_key().text()
+    key_file = tmp / "master.key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    with NATSServer(extra_config=f'jetstream {{ store_dir: "{tmp / "js"}" }}') as server:
+        proc = _start(server.url, tmp, "s1", {"NARUN_MASTER_KEY": key, "NODE_SECRET": "s3cret"})
+        try:
+            yield Node(server.url, tmp, proc, key_file)
+        finally:
+            proc.stop()
+
+
+def _script(node: Node, name: str, text: str) -> Path:
+    path = node.tmp / f"{name}.py"
+    path.write_text(text)
+    return path
+
+
+def _deploy(node: Node, spec: dict[str, Any]) -> None:
+    path = node.tmp / f"{spec['name']}.yaml"
+    path.write_text(json.dumps(spec))
+    ok(narun(node.url, "deploy", "-f", str(path)))
+
+
+def _log_text(node: Node, app: str) -> str:
+    return ok(narun(node.url, "logs", app, "-n", "1000"))
+
+
+def _set_secret(node: Node, name: str, value: str) -> str:
+    import subprocess
+
+    from tests.support import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "narun", "secret", "set", name, "--nats-url", node.url,
+         "--master-key-file", str(node.key_file)],
+        input=value + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def _set_secret_quietly(node: Node, name: str, value: str) -> None:
+    _set_secret(node, name, value)
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _everything_readable(node: Node, app: str, extra: list[str]) -> str:
+    """Every log, status, state and listing where a secret could leak."""
+    parts = [node.proc.output(), _log_text(node, app), *extra]
+    parts.append(ok(narun(node.url, "apps", "info", app)))
+    parts.append(ok(narun(node.url, "apps", "ls")))
+    parts.append(ok(narun(node.url, "secret", "ls")))
+    parts.append(json.dumps(_kv(node.url, "node-runner-states")))
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                parts.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                continue
+    return "\n".join(parts)
+
+
+def test_a_secret_reaches_the_app_s_env_and_nowhere_else(node: Node) -> None:
+    app = "secret-app"
+    out = _set_secret(node, "db-pass", SECRET_VALUE)
+    assert SECRET_VALUE not in out
+    listed = ok(narun(node.url, "secret", "ls"))
+    assert "db-pass" in listed
+    stored = _kv(node.url, "narun-secrets")["db-pass"]
+    assert set(stored) == {"name", "ciphertext", "nonce", "created_at", "updated_at"}
+    script = _script(node, app, REPORT)
+    _deploy(
+        node,
+        {
+            "name": app,
+            "command": [sys.executable, str(script)],
+            "ready_seconds": 0.5,
+            "stop_grace_seconds": 2,
+            "env": [{"name": "DB_PASSWORD", "valueFromSecret": "db-pass"}],
+        },
+    )
+    wait_until(
+        lambda: (
+            f"secret-sha {_sha(SECRET_VALUE)}" in (t := _log_text(node, app)) and "env-names" in t
+        ),
+        30,
+        "secret in env",
+    )
+    names = (
+        next(line for line in _log_text(node, app).splitlines() if "env-names" in line)
+        .split("env-names ")[1]
+        .split(",")
+    )
+    assert "NARUN_MASTER_KEY" not in names
+    assert "NODE_SECRET" not in names
+    assert set(names) <= {
+        "PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONUNBUFFERED", "DB_PASSWORD",
+        "NARUN_APP_NAME", "NARUN_INSTANCE_ID", "NARUN_NODE_ID", "NARUN_REPLICA_INDEX",
+        "NARUN_RUN_ID", "NARUN_INSTANCE_ROOT", "NARUN_NATS_URL", "LC_ALL", "LC_CTYPE",
+    }  # fmt: skip
+    [before] = wait_until(
+        lambda: [i for i in instances(node.url, app) if i["status"] == "running"], 20, "running"
+    )
+
+    # a changed secret restarts the instance that uses it, with the new value
+    new_value = SECRET_VALUE + "-rotated"
+    updates = _collect(
+        node.url,
+        f"status.{app}.*",
+        lambda: _set_secret_quietly(node, "db-pass", new_value),
+        lambda doc: doc["status"] == "stopped" and doc["run_id"] == before["run_id"],
+    )
+    wait_until(
+        lambda: f"secret-sha {_sha(new_value)}" in _log_text(node, app), 30, "new secret in env"
+    )
+    seq = [(u["status"], u["run_id"] == before["run_id"]) for u in updates]
+    # rolling: the new run is running before the old one is stopped
+    assert seq.index(("running", False)) < seq.index(("stopping", True)) < len(seq) - 1
+    seen = _everything_readable(node, app, [json.dumps(updates)])
+    assert SECRET_VALUE not in seen
+    assert new_value not in seen
+    ok(narun(node.url, "apps", "rm", app))
+
+
+def test_a_missing_secret_fails_the_instance_and_names_it(node: Node) -> None:
+    app = "nosecret-app"
+    _deploy(
+        node,
+        {
+            "name": app,
+            "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+            "env": {"TOKEN": {"valueFromSecret": "never-set"}},
+        },
+    )
+
+    def failed() -> dict[str, Any] | None:
+        runs = [i for i in instances(node.url, app) if i["status"] == "failed"]
+        return runs[0] if runs else None
+
+    run = wait_until(failed, 30, "status failed")
+    assert "env TOKEN: no secret named 'never-set'" in run["error"]
+    ok(narun(node.url, "apps", "rm", app))
+
+
+def test_secret_rm_and_no_value_on_the_command_line(node: Node) -> None:
+    _set_secret(node, "to-remove", "x-value")
+    ok(narun(node.url, "secret", "rm", "to-remove"))
+    assert "to-remove" not in ok(narun(node.url, "secret", "ls"))
+    again = narun(node.url, "secret", "rm", "to-remove")
+    assert again.returncode == 1
+    assert "no secret named 'to-remove'" in again.stderr
+    as_arg = narun(node.url, "secret", "set", "x", "the-value")
+    assert as_arg.returncode == 2  # no such argument: values never go on the command line
