@@ -168,3 +168,10 @@ def test_a_secret_s_revision_changes_the_run_key_not_the_version() -> None:
 def test_bad_value_from_secret(env: object, problem: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(problem)):
         parse_spec({"name": "a", "command": "x", "env": env})
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: x\napp: a:b\nreplicas: 1\nreplicas: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'replicas'"):
+        load_spec(path)

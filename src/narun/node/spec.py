@@ -11,12 +11,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
 import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -30,6 +29,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from narun.config.addr import service_name_problem
+from narun.config.fields import INVALID, fail, seconds, show
+from narun.config.files import read_yaml
 from narun.errors import ConfigError
 from narun.node.secrets import secret_name_problem
 
@@ -42,7 +43,6 @@ __all__ = [
     "parse_spec",
 ]
 
-_INVALID = "narun_invalid"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -52,22 +52,13 @@ _RESERVED_ENV = frozenset(
 )
 
 
-def _fail(problem: str) -> NoReturn:
-    raise PydanticCustomError(_INVALID, "{problem}", {"problem": problem})
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _name(value: object) -> str:
     problem = service_name_problem(value)
     if problem:
-        _fail(problem)
+        fail(problem)
     assert isinstance(value, str)
     if len(value) > 64:
-        _fail("must be at most 64 characters")
+        fail("must be at most 64 characters")
     return value
 
 
@@ -77,7 +68,7 @@ def _optional_name(value: object) -> str | None:
 
 def _text(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        _fail("must be a string")
+        fail("must be a string")
     return str(value)
 
 
@@ -85,7 +76,7 @@ def _target(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _TARGET.fullmatch(value):
-        _fail("must be 'pkg.module:attribute', the app object served with narun serve")
+        fail("must be 'pkg.module:attribute', the app object served with narun serve")
     return value
 
 
@@ -96,13 +87,13 @@ def _command(value: object) -> tuple[str, ...] | None:
         try:
             parts = shlex.split(value)
         except ValueError as exc:
-            _fail(f"cannot split into words: {exc}")
+            fail(f"cannot split into words: {exc}")
     elif isinstance(value, list) and all(isinstance(x, str) for x in value):
         parts = list(value)
     else:
-        _fail("must be a string or a list of strings")
+        fail("must be a string or a list of strings")
     if not parts or not parts[0]:
-        _fail("must name a program")
+        fail("must name a program")
     return tuple(parts)
 
 
@@ -110,7 +101,7 @@ def _args(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(x, str | int | float) for x in value):
-        _fail("must be a list of strings")
+        fail("must be a list of strings")
     return tuple(str(x) for x in value)
 
 
@@ -122,19 +113,19 @@ def _env(value: object) -> dict[str, str]:
         out: dict[str, str] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict) or set(item) - {"name", "value"} or "name" not in item:
-                _fail(f"item {i} must be a mapping with 'name' and 'value' (or 'valueFromSecret')")
+                fail(f"item {i} must be a mapping with 'name' and 'value' (or 'valueFromSecret')")
             out[str(item["name"])] = item.get("value", "")
         value = out
     if not isinstance(value, dict):
-        _fail("must be a mapping of variable names to values")
+        fail("must be a mapping of variable names to values")
     env: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-            _fail(f"{key!r} is not an environment variable name")
+            fail(f"{key!r} is not an environment variable name")
         if key in _RESERVED_ENV:
-            _fail(f"{key} is set by the node, not by the spec")
+            fail(f"{key} is set by the node, not by the spec")
         if val is None or isinstance(val, bool) or not isinstance(val, str | int | float):
-            _fail(f"{key}: value must be a string")
+            fail(f"{key}: value must be a string")
         env[key] = str(val)
     return env
 
@@ -144,16 +135,16 @@ def _secret_env(value: object) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        _fail("must be a mapping of variable names to secret names")
+        fail("must be a mapping of variable names to secret names")
     out: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-            _fail(f"{key!r} is not an environment variable name")
+            fail(f"{key!r} is not an environment variable name")
         if key in _RESERVED_ENV:
-            _fail(f"{key} is set by the node, not by the spec")
+            fail(f"{key} is set by the node, not by the spec")
         problem = secret_name_problem(val)
         if problem:
-            _fail(f"{key}: {problem} (got {_show(val)})")
+            fail(f"{key}: {problem} (got {show(val)})")
         out[key] = str(val)
     return out
 
@@ -166,9 +157,9 @@ def _split_secrets(env: object) -> tuple[object, dict[str, object]]:
         for item in env:
             if isinstance(item, dict) and "valueFromSecret" in item:
                 if "value" in item:
-                    _fail(f"{item.get('name')!r}: give 'value' or 'valueFromSecret', not both")
+                    fail(f"{item.get('name')!r}: give 'value' or 'valueFromSecret', not both")
                 if set(item) - {"name", "valueFromSecret"} or "name" not in item:
-                    _fail("an item with 'valueFromSecret' has only 'name' and 'valueFromSecret'")
+                    fail("an item with 'valueFromSecret' has only 'name' and 'valueFromSecret'")
                 secret[str(item["name"])] = item["valueFromSecret"]
             else:
                 rest.append(item)
@@ -178,7 +169,7 @@ def _split_secrets(env: object) -> tuple[object, dict[str, object]]:
         for key, val in env.items():
             if isinstance(val, dict):
                 if set(val) != {"valueFromSecret"}:
-                    _fail(f"{key}: a mapping value must be {{valueFromSecret: <secret name>}}")
+                    fail(f"{key}: a mapping value must be {{valueFromSecret: <secret name>}}")
                 secret[str(key)] = val["valueFromSecret"]
             else:
                 plain[key] = val
@@ -189,21 +180,10 @@ def _split_secrets(env: object) -> tuple[object, dict[str, object]]:
 def _count(minimum: int) -> BeforeValidator:
     def check(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            _fail(f"must be a whole number >= {minimum}")
+            fail(f"must be a whole number >= {minimum}")
         return value
 
     return BeforeValidator(check)
-
-
-def _seconds(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        _fail("must be a number > 0")
-    return float(value)
 
 
 def _pins(value: object) -> dict[str, int]:
@@ -214,19 +194,19 @@ def _pins(value: object) -> dict[str, int]:
         out: dict[str, Any] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict) or "name" not in item:
-                _fail(f"item {i} must be a mapping with 'name' and 'replicas'")
+                fail(f"item {i} must be a mapping with 'name' and 'replicas'")
             if item["name"] in out:
-                _fail(f"node {item['name']!r} is listed twice")
+                fail(f"node {item['name']!r} is listed twice")
             out[item["name"]] = item.get("replicas", 1)
         value = out
     if not isinstance(value, dict):
-        _fail("must be a mapping of node IDs to replica counts")
+        fail("must be a mapping of node IDs to replica counts")
     pins: dict[str, int] = {}
     for node, count in value.items():
         if not isinstance(node, str) or not _NODE_ID.fullmatch(node):
-            _fail(f"{node!r} is not a node ID (letters, digits, '_' and '-')")
+            fail(f"{node!r} is not a node ID (letters, digits, '_' and '-')")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            _fail(f"{node}: replica count must be a whole number >= 1 (got {_show(count)})")
+            fail(f"{node}: replica count must be a whole number >= 1 (got {show(count)})")
         pins[node] = count
     return pins
 
@@ -235,13 +215,13 @@ def _labels(value: object) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        _fail("must be a mapping of label names to values")
+        fail("must be a mapping of label names to values")
     out: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not _LABEL.fullmatch(key):
-            _fail(f"{key!r} is not a label name")
+            fail(f"{key!r} is not a label name")
         if isinstance(val, bool) or not isinstance(val, str | int | float):
-            _fail(f"{key}: value must be a string")
+            fail(f"{key}: value must be a string")
         out[key] = str(val)
     return out
 
@@ -253,11 +233,11 @@ class RestartPolicy(BaseModel):
 
     max_restarts: Annotated[int, _count(0)] = 5
     """Restarts in a row (runs shorter than ``reset_after_seconds``) before ``failed``."""
-    backoff_seconds: Annotated[float, BeforeValidator(_seconds)] = 1.0
+    backoff_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """Wait before the first restart; doubles at each further restart."""
-    max_backoff_seconds: Annotated[float, BeforeValidator(_seconds)] = 30.0
+    max_backoff_seconds: Annotated[float, BeforeValidator(seconds)] = 30.0
     """Ceiling of the wait between restarts."""
-    reset_after_seconds: Annotated[float, BeforeValidator(_seconds)] = 60.0
+    reset_after_seconds: Annotated[float, BeforeValidator(seconds)] = 60.0
     """A run that stayed up this long resets the count."""
 
     def backoff(self, restarts: int) -> float:
@@ -312,11 +292,11 @@ class AppSpec(BaseModel):
     """Only nodes started with all of these ``--label key=value`` run the app."""
     restart: RestartPolicy = RestartPolicy()
     """Restart backoff and give-up budget."""
-    stop_grace_seconds: Annotated[float, BeforeValidator(_seconds)] = 10.0
+    stop_grace_seconds: Annotated[float, BeforeValidator(seconds)] = 10.0
     """Between SIGTERM and SIGKILL when an instance is stopped."""
-    ready_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 60.0
+    ready_timeout_seconds: Annotated[float, BeforeValidator(seconds)] = 60.0
     """How long a new instance may take to become ready before it counts as crashed."""
-    ready_seconds: Annotated[float, BeforeValidator(_seconds)] = 1.0
+    ready_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """A ``command`` (no Micro service to watch) is ready once up this long."""
     artifact: ArtifactRef | None = None
     """Set by ``narun deploy``; without it the node runs ``app``/``command`` as installed."""
@@ -331,13 +311,13 @@ class AppSpec(BaseModel):
             except PydanticCustomError as exc:
                 problem = (exc.context or {}).get("problem", exc.message())
                 raise PydanticCustomError(
-                    _INVALID, "{problem}", {"problem": f"env: {problem}"}
+                    INVALID, "{problem}", {"problem": f"env: {problem}"}
                 ) from None
             if secret:
                 both = set(secret) & set(data.get("secret_env") or {})
                 if both:
                     raise PydanticCustomError(
-                        _INVALID, "{problem}", {"problem": f"env: {sorted(both)[0]} given twice"}
+                        INVALID, "{problem}", {"problem": f"env: {sorted(both)[0]} given twice"}
                     )
                 data = {
                     **data,
@@ -359,7 +339,7 @@ class AppSpec(BaseModel):
                 data = {**data, "replicas": total}
             elif data["replicas"] != total:
                 raise PydanticCustomError(
-                    _INVALID,
+                    INVALID,
                     "{problem}",
                     {
                         "problem": f"replicas: {data['replicas']!r} does not match the "
@@ -440,14 +420,14 @@ def _error_lines(exc: ValidationError, source: str) -> list[str]:
             close = difflib.get_close_matches(name, list(_models(loc[:-1]).model_fields), n=1)
             if close:
                 problem += f" (did you mean {close[0]!r}?)"
-        elif etype == _INVALID:
+        elif etype == INVALID:
             problem = err["msg"]
             if "(got" not in problem and not isinstance(value, dict):
-                problem += f" (got {_show(value)})"
+                problem += f" (got {show(value)})"
         elif etype == "value_error":
             problem = err["msg"].removeprefix("Value error, ")
         else:
-            problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {_show(value)})"
+            problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {show(value)})"
         lines.append(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
     return lines
 
@@ -456,7 +436,7 @@ def parse_spec(data: object, *, source: str = "<spec>") -> AppSpec:
     """Validate loaded YAML data into an :class:`AppSpec`; :class:`ConfigError` lists problems."""
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{source}: an app spec is a mapping of keys to values (got {_show(data)})"
+            f"{source}: an app spec is a mapping of keys to values (got {show(data)})"
         )
     try:
         return AppSpec.model_validate(dict(data))
@@ -465,21 +445,14 @@ def parse_spec(data: object, *, source: str = "<spec>") -> AppSpec:
 
 
 def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a spec file into a mapping (validate it with :func:`parse_spec`)."""
-    source = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read the spec: {exc.strerror or exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{source}: {where}invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    """Read a spec file into a mapping (validate it with :func:`parse_spec`).
+
+    The YAML is read as the gateway config is (:func:`narun.config.files.read_yaml`: a key
+    given twice is an error, line and column in syntax errors).
+    """
+    data = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: an app spec is a mapping of keys to values")
+        raise ConfigError(f"{os.fspath(path)}: an app spec is a mapping of keys to values")
     return data
 
 
