@@ -11,6 +11,7 @@ from typing import Literal, cast
 import click
 
 from narun.cli.dev import dev
+from narun.cli.files import files
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
 from narun.cli.node import apps, deploy, logs, node, nodes
 from narun.cli.secret import secret
@@ -268,3 +269,4 @@ main.add_command(apps)
 main.add_command(logs)
 main.add_command(nodes)
 main.add_command(secret)
+main.add_command(files)

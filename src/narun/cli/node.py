@@ -380,7 +380,7 @@ def apps_info(name: str, nats_url: str) -> None:
         )
     _table(table)
     for node_id, i in row.instances:
-        if i.error and i.status in ("failed", "crashed"):
+        if i.error and i.status in ("failed", "crashed", "oom"):
             click.echo(f"\n{i.instance_id} on {node_id}: {i.status}: {i.error}")
             for line in i.last_lines:
                 click.echo(f"  | {line}")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from narun.node.isolate import Sandbox
+from narun.node.launch import EXIT_SETUP
 from narun.node.logship import pump
 from narun.node.process import Instance, spawn
 from narun.node.schema import InstanceState, Status, instance_id, now_iso
@@ -47,6 +49,8 @@ class Launch:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     cwd: Path
+    sandbox: Sandbox | None = None
+    """The run's cgroups and relays (closed when it exits), if it is isolated."""
 
 
 class Run:
@@ -64,6 +68,9 @@ class Run:
         self.started = time.monotonic()
         self.since = now_iso()
         self.exited = asyncio.Event()
+        self.oom = False
+        """Whether the kernel's OOM killer ended it (its memory limit)."""
+        self.sandbox: Sandbox | None = None
         self._pumps: list[asyncio.Task[None]] = []
 
     @property
@@ -90,7 +97,7 @@ class Run:
             error=self.error,
             last_lines=(
                 tuple(line[:TAIL_WIDTH] for line in self.tail)
-                if self.status in ("failed", "crashed")
+                if self.status in ("failed", "crashed", "oom")
                 else ()
             ),
             since=self.since,
@@ -98,7 +105,13 @@ class Run:
 
     async def start(self, launch: Launch, host: SlotHost) -> None:
         """Start the process and its output pumps; ``OSError`` if it cannot start."""
-        self.child = await spawn(launch.argv, env=launch.env, cwd=launch.cwd)
+        self.sandbox = launch.sandbox
+        try:
+            self.child = await spawn(launch.argv, env=launch.env, cwd=launch.cwd)
+        except OSError:
+            if self.sandbox is not None:
+                await self.sandbox.close()
+            raise
         self.started = time.monotonic()
         for stream, reader in (("stdout", self.child.stdout), ("stderr", self.child.stderr)):
 
@@ -116,14 +129,36 @@ class Run:
         code = await self.child.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self._pumps[:2]), 5)
+        if self.sandbox is not None:
+            with contextlib.suppress(Exception):
+                self.oom = await asyncio.to_thread(self.sandbox.oom_killed)
+                await self.sandbox.close()
         self.exit_code = code
         self.exited.set()
+
+    def setup_failure(self) -> str | None:
+        """The launcher's reason, when the launcher could not set the run up."""
+        if self.exit_code != EXIT_SETUP:
+            return None
+        return next((x for x in reversed(self.tail) if x.startswith("narun-launch:")), None)
+
+    def memory_bytes(self) -> int | None:
+        """Its cgroup's memory, when it has one."""
+        return self.sandbox.memory_bytes() if self.sandbox is not None else None
 
     async def stop(self, grace: float) -> None:
         """Stop the process (if any) and wait until its output is read."""
         if self.child is not None:
             await self.child.stop(grace)
             await self.exited.wait()
+
+
+def _crash(run: Run) -> tuple[Status, str]:
+    """``crashed``, or ``oom`` with the limit when the OOM killer ended the run."""
+    if run.oom:
+        limit = run.spec.memoryMaxMB or run.spec.memoryMB
+        return "oom", f"killed at its memory limit ({limit} MiB); exit code {run.exit_code}"
+    return "crashed", run.error
 
 
 class SlotHost(Protocol):
@@ -275,12 +310,16 @@ class Slot:
                 await self._stop_run(run)
                 self._forget(run, old)
                 return "changed"
+            setup = run.setup_failure()
+            if setup is not None:
+                self._set(run, "failed", setup)
+                return "failed"
             if run.exit_code is None:
                 run.error = f"not ready within {spec.ready_timeout_seconds:g}s"
                 await run.stop(spec.stop_grace_seconds)
             else:
                 run.error = f"exited with code {run.exit_code} before it was ready"
-            self._set(run, "crashed")
+            self._set(run, *_crash(run))
             return "crashed"
         finally:
             if lock is not None:
@@ -322,7 +361,7 @@ class Slot:
         if not run.exited.is_set():
             return  # the desired spec changed: the main loop decides
         run.error = f"exited with code {run.exit_code}"
-        self._set(run, "crashed")
+        self._set(run, *_crash(run))
         if time.monotonic() - run.started >= run.spec.restart.reset_after_seconds:
             self.restarts = 0
         if not await self._backoff_or_fail(run.spec):

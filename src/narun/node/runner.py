@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -31,7 +32,9 @@ from nats.aio.client import Client
 from narun.errors import ConfigError
 from narun.node import artifact
 from narun.node.artifact import Installed
+from narun.node.files import fetch_file, place
 from narun.node.instance import Launch, LaunchError, Run, Slot
+from narun.node.isolate import SandboxError, needs_launcher, prepare_sandbox
 from narun.node.logship import DEFAULT_MAX_LINE
 from narun.node.metrics import NodeMetrics
 from narun.node.placement import NodeView, plan
@@ -47,7 +50,14 @@ from narun.node.schema import (
 )
 from narun.node.secrets import KEY_ENV, KEY_PATH_ENV, MasterKey, SecretError, StoredSecret
 from narun.node.spec import AppSpec, parse_spec
-from narun.node.store import Buckets, ensure_log_stream, open_buckets, open_secrets, read_all
+from narun.node.store import (
+    Buckets,
+    NodeError,
+    ensure_log_stream,
+    open_buckets,
+    open_secrets,
+    read_all,
+)
 from narun.transport.auth import NatsAuth
 from narun.transport.connect import connect, drain
 
@@ -176,14 +186,22 @@ class NodeRunner:
     async def prepare(self, run: Run, index: int) -> Launch:
         """Install the artifact (if any) and build how to start ``run``."""
         spec = run.spec
-        root = self.options.data_dir / "instances" / f"{spec.name}-{index}"
-        root.mkdir(parents=True, exist_ok=True)
+        work = self.options.data_dir / "instances" / f"{spec.name}-{index}"
+        work.mkdir(parents=True, exist_ok=True)
+        root = work
+        read_exec = [sys.base_prefix, sys.prefix, str(Path(self.options.python).parent)]
         python, executable = self.options.python, None
         if spec.artifact is not None:
             installed = await self._install(spec)
             root = Path(installed.root)
             python = str(installed.python) if installed.python else python
             executable = str(installed.executable) if installed.executable else None
+            read_exec.append(str(root))
+            if installed.python is not None:
+                read_exec.append(str(Path(installed.python).parent.parent))  # the venv
+            if installed.executable is not None:
+                read_exec.append(str(installed.executable))
+        mounted = await self._mount_files(spec, work)
         if spec.app is not None:
             argv = [python, "-m", "narun", "serve", spec.app, "--service", spec.service_name or ""]
             argv += ["--nats-url", _strip_credentials(self.options.nats_url)]
@@ -208,7 +226,40 @@ class NodeRunner:
             for name in _PYTHON_ENV:
                 if name not in spec.env:
                     env.pop(name, None)
-        return Launch(argv=(*argv, *spec.args), env=env, cwd=root)
+        env["NARUN_WORK_DIR"] = str(work)
+        full = (*argv, *spec.args)
+        if not needs_launcher(spec):
+            return Launch(argv=full, env=env, cwd=root)
+        program = shutil.which(full[0], path=env.get("PATH")) or full[0]
+        try:
+            sandbox = await prepare_sandbox(
+                spec,
+                name=f"{self.node_id}-{spec.name}-{index}-{run.run_id[:8]}",
+                argv=full,
+                work_dir=work,
+                env=env,
+                read_exec=[*read_exec, program],
+                mounted=mounted,
+            )
+        except SandboxError as exc:
+            raise LaunchError(str(exc)) from None
+        return Launch(argv=sandbox.argv, env=env, cwd=root, sandbox=sandbox)
+
+    async def _mount_files(self, spec: AppSpec, work: Path) -> list[Path]:
+        """Fetch (digest-checked) and place the spec's ``mounts`` in the work directory."""
+        if not spec.mounts:
+            return []
+        assert self._b is not None
+        out = []
+        for m in spec.mounts:
+            try:
+                local = await fetch_file(
+                    self._b.js, m.source.object_store, cache_dir=self.options.data_dir / "files"
+                )
+                out.append(await asyncio.to_thread(place, local, work, m.path))
+            except NodeError as exc:
+                raise LaunchError(str(exc)) from None
+        return out
 
     async def _resolve_secrets(self, spec: AppSpec) -> dict[str, str]:
         """Decrypt the spec's ``valueFromSecret`` entries; :class:`LaunchError` names the problem.
@@ -323,7 +374,7 @@ class NodeRunner:
             run.slot.instance_id,
             run.status,
             run.spec.version,
-            f": {run.error}" if run.error and run.status in ("crashed", "failed") else "",
+            f": {run.error}" if run.error and run.status in ("crashed", "oom", "failed") else "",
         )
         self._send(status_subject(run.slot.app, self.node_id), update.encode())
         self.metrics.record(

@@ -38,8 +38,11 @@ PLACEMENTS_BUCKET = "narun-placements"
 LOG_STREAM = "NARUN_LOGS"
 """JetStream stream keeping ``logs.>`` within size and age limits."""
 
-Status = Literal["installing", "starting", "running", "stopping", "stopped", "crashed", "failed"]
-"""Go narun's statuses, plus ``installing`` (download and venv build)."""
+Status = Literal[
+    "installing", "starting", "running", "stopping", "stopped", "crashed", "oom", "failed"
+]
+"""Go narun's statuses, plus ``installing`` (download and venv build) and ``oom`` (ended by
+the kernel's OOM killer at the spec's memory limit; restarted like ``crashed``)."""
 
 
 def log_subject(app: str, node: str) -> str:

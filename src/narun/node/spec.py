@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PrivateAttr,
     ValidationError,
     model_validator,
@@ -32,6 +33,15 @@ from narun.config.addr import service_name_problem
 from narun.config.fields import INVALID, fail, seconds, show
 from narun.config.files import read_yaml
 from narun.errors import ConfigError
+from narun.node.sandbox import (
+    LandlockPath,
+    LandlockSpec,
+    LocalPort,
+    MetricsSpec,
+    Mount,
+    MountSource,
+    NonetSpec,
+)
 from narun.node.secrets import secret_name_problem
 
 __all__ = [
@@ -48,7 +58,14 @@ _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _RESERVED_ENV = frozenset(
-    {"NARUN_APP_NAME", "NARUN_INSTANCE_ID", "NARUN_NODE_ID", "NARUN_REPLICA_INDEX", "NARUN_RUN_ID"}
+    {
+        "NARUN_APP_NAME",
+        "NARUN_INSTANCE_ID",
+        "NARUN_NODE_ID",
+        "NARUN_REPLICA_INDEX",
+        "NARUN_RUN_ID",
+        "NARUN_WORK_DIR",
+    }
 )
 
 
@@ -300,6 +317,26 @@ class AppSpec(BaseModel):
     """A ``command`` (no Micro service to watch) is ready once up this long."""
     artifact: ArtifactRef | None = None
     """Set by ``narun deploy``; without it the node runs ``app``/``command`` as installed."""
+    mode: Literal["exec", "landlock"] = "exec"
+    """``landlock``: the instance may only use the paths ``landlock`` allows (Linux)."""
+    landlock: LandlockSpec = LandlockSpec()
+    """Path groups and paths a ``mode: landlock`` instance may use."""
+    mounts: tuple[Mount, ...] = ()
+    """Files from ``narun-files`` placed read-only in the instance's work directory."""
+    nonet: NonetSpec | None = None
+    """An own network namespace: no network but the declared host ports (Linux, root)."""
+    user: Annotated[str | None, BeforeValidator(lambda v: None if v is None else _text(v))] = None
+    """Run as this user (name or uid; the node must be root)."""
+    memoryMB: Annotated[int | None, Field(ge=1)] = None
+    """Soft memory limit, MiB (cgroup ``memory.low`` / ``soft_limit_in_bytes``)."""
+    memoryMaxMB: Annotated[int | None, Field(ge=1)] = None
+    """Hard memory limit, MiB (default ``memoryMB``): over it the instance ends as ``oom``."""
+    cpuCores: Annotated[float | None, Field(gt=0, le=1024)] = None
+    """CPU time per wall-clock time (``0.5``: half a core)."""
+    cgroupParent: str | None = None
+    """Cgroup to create the instance's cgroups below (default: the node's own)."""
+    metrics: MetricsSpec | None = None
+    """The instance's own metrics port, advertised on the node's ``/discovery``."""
     _salt: str = PrivateAttr(default="")
 
     @model_validator(mode="before")
@@ -358,6 +395,12 @@ class AppSpec(BaseModel):
             raise ValueError("needs 'app' (pkg.module:app) or 'command' (or an executable)")
         if self.service and not self.app:
             raise ValueError("'service' goes with 'app'")
+        if (
+            self.memoryMB is not None
+            and self.memoryMaxMB is not None
+            and self.memoryMaxMB < self.memoryMB
+        ):
+            raise ValueError("memoryMaxMB: must be >= memoryMB")
         both = sorted(set(self.env) & set(self.secret_env))
         if both:
             raise ValueError(f"env: {both[0]} has both a value and a valueFromSecret")
@@ -404,6 +447,14 @@ def _models(loc: Sequence[str | int]) -> type[BaseModel]:
         return RestartPolicy
     if loc and loc[0] == "artifact":
         return ArtifactRef
+    if loc and loc[0] == "landlock":
+        return LandlockPath if len(loc) > 2 else LandlockSpec
+    if loc and loc[0] == "mounts":
+        return MountSource if "source" in loc else Mount
+    if loc and loc[0] == "nonet":
+        return LocalPort if len(loc) > 2 else NonetSpec
+    if loc and loc[0] == "metrics":
+        return MetricsSpec
     return AppSpec
 
 
@@ -458,6 +509,6 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def dump_spec(spec: AppSpec) -> bytes:
     """The YAML stored in ``app-configs`` (defaults left out, so it reads like the input)."""
-    data = spec.model_dump(mode="json", exclude_defaults=True)
+    data = spec.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     data["name"] = spec.name
     return yaml.safe_dump(data, sort_keys=False).encode()
