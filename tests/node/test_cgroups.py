@@ -71,7 +71,9 @@ def test_v2_is_preferred_when_it_has_the_controller(tmp_path: Path) -> None:
     d = v2 / "node" / "narun-x"
     assert groups.dirs == {"memory": d, "cpu": d}
     assert groups.procs_files == [str(d / "cgroup.procs")]
-    assert (v2 / "node" / "cgroup.subtree_control").read_text() == "+cpu"  # +memory, then +cpu: each write adds one
+    assert (
+        v2 / "node" / "cgroup.subtree_control"
+    ).read_text() == "+cpu"  # +memory, then +cpu: each write adds one
     assert (d / "memory.max").read_text() == str(2 << 20)
     assert (d / "memory.low").read_text() == str(1 << 20)
     assert (d / "cpu.max").read_text() == "200000 100000"

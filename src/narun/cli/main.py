@@ -10,6 +10,7 @@ from typing import Literal, cast
 
 import click
 
+from narun.cli.admin import admin
 from narun.cli.dev import dev
 from narun.cli.files import files
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
@@ -270,3 +271,4 @@ main.add_command(logs)
 main.add_command(nodes)
 main.add_command(secret)
 main.add_command(files)
+main.add_command(admin)

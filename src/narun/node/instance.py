@@ -101,6 +101,7 @@ class Run:
                 else ()
             ),
             since=self.since,
+            memory_bytes=self.memory_bytes() if self.alive else None,
         )
 
     async def start(self, launch: Launch, host: SlotHost) -> None:
@@ -143,8 +144,20 @@ class Run:
         return next((x for x in reversed(self.tail) if x.startswith("narun-launch:")), None)
 
     def memory_bytes(self) -> int | None:
-        """Its cgroup's memory, when it has one."""
-        return self.sandbox.memory_bytes() if self.sandbox is not None else None
+        """Its cgroup's memory, else its process's resident set (Linux), else None."""
+        if self.sandbox is not None and (used := self.sandbox.memory_bytes()) is not None:
+            return used
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
 
     async def stop(self, grace: float) -> None:
         """Stop the process (if any) and wait until its output is read."""

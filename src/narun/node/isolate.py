@@ -64,6 +64,8 @@ class Sandbox:
     """Where the ``nonet`` relays' Unix sockets are."""
     relays: list[asyncio.Server] = field(default_factory=list)
     """The host side of ``nonet`` ports."""
+    metrics_port: int | None = None
+    """Host port where the instance's metrics are reachable (``nonet``: relayed)."""
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended (a process of) the run."""
@@ -93,13 +95,32 @@ def _user(name: str) -> dict[str, object]:
     return {"uid": entry.pw_uid, "gid": entry.pw_gid, "groups": groups, "home": entry.pw_dir}
 
 
-async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+async def _relay_unix(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+) -> None:
     try:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        up = await asyncio.open_unix_connection(path)
     except OSError:
         writer.close()
         return
+    await _pipes(reader, writer, *up)
 
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    try:
+        up = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        writer.close()
+        return
+    await _pipes(reader, writer, *up)
+
+
+async def _pipes(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
     async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
@@ -123,6 +144,7 @@ async def prepare_sandbox(
     env: dict[str, str],
     read_exec: list[str],
     mounted: list[Path],
+    metrics_host: str = "127.0.0.1",
 ) -> Sandbox:
     """Check, create the host side, and build the launcher's argv (``env`` gets ``USER``...)."""
     config: dict[str, object] = {}
@@ -168,6 +190,16 @@ async def prepare_sandbox(
                 os.chmod(path, 0o666)
                 ports.append((p.port, str(path)))
             config["nonet"] = ports
+            if spec.metrics is not None:
+                inside = sandbox.socket_dir / "metrics.sock"
+                config["nonet_serve"] = [(str(inside), spec.metrics.port)]
+
+                async def to_metrics(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                    await _relay_unix(r, w, str(inside))
+
+                server = await asyncio.start_server(to_metrics, metrics_host, 0)
+                sandbox.relays.append(server)
+                sandbox.metrics_port = server.sockets[0].getsockname()[1]
         limits = Limits(
             memory_low=spec.memoryMB * _MiB if spec.memoryMB else None,
             memory_max=(spec.memoryMaxMB or spec.memoryMB or 0) * _MiB or None,

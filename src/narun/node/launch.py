@@ -240,18 +240,42 @@ def _forward(listener: socket.socket, unix_path: str) -> None:
         _relay(conn, out)
 
 
-def isolate_network(ports: list[tuple[int, str]]) -> None:
+def _serve_inside(listener: socket.socket, port: int) -> None:
+    while True:
+        conn, _ = listener.accept()
+        try:
+            out = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            conn.close()
+            continue
+        _relay(conn, out)
+
+
+def isolate_network(
+    ports: list[tuple[int, str]], serve: list[tuple[str, int]] | None = None
+) -> None:
     """Own network namespace, ``lo`` up, and a forwarder per ``(port, unix socket)``.
 
-    The forwarders run in a forked helper that dies with the instance.
+    ``serve``: ``(unix socket, port)`` pairs the other way: the node reaches the instance's
+    port (its metrics) through that socket. The forwarders run in a forked helper that
+    dies with the instance.
     """
     _check(_libc.unshare(_CLONE_NEWNET), "unshare(network namespace)")
     try:
         _lo_up()
     except OSError as exc:
         raise SetupError(f"bring lo up: {exc.strerror}") from None
-    if not ports:
+    if not ports and not serve:
         return
+    inside = []
+    for unix_path, port in serve or []:
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            u.bind(unix_path)
+        except OSError as exc:
+            raise SetupError(f"nonet: listen on {unix_path}: {exc.strerror}") from None
+        u.listen(16)
+        inside.append((u, port))
     listeners = []
     for port, unix_path in ports:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -266,6 +290,8 @@ def isolate_network(ports: list[tuple[int, str]]) -> None:
     if pid:
         for s, _ in listeners:
             s.close()
+        for u, _ in inside:
+            u.close()
         return
     try:  # the helper: relays until the instance (its parent) ends
         _libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
@@ -273,6 +299,9 @@ def isolate_network(ports: list[tuple[int, str]]) -> None:
         for fd in (0, 1):
             os.dup2(os.open(os.devnull, os.O_RDWR), fd)
         threads = [threading.Thread(target=_forward, args=pair, daemon=True) for pair in listeners]
+        threads += [
+            threading.Thread(target=_serve_inside, args=pair, daemon=True) for pair in inside
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -307,7 +336,10 @@ def apply(config: dict[str, Any]) -> None:
     if config.get("read_only"):
         read_only_files(config["read_only"])
     if config.get("nonet") is not None:
-        isolate_network([(int(p), str(u)) for p, u in config["nonet"]])
+        isolate_network(
+            [(int(p), str(u)) for p, u in config["nonet"]],
+            [(str(u), int(p)) for u, p in config.get("nonet_serve", [])],
+        )
     user = config.get("user")
     if user is not None:
         drop_privileges(int(user["uid"]), int(user["gid"]), [int(g) for g in user["groups"]])

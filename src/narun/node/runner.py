@@ -43,6 +43,7 @@ from narun.node.schema import (
     NodeState,
     Placement,
     StatusUpdate,
+    control_subject,
     log_subject,
     now_iso,
     placement_key,
@@ -58,6 +59,7 @@ from narun.node.store import (
     open_secrets,
     read_all,
 )
+from narun.node.web import DiscoveryTarget, NodeWeb, advertised_host
 from narun.transport.auth import NatsAuth
 from narun.transport.connect import connect, drain
 
@@ -167,6 +169,9 @@ class NodeRunner:
         self.nc: Client | None = None
         self._b: Buckets | None = None
         self._secrets_kv: Any = None
+        self._paused: set[tuple[str, int]] = set()
+        self._epochs: dict[tuple[str, int], int] = {}
+        self._advertised = "127.0.0.1"
         self._slots: dict[tuple[str, int], Slot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
@@ -240,6 +245,7 @@ class NodeRunner:
                 env=env,
                 read_exec=[*read_exec, program],
                 mounted=mounted,
+                metrics_host=self._advertised,
             )
         except SandboxError as exc:
             raise LaunchError(str(exc)) from None
@@ -432,6 +438,7 @@ class NodeRunner:
             await self._put_state()
             if opts.metrics_addr:
                 ops = await self._start_ops()
+            await self.nc.subscribe(control_subject(self.node_id), cb=self._on_control)
             for bucket in ("app-configs", "narun-placements", "narun-secrets"):
                 await self.nc.subscribe(f"$KV.{bucket}.>", cb=self._on_change)
             tasks = [
@@ -463,10 +470,55 @@ class NodeRunner:
     async def _start_ops(self) -> Any:
         from narun.observe.ops import OpsApp, OpsServer, nats_readiness
 
-        app = OpsApp(registry=self.metrics.registry, is_ready=lambda: nats_readiness(self.nc))
-        server = await OpsServer.start(app, self.options.metrics_addr)
+        ops = OpsApp(registry=self.metrics.registry, is_ready=lambda: nats_readiness(self.nc))
+        self._advertised = advertised_host(self.options.metrics_addr)
+        server = await OpsServer.start(NodeWeb(ops, self.discovery), self.options.metrics_addr)
         logger.info("metrics on http://%s/metrics", self.options.metrics_addr)
         return server
+
+    def discovery(self) -> list[DiscoveryTarget]:
+        """The running instances that declare ``metrics``, for ``/discovery``."""
+        out = []
+        for slot in self._slots.values():
+            run = slot.current
+            if run is None or run.status != "running" or run.spec.metrics is None:
+                continue
+            port = run.spec.metrics.port
+            if run.sandbox is not None and run.sandbox.metrics_port is not None:
+                port = run.sandbox.metrics_port
+            out.append(
+                DiscoveryTarget(
+                    host=self._advertised,
+                    port=port,
+                    path=run.spec.metrics.path,
+                    app=slot.app,
+                    instance_id=slot.instance_id,
+                    node_id=self.node_id,
+                    tag=run.spec.tag or run.spec.version,
+                )
+            )
+        return out
+
+    async def _on_control(self, msg: Any) -> None:
+        """``{"action": "stop"|"restart", "instance_id": ...}``: answer ``{"ok"|"error"}``."""
+        try:
+            request = json.loads(msg.data)
+            action, target = request["action"], request["instance_id"]
+            key = next(k for k, s in self._slots.items() if s.instance_id == target)
+        except (ValueError, KeyError, TypeError, StopIteration):
+            await msg.respond(b'{"error":"no such instance on this node"}')
+            return
+        if action == "stop":
+            self._paused.add(key)
+        elif action == "restart":
+            self._paused.discard(key)
+            self._epochs[key] = self._epochs.get(key, 0) + 1
+        else:
+            await msg.respond(b'{"error":"action must be stop or restart"}')
+            return
+        logger.info("%s: %s asked through %s", target, action, msg.subject)
+        self._wake.set()
+        await msg.respond(json.dumps({"ok": f"{action} {target}"}).encode())
 
     async def _on_change(self, msg: Any) -> None:
         self._wake.set()
@@ -620,7 +672,12 @@ class NodeRunner:
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = Slot(self, key[0], key[1])
-            slot.want(spec)
+            if key in self._paused:  # stopped from the admin page until a restart
+                slot.want(None)
+                continue
+            epoch = self._epochs.get(key)
+            slot.want(spec.salted(f"{spec.run_key}~{epoch}") if epoch else spec)
+        self._paused &= set(mine)
         for key, slot in list(self._slots.items()):
             if key not in mine:
                 slot.want(None)
