@@ -18,10 +18,17 @@ from typing import Any
 
 import pytest
 
+from narun.node import launch
 from narun.node.secrets import new_master_key
 from narun.transport.server import NATSServer
 from tests.e2e.test_node import FAST, _collect, _kv, instances, narun, ok, wait_until
 from tests.support import Proc
+
+NEEDS_ROOT = pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="needs a node running as root (mount and network namespaces, cgroups, another user)",
+)
+NEEDS_LANDLOCK = pytest.mark.skipif(launch.landlock_abi() < 1, reason="this kernel has no Landlock")
 
 SECRET_VALUE = "pa55-" + os.urandom(8).hex()
 """A value that must appear in the app's environment and nowhere else."""
@@ -263,6 +270,7 @@ time.sleep(3600)
 """
 
 
+@NEEDS_ROOT
 def test_a_file_mount_is_readable_and_not_writable(node: Node) -> None:
     src = node.tmp / "settings.txt"
     src.write_text("colour=teal\n")
@@ -329,6 +337,7 @@ time.sleep(3600)
 """
 
 
+@NEEDS_LANDLOCK
 def test_landlock_stops_a_write_outside_the_allowed_paths(node: Node) -> None:
     app = "landlock-app"
     outside = node.tmp / "outside"
@@ -367,6 +376,7 @@ time.sleep(3600)
 """
 
 
+@NEEDS_ROOT
 def test_a_memory_hungry_app_gets_oom(node: Node) -> None:
     app = "hog-app"
     spec: dict[str, Any] = {
@@ -415,6 +425,7 @@ time.sleep(3600)
 """
 
 
+@NEEDS_ROOT
 def test_nonet_blocks_outbound_and_allows_the_declared_port(node: Node) -> None:
     import socket
     import threading
@@ -475,6 +486,7 @@ time.sleep(3600)
 """
 
 
+@NEEDS_ROOT
 def test_an_instance_runs_as_the_given_user(node: Node) -> None:
     app = "user-app"
     _deploy(
@@ -493,6 +505,7 @@ def test_an_instance_runs_as_the_given_user(node: Node) -> None:
     ok(narun(node.url, "apps", "rm", app))
 
 
+@NEEDS_ROOT
 def test_an_unknown_user_fails_with_the_reason(node: Node) -> None:
     app = "nouser-app"
     _deploy(
