@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from narun.node import launch
+from narun.node import launcher as launch
 from narun.node.secrets import new_master_key
 from narun.transport.server import NATSServer
 from tests.e2e.test_node import FAST, _collect, _kv, instances, narun, ok, wait_until

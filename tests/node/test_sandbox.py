@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from narun.node import launch
+from narun.node import launcher as launch
 from narun.node.sandbox import SYSTEM_PATHS, LandlockSpec, landlock_paths
 from narun.node.spec import dump_spec, parse_spec
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from narun.node.isolate import Sandbox
-from narun.node.launch import EXIT_SETUP
+from narun.node.launcher import EXIT_SETUP
 from narun.node.logship import pump
 from narun.node.process import Instance, spawn
 from narun.node.schema import InstanceState, Status, instance_id, now_iso

@@ -5,7 +5,7 @@ spec asks (Landlock, another user, ``nonet``, read-only mounts, cgroup limits) a
 a :class:`SandboxError` naming the key and the reason when they do not: a mode never
 degrades silently. It creates the cgroups, serves the host side of ``nonet`` ports (a Unix
 socket per port, relayed to ``127.0.0.1:<port>``), and returns the argv that starts
-:mod:`narun.node.launch`, which applies the rest inside the new process.
+:mod:`narun.node.launcher`, which applies the rest inside the new process.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from narun.errors import NarunError
-from narun.node import launch
+from narun.node import launcher as launch
 from narun.node.cgroups import CgroupError, Cgroups, Limits, create
 from narun.node.sandbox import landlock_paths
 from narun.node.spec import AppSpec

@@ -2,7 +2,7 @@
 
 The models here are the values of the app spec keys ``landlock``, ``mounts``, ``nonet`` and
 ``metrics``; :func:`landlock_paths` turns a spec into the ``(path, modes)`` list the
-launcher (:mod:`narun.node.launch`) allows. Nothing here touches the system.
+launcher (:mod:`narun.node.launcher`) allows. Nothing here touches the system.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The instance launcher: apply an instance's isolation to itself, then exec the program.
 
-Run by the node as ``python -I launch.py CONFIG_JSON -- ARGV...`` in the new process (it
+Run by the node as ``python -I launcher.py CONFIG_JSON -- ARGV...`` in the new process (it
 imports nothing but the standard library, so it works whatever the instance's environment
 and path are). In order, each step only when the config asks for it:
 
@@ -355,9 +355,9 @@ def _fail(step: str, reason: object) -> NoReturn:
 
 
 def main(argv: list[str]) -> NoReturn:
-    """``launch.py CONFIG_JSON -- PROGRAM ARGS...``."""
+    """``launcher.py CONFIG_JSON -- PROGRAM ARGS...``."""
     if len(argv) < 3 or argv[1] != "--":
-        _fail("usage", "launch.py CONFIG_JSON -- PROGRAM [ARGS...]")
+        _fail("usage", "launcher.py CONFIG_JSON -- PROGRAM [ARGS...]")
     try:
         config = json.loads(argv[0])
     except ValueError as exc:
