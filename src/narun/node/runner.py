@@ -124,7 +124,8 @@ class NodeRunner:
         self.nc: Client | None = None
         self._b: Buckets | None = None
         self._secrets_kv: Any = None
-        self._paused: set[tuple[str, int]] = set()
+        self._paused: dict[tuple[str, int], str] = {}
+        """Slots stopped from the admin page -> the version stopped (a new one runs again)."""
         self._epochs: dict[tuple[str, int], int] = {}
         self._advertised = "127.0.0.1"
         self._slots: dict[tuple[str, int], Slot] = {}
@@ -460,9 +461,10 @@ class NodeRunner:
             await msg.respond(b'{"error":"no such instance on this node"}')
             return
         if action == "stop":
-            self._paused.add(key)
+            slot = self._slots[key]
+            self._paused[key] = slot.desired.version if slot.desired else ""
         elif action == "restart":
-            self._paused.discard(key)
+            self._paused.pop(key, None)
             self._epochs[key] = self._epochs.get(key, 0) + 1
         else:
             await msg.respond(b'{"error":"action must be stop or restart"}')
@@ -623,12 +625,12 @@ class NodeRunner:
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = Slot(self, key[0], key[1])
-            if key in self._paused:  # stopped from the admin page until a restart
+            if self._paused.get(key) == spec.version:  # stopped from the admin page
                 slot.want(None)
                 continue
             epoch = self._epochs.get(key)
             slot.want(spec.salted(f"{spec.run_key}~{epoch}") if epoch else spec)
-        self._paused &= set(mine)
+        self._paused = {k: v for k, v in self._paused.items() if k in mine and mine[k].version == v}
         for key, slot in list(self._slots.items()):
             if key not in mine:
                 slot.want(None)
