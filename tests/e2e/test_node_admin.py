@@ -172,6 +172,9 @@ async def test_the_admin_page_shows_instances_streams_logs_and_restarts(stack: S
             what="the page shows the instance stopped",
         )
     assert not await asyncio.to_thread(_running, stack, app)
+    # a stopped instance stays stopped until a restart or a new version
+    await asyncio.to_thread(_deploy, stack, {**spec, "env": {"V": "2"}})
+    await asyncio.to_thread(wait_until, lambda: _running(stack, app), 30, "the new version runs")
     await asyncio.to_thread(ok, narun(stack.url, "apps", "rm", app))
 
 

@@ -515,3 +515,21 @@ def test_an_unknown_user_fails_with_the_reason(node: Node) -> None:
     run = _status_of(node, app, "failed")
     assert "user: no user 'no-such-user-x' on this node" in run["error"]
     ok(narun(node.url, "apps", "rm", app))
+
+
+@NEEDS_ROOT
+def test_a_limit_the_node_cannot_apply_fails_the_instance_and_says_why(node: Node) -> None:
+    app = "badcgroup-app"
+    _deploy(
+        node,
+        {
+            "name": app,
+            "command": _py("import time; time.sleep(60)"),
+            "memoryMB": 64,
+            "cgroupParent": "/nonexistent/parent",
+        },
+    )
+    run = _status_of(node, app, "failed")
+    assert run["error"].startswith("memoryMB: cannot create the cgroup /nonexistent/parent/")
+    assert run["pid"] is None  # nothing ran without its limit
+    ok(narun(node.url, "apps", "rm", app))
