@@ -10,9 +10,12 @@ from typing import Literal, cast
 
 import click
 
+from narun.cli.admin import admin
 from narun.cli.dev import dev
+from narun.cli.files import files
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
 from narun.cli.node import apps, deploy, logs, node, nodes
+from narun.cli.secret import secret
 from narun.cli.services import services
 from narun.errors import ConfigError, NarunError
 from narun.observe.log import configure
@@ -266,3 +269,6 @@ main.add_command(deploy)
 main.add_command(apps)
 main.add_command(logs)
 main.add_command(nodes)
+main.add_command(secret)
+main.add_command(files)
+main.add_command(admin)

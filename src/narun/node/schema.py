@@ -22,6 +22,7 @@ __all__ = [
     "Placement",
     "Status",
     "StatusUpdate",
+    "control_subject",
     "instance_id",
     "log_subject",
     "now_iso",
@@ -38,8 +39,11 @@ PLACEMENTS_BUCKET = "narun-placements"
 LOG_STREAM = "NARUN_LOGS"
 """JetStream stream keeping ``logs.>`` within size and age limits."""
 
-Status = Literal["installing", "starting", "running", "stopping", "stopped", "crashed", "failed"]
-"""Go narun's statuses, plus ``installing`` (download and venv build)."""
+Status = Literal[
+    "installing", "starting", "running", "stopping", "stopped", "crashed", "oom", "failed"
+]
+"""Go narun's statuses, plus ``installing`` (download and venv build) and ``oom`` (ended by
+the kernel's OOM killer at the spec's memory limit; restarted like ``crashed``)."""
 
 
 def log_subject(app: str, node: str) -> str:
@@ -55,6 +59,11 @@ def status_subject(app: str, node: str) -> str:
 def placement_key(app: str, index: int) -> str:
     """The ``narun-placements`` key of replica ``index`` of ``app``."""
     return f"{app}.{index}"
+
+
+def control_subject(node: str) -> str:
+    """``narun.node.<node>.control``: requests to stop or restart one of a node's instances."""
+    return f"narun.node.{node}.control"
 
 
 def instance_id(app: str, index: int) -> str:
@@ -109,6 +118,8 @@ class InstanceState:
     error: str = ""
     last_lines: tuple[str, ...] = ()
     since: str = ""
+    memory_bytes: int | None = None
+    """Memory the run uses (its cgroup's, else its process's resident set), if known."""
 
 
 @dataclass(frozen=True)
