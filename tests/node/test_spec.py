@@ -130,3 +130,37 @@ def test_spec_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         spec.replicas = 3
     assert isinstance(spec, AppSpec)
+
+
+def test_routes_are_claimed_by_narun_serve_flags() -> None:
+    spec = parse_spec(
+        {
+            "name": "shop",
+            "app": "shop.main:app",
+            "routes": [{"path": "/shop/", "methods": ["get", "POST"]}, {"path": "/s"}],
+            "grpc_routes": ["shop.v1.Cart"],
+        }
+    )
+    assert spec.routes[0].flag() == "GET,POST /shop/"
+    assert spec.routes[1].methods[0] == "GET"
+    assert spec.grpc_routes == ("shop.v1.Cart",)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"routes": [{"path": "shop"}]}, "routes[0]: route path must start with '/'"),
+        ({"routes": [{"path": "/s/", "methods": []}]}, "routes[0].methods: at least one method"),
+        ({"routes": [{"path": "/s/", "verbs": ["GET"]}]}, "routes[0].verbs: unknown key"),
+        ({"grpc_routes": ["not a name"]}, "grpc_routes: 'not a name' is not a gRPC service"),
+    ],
+)
+def test_bad_routes_name_the_key(extra: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec({"name": "shop", "app": "shop.main:app", **extra}, source="app.yaml")
+    assert f"app.yaml: {expected}" in str(info.value)
+
+
+def test_routes_need_an_app() -> None:
+    with pytest.raises(ConfigError, match="'routes' and 'grpc_routes' go with 'app'"):
+        parse_spec({"name": "x", "command": "sleep 1", "routes": [{"path": "/x/"}]})

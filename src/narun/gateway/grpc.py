@@ -101,6 +101,12 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self.port: int | None = None
         """The bound port once started (useful when ``grpc_addr`` asks for port 0)."""
 
+    def set_dynamic_routes(self, routes: tuple[GRPCRoute, ...]) -> None:
+        """Forward the static gRPC routes plus ``routes`` (claimed by services) from now on."""
+        table = {r.grpc: (r, self.config.route_timeout(r)) for r in self.config.grpc_routes}
+        table.update((r.grpc, (r, self.config.route_timeout(r))) for r in routes)
+        self._routes = table
+
     # -- server lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:

@@ -96,6 +96,17 @@ class HTTPGateway:
             for t in (config.route_timeout(r),)
         }
 
+    def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
+        """Route the static routes plus ``routes`` (claimed by services) from now on."""
+        every = self.config.http_routes + routes
+        router = Router(every)
+        self._timeouts = {
+            id(r): (t, wire.format_timeout(t))
+            for r in every
+            for t in (self.config.route_timeout(r),)
+        }
+        self.router = router
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":

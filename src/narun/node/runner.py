@@ -169,6 +169,10 @@ class NodeRunner:
             argv = [python, "-m", "narun", "serve", spec.app, "--service", spec.service_name or ""]
             argv += ["--nats-url", _strip_credentials(self.options.nats_url)]
             argv += ["--interface", spec.interface, "--app-dir", str(root)]
+            for route in spec.routes:
+                argv += ["--route", route.flag()]
+            for name in spec.grpc_routes:
+                argv += ["--grpc-route", name]
         elif spec.command is not None:
             argv = list(spec.command)
         elif executable is not None:

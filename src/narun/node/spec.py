@@ -24,11 +24,13 @@ from pydantic_core import PydanticCustomError
 
 from narun.config.addr import service_name_problem
 from narun.errors import ConfigError
+from narun.protocol.claims import DEFAULT_METHODS, ClaimError, HTTPClaim, parse_methods
 
 __all__ = [
     "AppSpec",
     "ArtifactRef",
     "RestartPolicy",
+    "RouteSpec",
     "dump_spec",
     "load_spec",
     "parse_spec",
@@ -38,6 +40,7 @@ _INVALID = "narun_invalid"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_GRPC_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _RESERVED_ENV = frozenset(
     {"NARUN_APP_NAME", "NARUN_INSTANCE_ID", "NARUN_NODE_ID", "NARUN_REPLICA_INDEX", "NARUN_RUN_ID"}
@@ -129,6 +132,26 @@ def _env(value: object) -> dict[str, str]:
             _fail(f"{key}: value must be a string")
         env[key] = str(val)
     return env
+
+
+def _methods(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        _fail("must be a list of HTTP methods")
+    try:
+        return parse_methods(",".join(value))
+    except ClaimError as exc:
+        _fail(str(exc))
+
+
+def _grpc_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        _fail("must be a list of gRPC service names such as 'shop.v1.Cart'")
+    for name in value:
+        if not _GRPC_NAME.fullmatch(name):
+            _fail(f"{name!r} is not a gRPC service name such as 'shop.v1.Cart'")
+    return tuple(value)
 
 
 def _count(minimum: int) -> BeforeValidator:
@@ -223,6 +246,29 @@ class ArtifactRef(BaseModel):
     """``python``: a project with its wheels; ``executable``: a program file."""
 
 
+class RouteSpec(BaseModel):
+    """One HTTP route the app's instances claim (``narun serve --route``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Annotated[str, BeforeValidator(_text)]
+    """Path; ending in ``/`` claims the subtree."""
+    methods: Annotated[tuple[str, ...], BeforeValidator(_methods)] = DEFAULT_METHODS
+    """HTTP methods (default: the common ones)."""
+
+    @model_validator(mode="after")
+    def _valid_claim(self) -> RouteSpec:
+        try:
+            HTTPClaim(self.path, self.methods)
+        except ClaimError as exc:
+            raise ValueError(str(exc).removeprefix(f"route {self.path!r}: ")) from None
+        return self
+
+    def flag(self) -> str:
+        """The ``--route`` value of ``narun serve``: ``METHODS PATH``."""
+        return f"{','.join(self.methods)} {self.path}"
+
+
 class AppSpec(BaseModel):
     """One app: what to run, how many, where, and how to keep it running."""
 
@@ -258,6 +304,10 @@ class AppSpec(BaseModel):
     """How long a new instance may take to become ready before it counts as crashed."""
     ready_seconds: Annotated[float, BeforeValidator(_seconds)] = 1.0
     """A ``command`` (no Micro service to watch) is ready once up this long."""
+    routes: tuple[RouteSpec, ...] = ()
+    """HTTP routes the instances claim; gateways allow them with ``dynamic_routes``."""
+    grpc_routes: Annotated[tuple[str, ...], BeforeValidator(_grpc_names)] = ()
+    """gRPC services (``shop.v1.Cart``) the instances claim."""
     artifact: ArtifactRef | None = None
     """Set by ``narun deploy``; without it the node runs ``app``/``command`` as installed."""
 
@@ -293,6 +343,8 @@ class AppSpec(BaseModel):
             raise ValueError("needs 'app' (pkg.module:app) or 'command' (or an executable)")
         if self.service and not self.app:
             raise ValueError("'service' goes with 'app'")
+        if (self.routes or self.grpc_routes) and not self.app:
+            raise ValueError("'routes' and 'grpc_routes' go with 'app' (narun serve claims them)")
         return self
 
     @property
@@ -325,6 +377,8 @@ def _models(loc: Sequence[str | int]) -> type[BaseModel]:
         return RestartPolicy
     if loc and loc[0] == "artifact":
         return ArtifactRef
+    if loc and loc[0] == "routes":
+        return RouteSpec
     return AppSpec
 
 
