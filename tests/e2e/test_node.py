@@ -238,7 +238,7 @@ def test_deploy_answers_through_the_gateway_from_both_nodes(cluster: Cluster) ->
 
 def test_logs_show_the_lines_of_every_instance(cluster: Cluster) -> None:
     name = cluster.routes["logs"]
-    deploy(cluster, name, "--replicas", "2")
+    deploy(cluster, name, "--replicas", "2", "--env", "LONG_LINE=40000")
 
     def both() -> str | None:
         out = ok(narun(cluster.url, "logs", name, "-n", "50"))
@@ -252,6 +252,10 @@ def test_logs_show_the_lines_of_every_instance(cluster: Cluster) -> None:
     only = ok(narun(cluster.url, "logs", name, "--instance", f"{name}-1"))
     assert f"{name}-0@" not in only
     assert f"{name}-1@" in only
+    # 40,000 characters: pieces of 16 KiB, and the stream goes on after them
+    pieces = [line.rsplit(" ", 1)[1] for line in only.splitlines() if line.endswith("LLLL")]
+    assert [len(p) for p in pieces] == [16384, 16384, 40000 - 2 * 16384]
+    assert f"whoami {name}-1 after the long line" in only
 
 
 def test_a_killed_instance_is_restarted(cluster: Cluster) -> None:
@@ -338,8 +342,23 @@ def test_rolling_update_under_load_loses_no_request(cluster: Cluster) -> None:
 def test_apps_rm_stops_everything(cluster: Cluster) -> None:
     name = cluster.routes["rm"]
     deploy(cluster, name, "--replicas", "3")
+    three = {i["instance_id"]: i["pid"] for i in running(cluster.url, name)}
+    assert len(three) == 3
+    deploy(cluster, name, "--replicas", "1")  # scale down: the highest slots go
+    wait_until(lambda: len(instances(cluster.url, name)) == 1, 30, "two instances gone")
+    assert not alive(three[f"{name}-1"])
+    assert not alive(three[f"{name}-2"])
+    assert [i["pid"] for i in running(cluster.url, name)] == [three[f"{name}-0"]]
+    deploy(cluster, name, "--node", "n2=2")  # pinned: both on n2
+    wait_until(
+        lambda: (
+            sorted(i["node"] for i in running(cluster.url, name)) == ["n2", "n2"]
+            and len(instances(cluster.url, name)) == 2
+        ),
+        30,
+        "two instances on n2 only",
+    )
     pids = [i["pid"] for i in running(cluster.url, name)]
-    assert len(pids) == 3
     ok(narun(cluster.url, "apps", "rm", name, "--wait", "30"))
     wait_until(lambda: not any(alive(p) for p in pids), 20, "every instance process gone")
     assert count_instances(cluster.url, name) == 0
@@ -581,3 +600,30 @@ def test_a_nats_server_restart_keeps_instances_running(tmp_path: Path) -> None:
     finally:
         node.stop()
         server.stop()
+
+
+def test_commands_on_a_nats_with_nothing_deployed(tmp_path: Path) -> None:
+    jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
+    with NATSServer(extra_config=jetstream) as server:
+        apps = narun(server.url, "apps", "ls")
+        assert apps.returncode == 0
+        assert apps.stdout.split() == ["NAME", "VERSION", "DESIRED", "RUNNING", "NODES"]
+        nodes = narun(server.url, "nodes", "ls")
+        assert nodes.returncode == 0
+        assert "(no live node)" in nodes.stderr
+        rm = narun(server.url, "apps", "rm", "shop")
+        assert rm.returncode == 1
+        assert "nothing deployed yet" in rm.stderr
+    with NATSServer() as plain:  # no JetStream at all
+        deploy = narun(plain.url, "deploy", "--name", "x", "--app", "a:b")
+        assert deploy.returncode == 1
+        assert "JetStream" in deploy.stderr
+        assert "Traceback" not in deploy.stderr
+        args = ["node", "--node-id", "x", "--data-dir", str(tmp_path / "x"), "--metrics-addr", ""]
+        node = narun(plain.url, *args, timeout=60)
+        assert node.returncode == 1
+        assert "JetStream" in node.stderr
+        assert "Traceback" not in node.stderr
+        logs = narun(plain.url, "logs", "shop")
+        assert logs.returncode == 1
+        assert "JetStream" in logs.stderr

@@ -164,3 +164,10 @@ def test_bad_routes_name_the_key(extra: dict[str, object], expected: str) -> Non
 def test_routes_need_an_app() -> None:
     with pytest.raises(ConfigError, match="'routes' and 'grpc_routes' go with 'app'"):
         parse_spec({"name": "x", "command": "sleep 1", "routes": [{"path": "/x/"}]})
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: x\napp: a:b\nreplicas: 1\nreplicas: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'replicas'"):
+        load_spec(path)

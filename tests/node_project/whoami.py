@@ -18,6 +18,9 @@ RUN = os.environ.get("NARUN_RUN_ID", "")
 app = FastAPI(title="whoami")
 print(f"whoami {INSTANCE} starting on {NODE}", flush=True)
 print(f"whoami {INSTANCE} says hello on stderr", file=sys.stderr, flush=True)
+if os.environ.get("LONG_LINE"):  # one line longer than the node's limit, then a short one
+    print("L" * int(os.environ["LONG_LINE"]), flush=True)
+    print(f"whoami {INSTANCE} after the long line", flush=True)
 
 
 @app.get("/{prefix}/who")

@@ -25,7 +25,7 @@ from narun.node.schema import (
     NodeState,
 )
 from narun.node.spec import AppSpec, dump_spec, parse_spec
-from narun.node.store import NodeError, open_buckets, read_all
+from narun.node.store import NodeError, NothingDeployed, open_buckets, read_all
 
 __all__ = [
     "AppRow",
@@ -78,14 +78,20 @@ async def remove_app(nc: Client, name: str) -> None:
 
 async def list_nodes(nc: Client) -> list[NodeState]:
     """Live nodes (expired ones are gone from the bucket), by ID."""
-    b = await open_buckets(nc, create=False)
+    try:
+        b = await open_buckets(nc, create=False)
+    except NothingDeployed:
+        return []
     states = [NodeState.decode(e.value or b"") for e in (await read_all(b.nodes)).values()]
     return sorted((s for s in states if s is not None), key=lambda s: s.node_id)
 
 
 async def app_rows(nc: Client) -> list[AppRow]:
     """Every app with what the nodes report about it."""
-    b = await open_buckets(nc, create=False)
+    try:
+        b = await open_buckets(nc, create=False)
+    except NothingDeployed:
+        return []
     specs: list[AppSpec] = []
     for name, entry in sorted((await read_all(b.apps)).items()):
         try:
@@ -148,7 +154,11 @@ async def stream_logs(
         )
     except nats.js.errors.NotFoundError:
         raise NodeError("no logs yet (no node has created the log stream)") from None
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+    except (
+        nats.errors.NoRespondersError,
+        nats.errors.TimeoutError,
+        nats.js.errors.ServiceUnavailableError,
+    ):
         raise NodeError("NATS has no JetStream (start nats-server with -js)") from None
 
     def keep(line: LogLine | None) -> bool:

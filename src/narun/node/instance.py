@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 TAIL_LINES = 20
 """Output lines kept per run, shown with a ``failed`` status."""
+TAIL_WIDTH = 400
+"""Characters of each such line in the node state (which must fit in one NATS message)."""
 
 
 class LaunchError(Exception):
@@ -86,7 +88,11 @@ class Run:
             restarts=restarts,
             exit_code=self.exit_code,
             error=self.error,
-            last_lines=tuple(self.tail) if self.status in ("failed", "crashed") else (),
+            last_lines=(
+                tuple(line[:TAIL_WIDTH] for line in self.tail)
+                if self.status in ("failed", "crashed")
+                else ()
+            ),
             since=self.since,
         )
 

@@ -147,6 +147,7 @@ class NodeRunner:
         self._shutting_down = False
         self._dropped = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._bad_specs: dict[str, int] = {}
 
     # --- SlotHost -------------------------------------------------------------------
 
@@ -418,7 +419,9 @@ class NodeRunner:
             try:
                 spec = parse_spec(_yaml(entry.value), source=f"app-configs/{name}")
             except Exception as exc:
-                logger.warning("ignoring app %s: %s", name, exc)
+                if self._bad_specs.get(name) != entry.revision:  # once per revision
+                    self._bad_specs[name] = entry.revision or 0
+                    logger.warning("ignoring app %s: %s", name, exc)
                 continue
             if spec.name == name:
                 specs[name] = spec

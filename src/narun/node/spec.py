@@ -11,18 +11,19 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
 import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from narun.config.addr import service_name_problem
+from narun.config.fields import INVALID, fail, seconds, show
+from narun.config.files import read_yaml
 from narun.errors import ConfigError
 from narun.protocol.claims import DEFAULT_METHODS, ClaimError, HTTPClaim, parse_methods
 
@@ -36,7 +37,6 @@ __all__ = [
     "parse_spec",
 ]
 
-_INVALID = "narun_invalid"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -47,22 +47,13 @@ _RESERVED_ENV = frozenset(
 )
 
 
-def _fail(problem: str) -> NoReturn:
-    raise PydanticCustomError(_INVALID, "{problem}", {"problem": problem})
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _name(value: object) -> str:
     problem = service_name_problem(value)
     if problem:
-        _fail(problem)
+        fail(problem)
     assert isinstance(value, str)
     if len(value) > 64:
-        _fail("must be at most 64 characters")
+        fail("must be at most 64 characters")
     return value
 
 
@@ -72,7 +63,7 @@ def _optional_name(value: object) -> str | None:
 
 def _text(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        _fail("must be a string")
+        fail("must be a string")
     return str(value)
 
 
@@ -80,7 +71,7 @@ def _target(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _TARGET.fullmatch(value):
-        _fail("must be 'pkg.module:attribute', the app object served with narun serve")
+        fail("must be 'pkg.module:attribute', the app object served with narun serve")
     return value
 
 
@@ -91,13 +82,13 @@ def _command(value: object) -> tuple[str, ...] | None:
         try:
             parts = shlex.split(value)
         except ValueError as exc:
-            _fail(f"cannot split into words: {exc}")
+            fail(f"cannot split into words: {exc}")
     elif isinstance(value, list) and all(isinstance(x, str) for x in value):
         parts = list(value)
     else:
-        _fail("must be a string or a list of strings")
+        fail("must be a string or a list of strings")
     if not parts or not parts[0]:
-        _fail("must name a program")
+        fail("must name a program")
     return tuple(parts)
 
 
@@ -105,7 +96,7 @@ def _args(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(x, str | int | float) for x in value):
-        _fail("must be a list of strings")
+        fail("must be a list of strings")
     return tuple(str(x) for x in value)
 
 
@@ -117,19 +108,19 @@ def _env(value: object) -> dict[str, str]:
         out: dict[str, str] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict) or set(item) - {"name", "value"} or "name" not in item:
-                _fail(f"item {i} must be a mapping with 'name' and 'value'")
+                fail(f"item {i} must be a mapping with 'name' and 'value'")
             out[str(item["name"])] = item.get("value", "")
         value = out
     if not isinstance(value, dict):
-        _fail("must be a mapping of variable names to values")
+        fail("must be a mapping of variable names to values")
     env: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-            _fail(f"{key!r} is not an environment variable name")
+            fail(f"{key!r} is not an environment variable name")
         if key in _RESERVED_ENV:
-            _fail(f"{key} is set by the node, not by the spec")
+            fail(f"{key} is set by the node, not by the spec")
         if val is None or isinstance(val, bool) or not isinstance(val, str | int | float):
-            _fail(f"{key}: value must be a string")
+            fail(f"{key}: value must be a string")
         env[key] = str(val)
     return env
 
@@ -157,21 +148,10 @@ def _grpc_names(value: object) -> tuple[str, ...]:
 def _count(minimum: int) -> BeforeValidator:
     def check(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            _fail(f"must be a whole number >= {minimum}")
+            fail(f"must be a whole number >= {minimum}")
         return value
 
     return BeforeValidator(check)
-
-
-def _seconds(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        _fail("must be a number > 0")
-    return float(value)
 
 
 def _pins(value: object) -> dict[str, int]:
@@ -182,19 +162,19 @@ def _pins(value: object) -> dict[str, int]:
         out: dict[str, Any] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict) or "name" not in item:
-                _fail(f"item {i} must be a mapping with 'name' and 'replicas'")
+                fail(f"item {i} must be a mapping with 'name' and 'replicas'")
             if item["name"] in out:
-                _fail(f"node {item['name']!r} is listed twice")
+                fail(f"node {item['name']!r} is listed twice")
             out[item["name"]] = item.get("replicas", 1)
         value = out
     if not isinstance(value, dict):
-        _fail("must be a mapping of node IDs to replica counts")
+        fail("must be a mapping of node IDs to replica counts")
     pins: dict[str, int] = {}
     for node, count in value.items():
         if not isinstance(node, str) or not _NODE_ID.fullmatch(node):
-            _fail(f"{node!r} is not a node ID (letters, digits, '_' and '-')")
+            fail(f"{node!r} is not a node ID (letters, digits, '_' and '-')")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            _fail(f"{node}: replica count must be a whole number >= 1 (got {_show(count)})")
+            fail(f"{node}: replica count must be a whole number >= 1 (got {show(count)})")
         pins[node] = count
     return pins
 
@@ -203,13 +183,13 @@ def _labels(value: object) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        _fail("must be a mapping of label names to values")
+        fail("must be a mapping of label names to values")
     out: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not _LABEL.fullmatch(key):
-            _fail(f"{key!r} is not a label name")
+            fail(f"{key!r} is not a label name")
         if isinstance(val, bool) or not isinstance(val, str | int | float):
-            _fail(f"{key}: value must be a string")
+            fail(f"{key}: value must be a string")
         out[key] = str(val)
     return out
 
@@ -221,11 +201,11 @@ class RestartPolicy(BaseModel):
 
     max_restarts: Annotated[int, _count(0)] = 5
     """Restarts in a row (runs shorter than ``reset_after_seconds``) before ``failed``."""
-    backoff_seconds: Annotated[float, BeforeValidator(_seconds)] = 1.0
+    backoff_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """Wait before the first restart; doubles at each further restart."""
-    max_backoff_seconds: Annotated[float, BeforeValidator(_seconds)] = 30.0
+    max_backoff_seconds: Annotated[float, BeforeValidator(seconds)] = 30.0
     """Ceiling of the wait between restarts."""
-    reset_after_seconds: Annotated[float, BeforeValidator(_seconds)] = 60.0
+    reset_after_seconds: Annotated[float, BeforeValidator(seconds)] = 60.0
     """A run that stayed up this long resets the count."""
 
     def backoff(self, restarts: int) -> float:
@@ -298,11 +278,11 @@ class AppSpec(BaseModel):
     """Only nodes started with all of these ``--label key=value`` run the app."""
     restart: RestartPolicy = RestartPolicy()
     """Restart backoff and give-up budget."""
-    stop_grace_seconds: Annotated[float, BeforeValidator(_seconds)] = 10.0
+    stop_grace_seconds: Annotated[float, BeforeValidator(seconds)] = 10.0
     """Between SIGTERM and SIGKILL when an instance is stopped."""
-    ready_timeout_seconds: Annotated[float, BeforeValidator(_seconds)] = 60.0
+    ready_timeout_seconds: Annotated[float, BeforeValidator(seconds)] = 60.0
     """How long a new instance may take to become ready before it counts as crashed."""
-    ready_seconds: Annotated[float, BeforeValidator(_seconds)] = 1.0
+    ready_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """A ``command`` (no Micro service to watch) is ready once up this long."""
     routes: tuple[RouteSpec, ...] = ()
     """HTTP routes the instances claim; gateways allow them with ``dynamic_routes``."""
@@ -324,7 +304,7 @@ class AppSpec(BaseModel):
                 data = {**data, "replicas": total}
             elif data["replicas"] != total:
                 raise PydanticCustomError(
-                    _INVALID,
+                    INVALID,
                     "{problem}",
                     {
                         "problem": f"replicas: {data['replicas']!r} does not match the "
@@ -395,14 +375,14 @@ def _error_lines(exc: ValidationError, source: str) -> list[str]:
             close = difflib.get_close_matches(name, list(_models(loc[:-1]).model_fields), n=1)
             if close:
                 problem += f" (did you mean {close[0]!r}?)"
-        elif etype == _INVALID:
+        elif etype == INVALID:
             problem = err["msg"]
             if "(got" not in problem and not isinstance(value, dict):
-                problem += f" (got {_show(value)})"
+                problem += f" (got {show(value)})"
         elif etype == "value_error":
             problem = err["msg"].removeprefix("Value error, ")
         else:
-            problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {_show(value)})"
+            problem = f"{err['msg'][:1].lower()}{err['msg'][1:]} (got {show(value)})"
         lines.append(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
     return lines
 
@@ -411,7 +391,7 @@ def parse_spec(data: object, *, source: str = "<spec>") -> AppSpec:
     """Validate loaded YAML data into an :class:`AppSpec`; :class:`ConfigError` lists problems."""
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{source}: an app spec is a mapping of keys to values (got {_show(data)})"
+            f"{source}: an app spec is a mapping of keys to values (got {show(data)})"
         )
     try:
         return AppSpec.model_validate(dict(data))
@@ -420,21 +400,14 @@ def parse_spec(data: object, *, source: str = "<spec>") -> AppSpec:
 
 
 def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a spec file into a mapping (validate it with :func:`parse_spec`)."""
-    source = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read the spec: {exc.strerror or exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{source}: {where}invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    """Read a spec file into a mapping (validate it with :func:`parse_spec`).
+
+    The YAML is read as the gateway config is (:func:`narun.config.files.read_yaml`: a key
+    given twice is an error, line and column in syntax errors).
+    """
+    data = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: an app spec is a mapping of keys to values")
+        raise ConfigError(f"{os.fspath(path)}: an app spec is a mapping of keys to values")
     return data
 
 

@@ -25,13 +25,24 @@ from narun.node.schema import (
     PLACEMENTS_BUCKET,
 )
 
-__all__ = ["Buckets", "NodeError", "ensure_log_stream", "open_buckets", "read_all"]
+__all__ = [
+    "Buckets",
+    "NodeError",
+    "NothingDeployed",
+    "ensure_log_stream",
+    "open_buckets",
+    "read_all",
+]
 
 logger = logging.getLogger(__name__)
 
 
 class NodeError(NarunError):
     """A node-runner operation failed; the message says what and why."""
+
+
+class NothingDeployed(NodeError):
+    """The buckets do not exist yet: no node ran and nothing was deployed on this NATS."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ async def _bucket(js: JetStreamContext, name: str, *, ttl: float | None, create:
     except nats.js.errors.BucketNotFoundError:
         if not create:
             raise
-    except nats.errors.NoRespondersError:
+    except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
         raise NodeError("NATS has no JetStream: start nats-server with --jetstream (-js)") from None
     except nats.errors.TimeoutError:
         raise NodeError("JetStream did not answer (is it enabled on the server?)") from None
@@ -75,7 +86,7 @@ async def open_buckets(
         nodes = await _bucket(js, NODE_STATES_BUCKET, ttl=node_expiry, create=create)
         placements = await _bucket(js, PLACEMENTS_BUCKET, ttl=None, create=create)
     except nats.js.errors.BucketNotFoundError:
-        raise NodeError("nothing deployed yet (no node runner bucket in this NATS)") from None
+        raise NothingDeployed("nothing deployed yet (no node runner bucket in this NATS)") from None
     if node_expiry is not None:
         status = await nodes.status()
         ttl = status.ttl
