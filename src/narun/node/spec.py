@@ -129,19 +129,19 @@ def _methods(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
     if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
-        _fail("must be a list of HTTP methods")
+        fail("must be a list of HTTP methods")
     try:
         return parse_methods(",".join(value))
     except ClaimError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _grpc_names(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
-        _fail("must be a list of gRPC service names such as 'shop.v1.Cart'")
+        fail("must be a list of gRPC service names such as 'shop.v1.Cart'")
     for name in value:
         if not _GRPC_NAME.fullmatch(name):
-            _fail(f"{name!r} is not a gRPC service name such as 'shop.v1.Cart'")
+            fail(f"{name!r} is not a gRPC service name such as 'shop.v1.Cart'")
     return tuple(value)
 
 
