@@ -174,6 +174,10 @@ class GatewayConfig(BaseModel):
     """How long to keep retrying a request that no consumer took (no responders, or an
     instance answered "overloaded" without running it); 0 disables. Never more than the
     request's timeout. Requests a consumer may have started are never retried."""
+    wake_timeout_seconds: Annotated[float, BeforeValidator(f.non_negative_seconds)] = 10.0
+    """How long a request that finds no instance is held while a node runner starts one
+    (services deployed with ``max_replicas``, scaled to zero); 0 disables. Never more than the
+    request's timeout; 503 with ``Retry-After`` when it passes."""
     routes: Annotated[tuple[_RouteField, ...], BeforeValidator(f.route_list)]
     """Static routes; each has either ``path`` (HTTP) or ``grpc`` (gRPC). At least one,
     unless ``dynamic_routes`` lets services claim theirs. Static routes always win."""

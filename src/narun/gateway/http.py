@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote_from_bytes
 
+from nats.aio.msg import Msg
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun._types import Message, Receive, Scope, Send
@@ -22,10 +23,12 @@ from narun.errors import (
     BinaryHTTPError,
     BodyTimeout,
     NarunError,
+    NoResponders,
     PayloadTooLarge,
     RequestTimeout,
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
+from narun.gateway.wake import Waker
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
@@ -87,6 +90,8 @@ class HTTPGateway:
         self.router = Router(config.http_routes)
         self._requester = requester
         self.metrics = metrics
+        self.waker: Waker | None = None
+        """Holds requests while a scaled-to-zero service starts (set by the owner)."""
         self._in_flight = None if metrics is None else metrics.in_flight_http
         self._tracer = tracing.LazyTracer("narun.gateway")
         # Per route: the reply timeout and its Narun-Timeout-Ms header value.
@@ -188,14 +193,10 @@ class HTTPGateway:
             headers[wire.TIMEOUT_MS] = timeout_ms
             try:
                 if span is None:  # no tracing: not even a no-op context manager
-                    reply = await requester.call(
-                        service, payload, headers, timeout, self.config.retry_seconds
-                    )
+                    reply = await self._call(requester, service, payload, headers, timeout)
                 else:
                     with tracing.sending(self._tracer, span, service, headers, len(payload)):
-                        reply = await requester.call(
-                            service, payload, headers, timeout, self.config.retry_seconds
-                        )
+                        reply = await self._call(requester, service, payload, headers, timeout)
             except RequestTimeout:
                 if metrics is not None:
                     metrics.observe_nats(service, "timeout")
@@ -245,6 +246,28 @@ class HTTPGateway:
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
         return response.status
+
+    async def _call(
+        self,
+        requester: Requester,
+        service: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> Msg:
+        # No instance: ask the node runners to start one (scale to zero), then try again.
+        started = time.monotonic()
+        try:
+            return await requester.call(
+                service, payload, headers, timeout, self.config.retry_seconds
+            )
+        except NoResponders:
+            waker = self.waker
+            left = timeout - (time.monotonic() - started)
+            if waker is None or not await waker.wake(service, left):
+                raise
+        left = max(0.001, timeout - (time.monotonic() - started))
+        return await requester.call(service, payload, headers, left, self.config.retry_seconds)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:

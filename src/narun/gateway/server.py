@@ -19,6 +19,7 @@ from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
 from narun.gateway.routetable import Resolution
 from narun.gateway.uvproto import HTTPToolsProtocol
+from narun.gateway.wake import Waker
 from narun.observe.metrics import MULTIPROC_ENV, GatewayMetrics
 from narun.observe.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
 from narun.protocol.forwarded import TrustedProxies
@@ -76,6 +77,8 @@ class Gateway:
         requester = Requester(self.nc)
         await requester.start()
         self.requester = requester
+        if self.config.wake_timeout_seconds > 0:
+            self.http.waker = Waker(lambda: self.nc, timeout=self.config.wake_timeout_seconds)
         # --- gRPC server (narun.gateway.grpc) ---
         grpc_claims = any(rule.grpc_package for rule in self.config.dynamic_routes)
         if grpc_server and self.config.grpc_addr and (self.config.grpc_routes or grpc_claims):

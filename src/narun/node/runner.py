@@ -29,11 +29,14 @@ from nats.aio.client import Client
 
 from narun.node import artifact
 from narun.node.artifact import Installed
+from narun.node.autoscale import Autoscale
 from narun.node.instance import Launch, LaunchError, Run, Slot
 from narun.node.logship import DEFAULT_MAX_LINE
 from narun.node.metrics import NodeMetrics
 from narun.node.placement import NodeView, plan
+from narun.node.scaling import ScaleDoc, current_replicas
 from narun.node.schema import (
+    SCALE_BUCKET,
     LogLine,
     NodeState,
     Placement,
@@ -44,7 +47,13 @@ from narun.node.schema import (
     status_subject,
 )
 from narun.node.spec import AppSpec, parse_spec
-from narun.node.store import Buckets, ensure_log_stream, open_buckets, read_all
+from narun.node.store import (
+    Buckets,
+    ensure_log_stream,
+    open_buckets,
+    open_scale_bucket,
+    read_all,
+)
 from narun.transport.auth import NatsAuth
 from narun.transport.connect import connect, drain
 
@@ -148,6 +157,7 @@ class NodeRunner:
         self._dropped = 0
         self._background: set[asyncio.Task[None]] = set()
         self._bad_specs: dict[str, int] = {}
+        self._autoscale: Autoscale | None = None
 
     # --- SlotHost -------------------------------------------------------------------
 
@@ -325,7 +335,12 @@ class NodeRunner:
             await self._put_state()
             if opts.metrics_addr:
                 ops = await self._start_ops()
-            for bucket in ("app-configs", "narun-placements"):
+            scale_kv = await open_scale_bucket(self._b.js)
+            self._autoscale = Autoscale(
+                self.nc, scale_kv, node_id=self.node_id, on_change=self._wake.set
+            )
+            await self._autoscale.start()
+            for bucket in ("app-configs", "narun-placements", SCALE_BUCKET):
                 await self.nc.subscribe(f"$KV.{bucket}.>", cb=self._on_change)
             tasks = [
                 asyncio.create_task(self._publisher()),
@@ -341,6 +356,8 @@ class NodeRunner:
                 await self._put_state()
             for task in tasks[2:]:
                 task.cancel()
+            if self._autoscale is not None:
+                await self._autoscale.stop()
             await self._stop_all()
             await self._release_all()
             for task in tasks[:2]:
@@ -438,6 +455,11 @@ class NodeRunner:
         nodes[self.node_id] = NodeView(
             self.node_id, self.options.labels, len(self._slots), not self._shutting_down
         )
+        scale: dict[str, ScaleDoc] = {}
+        if self._autoscale is not None:
+            self._autoscale.update(specs, {n for n, v in nodes.items() if v.accepting})
+            if any(spec.autoscaled for spec in specs.values()):
+                scale = await self._autoscale.docs()
         placed: dict[str, dict[int, tuple[Placement, int]]] = {}
         for key, entry in (await read_all(b.placements)).items():
             p = Placement.decode(entry.value or b"")
@@ -448,7 +470,7 @@ class NodeRunner:
             current = placed.get(app, {})
             result = plan(
                 app,
-                replicas=spec.replicas,
+                replicas=current_replicas(spec, scale.get(app)),
                 pins=spec.nodes,
                 labels=spec.labels,
                 nodes=nodes,

@@ -18,7 +18,15 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from narun.config.addr import service_name_problem
@@ -40,6 +48,10 @@ __all__ = [
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NOT_SHAPING = frozenset(
+    {"replicas", "nodes", "labels", "min_replicas", "max_replicas", "idle_seconds"}
+    | {"target_in_flight"}
+)
 _GRPC_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _RESERVED_ENV = frozenset(
@@ -143,6 +155,22 @@ def _grpc_names(value: object) -> tuple[str, ...]:
         if not _GRPC_NAME.fullmatch(name):
             fail(f"{name!r} is not a gRPC service name such as 'shop.v1.Cart'")
     return tuple(value)
+
+
+def _alias(name: str) -> AliasChoices:
+    head, *rest = name.split("_")
+    return AliasChoices(name, head + "".join(w.title() for w in rest))
+
+
+def _optional_count(minimum: int) -> BeforeValidator:
+    def check(value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            fail(f"must be a whole number >= {minimum}")
+        return value
+
+    return BeforeValidator(check)
 
 
 def _count(minimum: int) -> BeforeValidator:
@@ -284,6 +312,20 @@ class AppSpec(BaseModel):
     """How long a new instance may take to become ready before it counts as crashed."""
     ready_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """A ``command`` (no Micro service to watch) is ready once up this long."""
+    min_replicas: Annotated[int, _count(0), Field(validation_alias=_alias("min_replicas"))] = 0
+    """With ``max_replicas``: the fewest instances; ``0`` lets the app scale to zero."""
+    max_replicas: Annotated[
+        int | None, _optional_count(1), Field(validation_alias=_alias("max_replicas"))
+    ] = None
+    """Set to scale the app between ``min_replicas`` and this on load (replaces ``replicas``)."""
+    idle_seconds: Annotated[
+        float, BeforeValidator(seconds), Field(validation_alias=_alias("idle_seconds"))
+    ] = 300.0
+    """With ``max_replicas``: no request for this long scales down to ``min_replicas``."""
+    target_in_flight: Annotated[
+        int, _count(1), Field(validation_alias=_alias("target_in_flight"))
+    ] = 10
+    """With ``max_replicas``: in-flight requests per instance above this start another."""
     routes: tuple[RouteSpec, ...] = ()
     """HTTP routes the instances claim; gateways allow them with ``dynamic_routes``."""
     grpc_routes: Annotated[tuple[str, ...], BeforeValidator(_grpc_names)] = ()
@@ -323,9 +365,23 @@ class AppSpec(BaseModel):
             raise ValueError("needs 'app' (pkg.module:app) or 'command' (or an executable)")
         if self.service and not self.app:
             raise ValueError("'service' goes with 'app'")
+        if self.max_replicas is not None:
+            if "replicas" in self.model_fields_set or self.nodes:
+                raise ValueError("'max_replicas' scales the app: leave out 'replicas' and 'nodes'")
+            if self.min_replicas > self.max_replicas:
+                raise ValueError("min_replicas must not be above max_replicas")
+            if not self.app:
+                raise ValueError("'max_replicas' goes with 'app' (its Micro service is watched)")
+        elif "min_replicas" in self.model_fields_set:
+            raise ValueError("'min_replicas' goes with 'max_replicas'")
         if (self.routes or self.grpc_routes) and not self.app:
             raise ValueError("'routes' and 'grpc_routes' go with 'app' (narun serve claims them)")
         return self
+
+    @property
+    def autoscaled(self) -> bool:
+        """Whether the node runners choose the instance count (``max_replicas`` set)."""
+        return self.max_replicas is not None
 
     @property
     def service_name(self) -> str | None:
@@ -335,7 +391,7 @@ class AppSpec(BaseModel):
     @property
     def digest(self) -> str:
         """A hash of everything that shapes an instance: a change is a new version."""
-        data = self.model_dump(mode="json", exclude={"replicas", "nodes", "labels"})
+        data = self.model_dump(mode="json", exclude=set(_NOT_SHAPING))
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

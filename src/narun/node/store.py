@@ -23,6 +23,7 @@ from narun.node.schema import (
     LOG_STREAM,
     NODE_STATES_BUCKET,
     PLACEMENTS_BUCKET,
+    SCALE_BUCKET,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "NothingDeployed",
     "ensure_log_stream",
     "open_buckets",
+    "open_scale_bucket",
     "read_all",
 ]
 
@@ -99,6 +101,11 @@ async def open_buckets(
                 node_expiry,
             )
     return Buckets(js=js, apps=apps, nodes=nodes, placements=placements)
+
+
+async def open_scale_bucket(js: JetStreamContext) -> KeyValue:
+    """Open (or create) ``narun-scale``, the instance counts of autoscaled apps."""
+    return await _bucket(js, SCALE_BUCKET, ttl=None, create=True)
 
 
 async def ensure_log_stream(js: JetStreamContext, *, max_bytes: int, max_age: float) -> None:
