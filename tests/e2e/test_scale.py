@@ -36,7 +36,12 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 {"path": f"/{k}/", "methods": ["GET"], "service": v} for k, v in c.routes.items()
             ]
             gateway, c.gateway_url = start_gateway(
-                tmp, server.url, routes, request_timeout_seconds=30, wake_timeout_seconds=25
+                tmp,
+                server.url,
+                routes,
+                request_timeout_seconds=30,
+                wake_timeout_seconds=25,
+                dynamic_routes=[{"path_prefix": "/claimed/"}],
             )
             try:
                 yield c
@@ -109,3 +114,14 @@ def test_a_service_nobody_can_wake_fails_at_once(scaled: Cluster) -> None:
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "1"
     assert time.monotonic() - started < 5  # not held for the 25 s wake timeout
+
+
+def test_the_claimed_route_of_an_app_at_zero_stays_and_wakes_it(scaled: Cluster) -> None:
+    # The nodes stand in for the instances while there are none: the route stays.
+    name = unique_service("claimed")
+    deploy_scaled(scaled, name, max_replicas=1, idle_seconds=2, routes=[{"path": "/claimed/"}])
+    time.sleep(3)  # several announcement rounds, and still no instance
+    assert instances(scaled.url, name) == []
+    answer = get(f"{scaled.gateway_url}/claimed/who")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["instance"] == f"{name}-0"

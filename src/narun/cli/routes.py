@@ -13,15 +13,17 @@ import contextlib
 import json
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 from nats.aio.msg import Msg
 
-from narun.config.gateway import GatewayConfig, load_config
 from narun.errors import ConfigError, NarunError
-from narun.gateway.routetable import Resolution, RouteTable
 from narun.protocol.claims import CLAIM_WILDCARD, QUERY_SUBJECT, ClaimError, decode_claim
-from narun.transport.connect import connect, drain
+
+if TYPE_CHECKING:  # pydantic and the gateway load only when the command runs
+    from narun.config.gateway import GatewayConfig
+    from narun.gateway.routetable import Resolution
 
 __all__ = ["routes"]
 
@@ -45,6 +47,8 @@ def routes() -> None:
 def ls(config_path: str, wait: float, as_json: bool) -> None:
     """List every route: kind, pattern, methods, service, source (static/claim), instances;
     then the refused claims and why."""
+    from narun.config.gateway import load_config
+
     try:
         config = load_config(config_path)
         resolution = asyncio.run(_collect(config, wait))
@@ -67,6 +71,9 @@ def ls(config_path: str, wait: float, as_json: bool) -> None:
 
 
 async def _collect(config: GatewayConfig, wait: float) -> Resolution:
+    from narun.gateway.routetable import RouteTable
+    from narun.transport.connect import connect, drain
+
     table = RouteTable(config)
     nc = await connect(config.nats_url, name="narun routes", auth=config.nats_auth)
 

@@ -37,6 +37,7 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway import health
+from narun.gateway.wake import Waker, call_waking
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
@@ -98,6 +99,8 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
         self._server: grpc.aio.Server | None = None
+        self.waker: Waker | None = None
+        """Holds calls while a scaled-to-zero service starts (set by the owner)."""
         self.port: int | None = None
         """The bound port once started (useful when ``grpc_addr`` asks for port 0)."""
 
@@ -259,9 +262,13 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         )
         try:
             with tracing.sending(self._tracer, span, service, headers, len(payload)):
-                reply = await requester.call(
-                    service, payload, headers, budget, self.config.retry_seconds
-                )
+                retry = self.config.retry_seconds
+                if self.waker is None:
+                    reply = await requester.call(service, payload, headers, budget, retry)
+                else:
+                    reply = await call_waking(
+                        requester, self.waker, service, payload, headers, budget, retry
+                    )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)

@@ -23,12 +23,11 @@ from narun.errors import (
     BinaryHTTPError,
     BodyTimeout,
     NarunError,
-    NoResponders,
     PayloadTooLarge,
     RequestTimeout,
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
-from narun.gateway.wake import Waker
+from narun.gateway.wake import Waker, call_waking
 from narun.observe import log, requestid, tracing
 from narun.observe.log import ACCESS_LOGGER
 from narun.observe.metrics import UNMATCHED, GatewayMetrics
@@ -255,19 +254,10 @@ class HTTPGateway:
         headers: dict[str, str],
         timeout: float,
     ) -> Msg:
-        # No instance: ask the node runners to start one (scale to zero), then try again.
-        started = time.monotonic()
-        try:
-            return await requester.call(
-                service, payload, headers, timeout, self.config.retry_seconds
-            )
-        except NoResponders:
-            waker = self.waker
-            left = timeout - (time.monotonic() - started)
-            if waker is None or not await waker.wake(service, left):
-                raise
-        left = max(0.001, timeout - (time.monotonic() - started))
-        return await requester.call(service, payload, headers, left, self.config.retry_seconds)
+        retry = self.config.retry_seconds
+        if self.waker is None:
+            return await requester.call(service, payload, headers, timeout, retry)
+        return await call_waking(requester, self.waker, service, payload, headers, timeout, retry)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:

@@ -77,8 +77,10 @@ class Gateway:
         requester = Requester(self.nc)
         await requester.start()
         self.requester = requester
+        waker = None
         if self.config.wake_timeout_seconds > 0:
-            self.http.waker = Waker(lambda: self.nc, timeout=self.config.wake_timeout_seconds)
+            waker = Waker(lambda: self.nc, timeout=self.config.wake_timeout_seconds)
+            self.http.waker = waker
         # --- gRPC server (narun.gateway.grpc) ---
         grpc_claims = any(rule.grpc_package for rule in self.config.dynamic_routes)
         if grpc_server and self.config.grpc_addr and (self.config.grpc_routes or grpc_claims):
@@ -90,6 +92,7 @@ class Gateway:
                 metrics=self.metrics,
                 is_ready=self.readiness,
             )
+            grpc_gateway.waker = waker
             await grpc_gateway.start()
             self.grpc = grpc_gateway
         elif grpc_server and self.config.grpc_addr:

@@ -17,10 +17,14 @@ from collections.abc import Callable
 
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from narun.errors import NoResponders
+from narun.protocol import wire
 from narun.protocol.wake import wake_subject
+from narun.transport.requester import Requester
 
-__all__ = ["Waker"]
+__all__ = ["Waker", "call_waking"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +77,30 @@ class Waker:
             logger.info("%s woke after %.3fs", service, time.monotonic() - started)
             return True
         return False
+
+
+async def call_waking(
+    requester: Requester,
+    waker: Waker,
+    service: str,
+    payload: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    retry: float,
+) -> Msg:
+    """:meth:`Requester.call`, but a "no responders" first wakes the service and waits.
+
+    The first try is not retried: the wake is asked at once; only if nobody can wake the
+    service (or a full instance refused the request) do the usual ``retry`` seconds follow.
+    """
+    started = time.monotonic()
+    try:
+        reply = await requester.call(service, payload, headers, timeout, 0)
+    except NoResponders:
+        woke = await waker.wake(service, timeout - (time.monotonic() - started))
+    else:
+        if retry <= 0 or not reply.headers or wire.OVERLOADED not in reply.headers:
+            return reply
+        woke = False  # refused unprocessed by a full instance: the usual retries
+    left = max(0.001, timeout - (time.monotonic() - started))
+    return await requester.call(service, payload, headers, left, 0 if woke else retry)

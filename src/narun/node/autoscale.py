@@ -6,6 +6,9 @@
   when the app has no instance, it raises the app's count in ``narun-scale`` from zero
   with compare-and-set (so of several nodes and many wakes, one raise wins), which makes
   every node reconcile, and one of them start the instance.
+- **Stand in.** An autoscaled app's instances claim its ``routes`` (``docs/routing.md``),
+  but at zero there is none to do it; so every node that knows the app announces the same
+  routes for it (as instance ``node-<id>``), and gateways keep routing to it, which wakes it.
 - **Scale.** On the leader (the lowest id among the live nodes), every second it samples
   each running app's Micro ``STATS`` and writes what its :class:`~narun.node.scaling.Scaler`
   decides: more instances under load, back to ``min_replicas`` when idle.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -31,6 +35,14 @@ from narun.node.scaling import Sample, ScaleDoc, Scaler, current_replicas
 from narun.node.schema import now_iso
 from narun.node.spec import AppSpec
 from narun.node.store import read_all
+from narun.protocol.claims import (
+    ANNOUNCE_INTERVAL,
+    QUERY_SUBJECT,
+    Claim,
+    HTTPClaim,
+    claim_subject,
+    encode_claim,
+)
 from narun.protocol.micro import MicroDocumentError, parse_stats
 from narun.protocol.wake import WAKE_PREFIX, WAKE_WILDCARD
 
@@ -56,24 +68,35 @@ class Autoscale:
         self._leader = False
         self._scalers: dict[str, Scaler] = {}
         self._sub: Subscription | None = None
+        self._query: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        self._announcer: asyncio.Task[None] | None = None
+        self._since = time.time()
 
     async def start(self) -> None:
-        """Answer wakes and start the sampling loop."""
+        """Answer wakes and start the sampling and announcing loops."""
         self._sub = await self._nc.subscribe(WAKE_WILDCARD, cb=self._on_wake)
+        self._query = await self._nc.subscribe(QUERY_SUBJECT, cb=self._on_query)
         self._task = asyncio.create_task(self._loop(), name="narun autoscale")
+        self._announcer = asyncio.create_task(self._announce_loop(), name="narun stand-in")
 
     async def stop(self) -> None:
         """Stop answering and sampling."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        for task in (self._task, self._announcer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._announcer = None
+        for sub in (self._sub, self._query):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._sub = self._query = None
+        for claim in self._claims():  # gateways drop the stand-in claims at once
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                down = dataclasses.replace(claim, up=False)
+                await self._nc.publish(claim_subject(claim.service), encode_claim(down))
 
     def update(self, specs: dict[str, AppSpec], live_nodes: set[str]) -> None:
         """What the last reconcile saw: the apps, and the nodes that accept work."""
@@ -91,6 +114,39 @@ class Autoscale:
             if doc is not None:
                 out[app] = doc
         return out
+
+    # --- stand-in claims ----------------------------------------------------------------
+
+    def _claims(self) -> list[Claim]:
+        out = []
+        for spec in self._specs.values():
+            if spec.routes or spec.grpc_routes:
+                out.append(
+                    Claim(
+                        service=spec.service_name or spec.name,
+                        instance=f"node-{self._node_id}",
+                        http=tuple(HTTPClaim(r.path, r.methods) for r in spec.routes),
+                        grpc=spec.grpc_routes,
+                        since=self._since,
+                    )
+                )
+        return out
+
+    async def _announce(self) -> None:
+        if not self._nc.is_connected:
+            return
+        for claim in self._claims():
+            await self._nc.publish(claim_subject(claim.service), encode_claim(claim))
+
+    async def _on_query(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            await self._announce()
+
+    async def _announce_loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self._announce()
+            await asyncio.sleep(ANNOUNCE_INTERVAL)
 
     # --- wake ---------------------------------------------------------------------------
 
