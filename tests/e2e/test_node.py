@@ -565,11 +565,14 @@ def test_dev_starts_a_node(tmp_path: Path) -> None:
         )
     )
     args = ["dev", "-c", str(config), "--node", "d1", "--data-dir", str(tmp_path / "data")]
+    args += ["--node-metrics-port", "0"]
     dev = Proc(args, tmp_path / "dev.log")
     try:
         url = f"nats://127.0.0.1:{nats_port}"
         wait_until(lambda: "d1" in live_nodes(url), 30, "the dev node in the KV", dev)
-        assert "node d1" in wait_until(lambda: "gateway " in dev.output() and dev.output(), 20, "")
+        # `narun dev` passes signals on once it has printed this (before, SIGTERM kills it)
+        wait_until(lambda: "Ctrl-C stops everything." in dev.output(), 20, "dev started", dev)
+        assert "node d1" in dev.output()
         assert (tmp_path / "data" / "jetstream").is_dir()
     finally:
         assert dev.stop() == 0, dev.output()
@@ -627,3 +630,23 @@ def test_commands_on_a_nats_with_nothing_deployed(tmp_path: Path) -> None:
         logs = narun(plain.url, "logs", "shop")
         assert logs.returncode == 1
         assert "JetStream" in logs.stderr
+
+
+def test_a_node_stops_its_instances_even_when_nats_is_gone(tmp_path: Path) -> None:
+    jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
+    server = NATSServer(extra_config=jetstream).start()
+    c = Cluster(server.url, tmp_path, {}, "", {})
+    node = start_node(c, "g1")
+    name = unique_service("gone")
+    try:
+        deploy(c, name, "--replicas", "1")
+        [run] = running(c.url, name)
+    finally:
+        server.stop(kill=True)
+    began = time.monotonic()
+    node.signal(signal.SIGTERM)
+    code = node.wait(timeout=60)
+    took = time.monotonic() - began
+    assert code == 0, node.output()
+    assert not alive(run["pid"])
+    assert took < 40, f"{took:.1f}s"  # bounded NATS steps, not a hang

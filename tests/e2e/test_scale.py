@@ -9,6 +9,7 @@ requests in flight per instance than ``target_in_flight``) more instances start.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,17 +93,22 @@ def test_scale_up_under_load(scaled: Cluster) -> None:
     name = scaled.routes["load"]
     deploy_scaled(scaled, name, max_replicas=3, idle_seconds=5, target_in_flight=2)
     assert get(f"{scaled.gateway_url}/load/who").status_code == 200
-    stop = time.monotonic() + 20
+    done = threading.Event()
     statuses: list[int] = []
 
-    def worker() -> None:
-        while time.monotonic() < stop and len(running(scaled.url, name)) < 2:
+    def worker() -> None:  # one request in flight at a time, each held 1 s by the app
+        while not done.is_set():
             statuses.append(get(f"{scaled.gateway_url}/load/sleep/1").status_code)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        for future in [pool.submit(worker) for _ in range(8)]:
-            future.result()
-    assert len(running(scaled.url, name)) >= 2, "8 requests in flight, target 2: not scaled up"
+        futures = [pool.submit(worker) for _ in range(8)]
+        try:
+            # 8 requests in flight, target 2 per instance: more instances start
+            wait_until(lambda: len(running(scaled.url, name)) >= 2, 40, "scaled up")
+        finally:
+            done.set()
+            for future in futures:
+                future.result()
     assert set(statuses) == {200}
     # no load: back to zero after the idle time
     wait_until(lambda: not instances(scaled.url, name), 40, "back to zero after the load")

@@ -64,6 +64,13 @@ def _parse_pair(value: str, option: str) -> tuple[str, str]:
     show_default=True,
     help="JetStream storage and the nodes' data (kept: deployed apps come back).",
 )
+@click.option(
+    "--node-metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9100,
+    show_default=True,
+    help="The nodes' /metrics on 127.0.0.1 from this port on, one each (0: off).",
+)
 @click.option("--banner", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def dev(
     config_path: Path,
@@ -71,6 +78,7 @@ def dev(
     grpc_apps: tuple[str, ...],
     node_ids: tuple[str, ...],
     data_dir: Path,
+    node_metrics_port: int,
     banner: Path | None,
 ) -> None:
     """Start nats-server, the gateway, consumers and nodes; Ctrl-C stops them all."""
@@ -109,7 +117,8 @@ def dev(
             group.add(Child.start(cmd, env=env, name=f"consumer {service}"))
         for i, node_id in enumerate(node_ids):
             cmd = [*python, "node", "--node-id", node_id, "--data-dir", str(data_dir / node_id)]
-            cmd += ["--metrics-addr", f"127.0.0.1:{9100 + i}"]
+            port = node_metrics_port + i if node_metrics_port else 0
+            cmd += ["--metrics-addr", f"127.0.0.1:{port}" if port else ""]
             group.add(Child.start(cmd, env=env, name=f"node {node_id}"))
         gw = group.add(
             Child.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")

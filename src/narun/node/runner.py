@@ -18,10 +18,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import nats.errors
 import nats.js.errors
@@ -31,6 +31,7 @@ from narun.node import artifact
 from narun.node.artifact import Installed
 from narun.node.autoscale import Autoscale
 from narun.node.instance import Launch, LaunchError, Run, Slot
+from narun.node.launch import instance_env, launch
 from narun.node.logship import DEFAULT_MAX_LINE
 from narun.node.metrics import NodeMetrics
 from narun.node.placement import NodeView, plan
@@ -57,13 +58,11 @@ from narun.node.store import (
 from narun.transport.auth import NatsAuth
 from narun.transport.connect import connect, drain
 
-__all__ = ["NodeOptions", "NodeRunner", "instance_env"]
+__all__ = ["NodeOptions", "NodeRunner"]
 
 logger = logging.getLogger(__name__)
 
 RUNNER_VERSION = "0.1.0"
-_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
-_BASE_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SYSTEMROOT")
 
 
 @dataclass(frozen=True)
@@ -98,43 +97,6 @@ class NodeOptions:
     """Longer output lines are split into pieces of this many bytes."""
     python: str = sys.executable
     """Python that runs ``app`` specs deployed without an artifact."""
-
-
-def _strip_credentials(url: str) -> str:
-    parts = []
-    for one in url.split(","):
-        u = urlsplit(one.strip())
-        netloc = u.netloc.rpartition("@")[2]
-        parts.append(urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment)))
-    return ",".join(parts)
-
-
-def instance_env(
-    node_env: dict[str, str] | os._Environ[str],
-    *,
-    options: NodeOptions,
-    spec: AppSpec,
-    index: int,
-    run_id: str,
-    root: Path,
-) -> dict[str, str]:
-    """The environment of one run: a few basics, ``--pass-env``, narun's, then the spec's."""
-    env = {k: v for k, v in node_env.items() if k in _BASE_ENV or k.startswith("LC_")}
-    env.update({k: node_env[k] for k in options.pass_env if k in node_env})
-    env.update(
-        {
-            "NARUN_APP_NAME": spec.name,
-            "NARUN_INSTANCE_ID": f"{spec.name}-{index}",
-            "NARUN_NODE_ID": options.node_id,
-            "NARUN_REPLICA_INDEX": str(index),
-            "NARUN_RUN_ID": run_id,
-            "NARUN_INSTANCE_ROOT": str(root),
-            "NARUN_NATS_URL": _strip_credentials(options.nats_url),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(spec.env)
-    return env
 
 
 class NodeRunner:
@@ -176,29 +138,24 @@ class NodeRunner:
             root = Path(installed.root)
             python = str(installed.python) if installed.python else python
             executable = str(installed.executable) if installed.executable else None
-        if spec.app is not None:
-            argv = [python, "-m", "narun", "serve", spec.app, "--service", spec.service_name or ""]
-            argv += ["--nats-url", _strip_credentials(self.options.nats_url)]
-            argv += ["--interface", spec.interface, "--app-dir", str(root)]
-            for route in spec.routes:
-                argv += ["--route", route.flag()]
-            for name in spec.grpc_routes:
-                argv += ["--grpc-route", name]
-        elif spec.command is not None:
-            argv = list(spec.command)
-        elif executable is not None:
-            argv = [executable]
-        else:  # the spec validator makes this unreachable
-            raise LaunchError("nothing to run")
         env = instance_env(
-            os.environ, options=self.options, spec=spec, index=index, run_id=run.run_id, root=root
+            os.environ,
+            spec=spec,
+            index=index,
+            node_id=self.node_id,
+            run_id=run.run_id,
+            root=root,
+            nats_url=self.options.nats_url,
+            pass_env=self.options.pass_env,
         )
-        if spec.artifact is not None:
-            # the node's own packages must not shadow the venv's (docs/node.md, artifacts)
-            for name in _PYTHON_ENV:
-                if name not in spec.env:
-                    env.pop(name, None)
-        return Launch(argv=(*argv, *spec.args), env=env, cwd=root)
+        return launch(
+            spec,
+            root=root,
+            python=python,
+            executable=executable,
+            nats_url=self.options.nats_url,
+            env=env,
+        )
 
     async def _install(self, spec: AppSpec) -> Installed:
         assert spec.artifact is not None
@@ -350,25 +307,27 @@ class NodeRunner:
             logger.info("node %s up (labels %s)", self.node_id, opts.labels or "none")
             await stop.wait()
         finally:
+            # Instances stop whatever NATS does; each NATS step is bounded, so a node whose
+            # server is gone still stops its instances and exits.
             self._shutting_down = True
             logger.info("node %s shutting down", self.node_id)
-            with contextlib.suppress(Exception):
-                await self._put_state()
             for task in tasks[2:]:
                 task.cancel()
             if self._autoscale is not None:
-                await self._autoscale.stop()
+                await _bounded(self._autoscale.stop(), 2, "stop the autoscaler")
+            if self._b is not None:
+                await _bounded(self._put_state(), 2, "write the shutting_down state")
             await self._stop_all()
-            await self._release_all()
+            await _bounded(self._release_all(), 5, "release the slots")
             for task in tasks[:2]:
                 task.cancel()
-            await self._flush_outbox()
+            await _bounded(self._flush_outbox(), 2, "send the last statuses")
             if self._b is not None:
-                with contextlib.suppress(Exception):
-                    await self._b.nodes.delete(self.node_id)
+                await _bounded(self._b.nodes.delete(self.node_id), 2, "delete the node state")
             if ops is not None:
                 await ops.stop()
-            await drain(self.nc)
+            if not await _bounded(drain(self.nc), 5, "drain the NATS connection"):
+                await self.nc.close()
 
     async def _start_ops(self) -> Any:
         from narun.observe.ops import OpsApp, OpsServer, nats_readiness
@@ -557,11 +516,20 @@ class NodeRunner:
     async def _release_all(self) -> None:
         if self._b is None:
             return
-        with contextlib.suppress(Exception):
-            for key, entry in (await read_all(self._b.placements)).items():
-                p = Placement.decode(entry.value or b"")
-                if p is not None and p.node_id == self.node_id:
-                    await self._b.placements.delete(key, last=entry.revision)
+        for key, entry in (await read_all(self._b.placements)).items():
+            p = Placement.decode(entry.value or b"")
+            if p is not None and p.node_id == self.node_id:
+                await self._b.placements.delete(key, last=entry.revision)
+
+
+async def _bounded(step: Awaitable[Any], seconds: float, what: str) -> bool:
+    """Await ``step`` for at most ``seconds``; False (and a log line) if it failed."""
+    try:
+        await asyncio.wait_for(step, seconds)
+    except Exception as exc:
+        logger.warning("could not %s: %s", what, exc or type(exc).__name__)
+        return False
+    return True
 
 
 def _yaml(raw: bytes | None) -> object:
