@@ -31,6 +31,7 @@ from narun._types import Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, load_config
 from narun.errors import NotConnected
 from narun.gateway.server import Gateway
+from narun.protocol.textreply import send_text
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -89,13 +90,7 @@ class GatewayApp:
                     "narun gateway app got a request before its lifespan started: when it is "
                     "mounted, enter `async with gateway_app.lifespan():` in the parent's lifespan"
                 )
-            body = NotConnected.public_message.encode() + b"\n"
-            headers = [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            await send({"type": "http.response.start", "status": 503, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_text(send, 503, NotConnected.public_message)
             return
         await self.gateway.edge(scope, receive, send)
 

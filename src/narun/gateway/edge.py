@@ -17,20 +17,19 @@ the backend must get.
 
 from __future__ import annotations
 
-import logging
-import time
 from urllib.parse import quote, unquote
 
 from narun._types import ASGIApp, Message, Receive, Scope, Send
 from narun.errors import HeadersTooLarge, NarunError, PayloadTooLarge
-from narun.gateway.http import access_logger, log_access
 from narun.observe import requestid
-from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.observe.metrics import GatewayMetrics
+from narun.observe.record import GatewayHttpRecord
 from narun.protocol.forwarded import TrustedProxies, header_bytes, resolve
+from narun.protocol.textreply import send_text
 
 __all__ = ["Edge", "strip_root_path"]
 
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_CLOSE = (b"connection", b"close")
 
 
 def strip_root_path(scope: Scope) -> tuple[str, bytes | None]:
@@ -82,7 +81,6 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         headers = scope["headers"]
         try:
             size = header_bytes(headers)
@@ -94,17 +92,14 @@ class Edge:
                     if name == b"content-length" and value.isdigit() and int(value) > limit:
                         raise PayloadTooLarge(f"content-length {int(value)} > max_body_bytes")
         except NarunError as exc:
-            rid = requestid.from_headers(headers)
-            token = requestid.current.set(rid)
+            # Refused before routing: counted and logged as unmatched, without a span.
+            record = GatewayHttpRecord(scope, self.metrics, None)
+            record.status = exc.http_status
             try:
-                await _refuse(send, exc, rid)
-                seconds = time.perf_counter() - started
-                if self.metrics is not None:
-                    self.metrics.observe_http(scope["method"], UNMATCHED, exc.http_status, seconds)
-                if access_logger.isEnabledFor(logging.INFO):
-                    log_access(scope, scope["method"], UNMATCHED, "-", exc.http_status, seconds)
+                fields = (_CLOSE, (requestid.HEADER, record.request_id.encode()))
+                await send_text(send, exc.http_status, exc.public_message, fields)
             finally:
-                requestid.current.reset(token)
+                record.end()
             return
         forwarded, origin = resolve(
             headers,
@@ -136,15 +131,3 @@ def _capped(receive: Receive, limit: int) -> Receive:
         return message
 
     return capped
-
-
-async def _refuse(send: Send, exc: NarunError, rid: str) -> None:
-    body = exc.public_message.encode() + b"\n"
-    headers = [
-        _TEXT,
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        (requestid.HEADER, rid.encode()),
-    ]
-    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 import grpc.aio
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Span
 
 from narun.config.addr import parse_addr
 from narun.config.gateway import GatewayConfig, GRPCRoute
@@ -38,9 +37,9 @@ from narun.errors import (
 )
 from narun.gateway import health
 from narun.gateway.wake import Waker, call_waking
-from narun.observe import log, requestid, tracing
-from narun.observe.log import ACCESS_LOGGER
-from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.observe import requestid, tracing
+from narun.observe.metrics import GatewayMetrics
+from narun.observe.record import GatewayGrpcRecord
 from narun.protocol import grpcwire
 from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum, StatusCode
 from narun.transport.requester import Requester
@@ -53,7 +52,6 @@ _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 _ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,48 +154,31 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> bytes:
-        started = time.perf_counter()
-        label = method if route is not None else UNMATCHED
-        code = StatusCode.UNKNOWN
-        metrics = self.metrics
         metadata: _Pairs = tuple(context.invocation_metadata() or ())
         # Each call runs in a task of its own: the ID is not reset after it.
-        rid = _request_id(metadata)
-        requestid.current.set(rid)
-        tracer = self._tracer.get()
-        span = None if tracer is None else _server_span(tracer, method, metadata)
-        if metrics is not None:
-            metrics.in_flight_grpc.inc()
+        record = GatewayGrpcRecord(
+            method,
+            None if route is None else route[0].service,
+            metadata,
+            context.peer,
+            self.metrics,
+            self._tracer,
+        )
         try:
-            outcome = await self._call(method, route, context, span)
-            code = outcome.status.code
+            outcome = await self._call(method, route, context, record.span)
+            record.status = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
-            code = (
-                StatusCode.DEADLINE_EXCEEDED
-                if remaining is not None and remaining <= 0
-                else StatusCode.CANCELLED
-            )
+            expired = remaining is not None and remaining <= 0
+            record.status = StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
             outcome = _Outcome(GRPCStatus(StatusCode.INTERNAL, "Internal server error"))
-            code = StatusCode.INTERNAL
+            record.status = StatusCode.INTERNAL
         finally:
-            seconds = time.perf_counter() - started
-            name = grpcwire.code_name(code)
-            if metrics is not None:
-                metrics.in_flight_grpc.dec()
-                metrics.grpc_requests.labels(label, name).inc()
-                metrics.grpc_duration.labels(label).observe(seconds)
-            if span is not None:
-                tracing.end_span(
-                    span, {"rpc.grpc.status_code": int(code)}, error=code != StatusCode.OK
-                )
-            if access_logger.isEnabledFor(logging.INFO):
-                service = route[0].service if route is not None else "-"
-                _log_access(method, service, name, seconds, context.peer())
-        return await self._answer(context, outcome, rid)
+            record.end()
+        return await self._answer(context, outcome, record.request_id)
 
     async def _call(
         self,
@@ -308,40 +289,3 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if trailing:
             context.set_trailing_metadata(trailing)
         return outcome.data
-
-
-def _request_id(metadata: _Pairs) -> str:
-    """The client's well-formed ``x-request-id``, else a new ID."""
-    for key, value in metadata:
-        if key == _RID:
-            return requestid.accept(value if isinstance(value, str) else None)
-    return requestid.new_request_id()
-
-
-def _server_span(tracer: Tracer, method: str, metadata: _Pairs) -> Span:
-    parts = grpcwire.split_method(method)
-    attributes = {"rpc.system": "grpc"}
-    if parts is not None:
-        attributes["rpc.service"], attributes["rpc.method"] = parts
-    return tracer.start_span(
-        method.lstrip("/"),
-        context=tracing.extract_metadata(metadata),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-    )
-
-
-def _log_access(method: str, service: str, code: str, seconds: float, peer: str) -> None:
-    ms = round(seconds * 1000, 3)
-    addr = grpcwire.peer_address(peer) or "-"
-    log.access(
-        "gRPC %s -> %s %s %.3fms client=%s",
-        (method, service, code, ms, addr),
-        {
-            "method": method,
-            "service": service,
-            "grpc_code": code,
-            "duration_ms": ms,
-            "client": addr,
-        },
-    )

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from urllib.parse import quote_from_bytes
 
 from nats.aio.msg import Msg
-from opentelemetry.trace import Span, SpanKind, Tracer
 
 from narun._types import Message, Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, HTTPRoute
@@ -28,18 +26,18 @@ from narun.errors import (
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
 from narun.gateway.wake import Waker, call_waking
-from narun.observe import log, requestid, tracing
-from narun.observe.log import ACCESS_LOGGER
-from narun.observe.metrics import UNMATCHED, GatewayMetrics
+from narun.observe import requestid, tracing
+from narun.observe.metrics import GatewayMetrics
+from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, decode_response, encode_request
 from narun.protocol.fields import end_to_end
+from narun.protocol.textreply import RETRY_AFTER, Field, send_text
 from narun.transport.requester import Requester
 
 __all__ = ["HTTPGateway"]
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 # Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -58,8 +56,6 @@ HOP_BY_HOP = frozenset(
 # X-Request-ID: the gateway's own (the client's when well formed) replaces any other.
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
-_RETRY_AFTER = (b"retry-after", b"1")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
@@ -116,52 +112,32 @@ class HTTPGateway:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1003})
             return
-        started = time.perf_counter()
-        method: str = scope["method"]
-        pattern = UNMATCHED
-        service = "-"
-        status = 500
-        rid = requestid.from_headers(scope["headers"])
-        rid_token = requestid.current.set(rid)
-        tracer = self._tracer.get()
-        span = None if tracer is None else _server_span(tracer, scope, method)
+        record = GatewayHttpRecord(scope, self.metrics, self._tracer)
         try:
+            method = record.method
             result = self.router.match(method, scope["path"])
             if isinstance(result, Match):
                 route = result.route
-                pattern, service = route.path, route.service
-                in_flight = self._in_flight
-                if in_flight is not None:
-                    in_flight.inc()
-                try:
-                    status = await self._forward(route, scope, receive, send, rid, span)
-                finally:
-                    if in_flight is not None:
-                        in_flight.dec()
+                record.pattern, record.service = route.path, route.service
+                record.count(self._in_flight)
+                record.status = await self._forward(route, scope, receive, send, record)
             elif isinstance(result, MethodNotAllowed):
-                pattern = result.pattern
-                status = 405
+                record.pattern = result.pattern
+                record.status = 405
                 allow = (b"allow", ", ".join(result.allow).encode())
-                await _plain(send, 405, b"Method Not Allowed", [allow, _id_field(rid)])
+                await send_text(send, 405, "Method Not Allowed", (allow, _id_field(record)))
             elif isinstance(result, Redirect):
-                status = 301 if method in ("GET", "HEAD") else 308
+                status = record.status = 301 if method in ("GET", "HEAD") else 308
                 location = scope.get("root_path", "") + result.location_path  # keep mount
                 if scope.get("query_string"):
                     location += "?" + scope["query_string"].decode("latin-1")
                 where = (b"location", location.encode("utf-8", "surrogateescape"))
-                await _plain(send, status, b"", [where, _id_field(rid)])
+                await send_text(send, status, "", (where, _id_field(record)))
             else:
-                status = 404
-                await _plain(send, 404, b"Not Found", [_id_field(rid)])
+                record.status = 404
+                await send_text(send, 404, "Not Found", (_id_field(record),))
         finally:
-            seconds = time.perf_counter() - started
-            if self.metrics is not None:
-                self.metrics.observe_http(method, pattern, status, seconds)
-            if span is not None:
-                _end_server_span(span, method, pattern, status)
-            if access_logger.isEnabledFor(logging.INFO):
-                log_access(scope, method, pattern, service, status, seconds)
-            requestid.current.reset(rid_token)
+            record.end()
 
     async def _forward(
         self,
@@ -169,10 +145,11 @@ class HTTPGateway:
         scope: Scope,
         receive: Receive,
         send: Send,
-        rid: str,
-        span: Span | None,
+        record: GatewayHttpRecord,
     ) -> int:
-        rid_field = _id_field(rid)
+        rid = record.request_id
+        span = record.span
+        rid_field = _id_field(record)
         requester = self._requester()
         metrics = self.metrics
         service = route.service
@@ -188,7 +165,7 @@ class HTTPGateway:
             headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
             client = scope.get("client")
             if client:
-                headers[wire.CLIENT_ADDR] = _format_addr(client)
+                headers[wire.CLIENT_ADDR] = wire.format_addr(client)
             headers[wire.TIMEOUT_MS] = timeout_ms
             try:
                 if span is None:  # no tracing: not even a no-op context manager
@@ -221,16 +198,13 @@ class HTTPGateway:
         except BackendError as exc:
             status = _service_error_status(exc.code)
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, status, exc.public_message.encode(), [rid_field])
-            return status
+            return await _fail(send, status, exc.public_message, rid_field)
         except NarunError as exc:
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            await _plain(send, exc.http_status, exc.public_message.encode(), [rid_field])
-            return exc.http_status
+            return await _fail(send, exc.http_status, exc.public_message, rid_field)
         except Exception:
             logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
-            await _plain(send, 500, b"Internal server error", [rid_field])
-            return 500
+            return await _fail(send, 500, "Internal server error", rid_field)
 
         head = scope["method"] == "HEAD"
         # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
@@ -328,71 +302,12 @@ def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None 
     )
 
 
-def _id_field(rid: str) -> tuple[bytes, bytes]:
-    return (requestid.HEADER, rid.encode())
+def _id_field(record: GatewayHttpRecord) -> tuple[bytes, bytes]:
+    return (requestid.HEADER, record.request_id.encode())
 
 
-def _server_span(tracer: Tracer, scope: Scope, method: str) -> Span:
-    attributes = {
-        "http.request.method": method,
-        "url.path": scope["path"],
-        "url.scheme": scope.get("scheme", "http"),
-    }
-    client = scope.get("client")
-    if client:
-        attributes["client.address"] = str(client[0])
-    return tracer.start_span(
-        method,
-        context=tracing.extract_headers(scope["headers"]),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-    )
-
-
-def _end_server_span(span: Span, method: str, pattern: str, status: int) -> None:
-    attributes: dict[str, str | int] = {"http.response.status_code": status}
-    if pattern != UNMATCHED:
-        attributes["http.route"] = pattern
-        span.update_name(f"{method} {pattern}")
-    tracing.end_span(span, attributes, error=status >= 500)
-
-
-def log_access(
-    scope: Scope, method: str, pattern: str, service: str, status: int, seconds: float
-) -> None:
-    """Write the access log line of one HTTP request (``narun.access``, INFO)."""
-    client = scope.get("client")
-    addr = _format_addr(client) if client else "-"
-    ms = round(seconds * 1000, 3)
-    log.access(
-        "%s %s -> %s %d %.3fms client=%s",
-        (method, pattern, service, status, ms, addr),
-        {
-            "method": method,
-            "route": pattern,
-            "service": service,
-            "status": status,
-            "duration_ms": ms,
-            "client": addr,
-        },
-    )
-
-
-def _format_addr(client: tuple[str, int] | list[object]) -> str:
-    host, port = client[0], client[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-async def _plain(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    if body:
-        body += b"\n"
-    headers = [_TEXT, (b"content-length", str(len(body)).encode())]
-    if status == 503:
-        # Every 503 here is transient (NATS down, nobody serving, all instances busy).
-        headers.append(_RETRY_AFTER)
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _fail(send: Send, status: int, message: str, rid_field: Field) -> int:
+    # Every 503 here is transient (NATS down, nobody serving, all instances busy).
+    fields = (rid_field, RETRY_AFTER) if status == 503 else (rid_field,)
+    await send_text(send, status, message, fields)
+    return status

@@ -124,6 +124,7 @@ class GatewayMetrics:
         # series (route patterns, statuses, service names, methods httptools accepts).
         self._http: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._nats: dict[tuple[str, str], Counter] = {}
+        self._grpc: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def observe_http(self, method: str, path: str, status: int, seconds: float) -> None:
         """Record one finished HTTP request; ``path`` is the route pattern."""
@@ -133,6 +134,18 @@ class GatewayMetrics:
             children = self._http[key] = (
                 self.http_requests.labels(method, path, str(status)),
                 self.http_duration.labels(method, path),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        """Record one finished gRPC call; ``code`` is the status code's name."""
+        key = (method, code)
+        children = self._grpc.get(key)
+        if children is None:
+            children = self._grpc[key] = (
+                self.grpc_requests.labels(method, code),
+                self.grpc_duration.labels(method),
             )
         children[0].inc()
         children[1].observe(seconds)

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from narun._types import ASGIApp, Receive, Scope, Send
 from narun.config.addr import parse_addr
+from narun.protocol.textreply import send_body, send_text
 
 __all__ = [
     "NATSState",
@@ -43,7 +44,9 @@ logger = logging.getLogger(__name__)
 ReadyCheck = Callable[[], tuple[bool, str]]
 """Returns ``(ready, reason)``; the reason is shown in the ``/readyz`` body."""
 
-_TEXT = b"text/plain; charset=utf-8"
+_METRICS_TYPE = CONTENT_TYPE_LATEST.encode()
+_NO_STORE = ((b"cache-control", b"no-store"),)
+_ALLOW = (b"allow", b"GET, HEAD")
 _PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
@@ -97,29 +100,19 @@ class OpsApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         path: str = scope["path"]
-        headers: list[tuple[bytes, bytes]] = []
+        head = scope["method"] == "HEAD"
         if path not in _PATHS:
-            status, body, content_type = 404, b"not found\n", _TEXT
-        elif scope["method"] not in ("GET", "HEAD"):
-            status, body, content_type = 405, b"method not allowed\n", _TEXT
-            headers.append((b"allow", b"GET, HEAD"))
-        else:
-            status, body, content_type = self._answer(path)
-        if path != "/metrics":
-            headers.append((b"cache-control", b"no-store"))
-        headers += [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        if scope["method"] == "HEAD":
-            body = b""
-        await send({"type": "http.response.body", "body": body})
-
-    def _answer(self, path: str) -> tuple[int, bytes, bytes]:
-        if path == "/metrics":
-            return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST.encode()
-        if path == "/readyz":
+            await send_text(send, 404, "not found", _NO_STORE, head=head)
+        elif not head and scope["method"] != "GET":
+            await send_text(send, 405, "method not allowed", (_ALLOW, *_NO_STORE))
+        elif path == "/metrics":
+            metrics = generate_latest(self.registry)
+            await send_body(send, 200, metrics, content_type=_METRICS_TYPE, head=head)
+        elif path == "/readyz":
             ready, reason = self.is_ready()
-            return (200 if ready else 503), reason.encode() + b"\n", _TEXT
-        return 200, b"ok\n", _TEXT  # /healthz: answering at all is the point
+            await send_text(send, 200 if ready else 503, reason, _NO_STORE, head=head)
+        else:  # /healthz: answering at all is the point
+            await send_text(send, 200, "ok", _NO_STORE, head=head)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

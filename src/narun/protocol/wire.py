@@ -29,6 +29,7 @@ __all__ = [
     "SERVICE_ERROR",
     "SERVICE_ERROR_CODE",
     "TIMEOUT_MS",
+    "format_addr",
     "format_timeout",
     "from_narun_gateway",
     "parse_timeout",
@@ -54,6 +55,15 @@ OVERLOADED: Final = "Narun-Overloaded"
 # Reply headers (consumer -> gateway), ADR-32.
 SERVICE_ERROR: Final = "Nats-Service-Error"
 SERVICE_ERROR_CODE: Final = "Nats-Service-Error-Code"
+
+
+def format_addr(client: tuple[str, int] | list[object]) -> str:
+    """A ``(host, port)`` client address as ``host:port`` (``[host]:port`` for IPv6).
+
+    The form of ``Narun-Client-Addr`` and of the access log's ``client``.
+    """
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def format_timeout(seconds: float) -> str:

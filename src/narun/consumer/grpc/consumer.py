@@ -36,9 +36,9 @@ from narun.consumer.grpc.context import AsyncContext, CallContext, SyncContext
 from narun.consumer.host import HostOptions, ServiceHost, serve
 from narun.consumer.service import Handler, Reply
 from narun.errors import ConfigError
-from narun.observe import log, requestid, tracing
-from narun.observe.log import ACCESS_LOGGER
+from narun.observe import requestid, tracing
 from narun.observe.metrics import RequestRecorder
+from narun.observe.record import ConsumerGrpcRecord
 from narun.protocol import grpcwire, wire
 from narun.protocol.grpcwire import (
     GRPCRequest,
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["GRPCConsumer", "GRPCEndpoint", "GRPCTarget", "Register", "run", "serve"]
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(ACCESS_LOGGER)
 _RID = requestid.HEADER.decode()
 
 Register = Callable[["GRPCTarget"], None]
@@ -194,46 +193,18 @@ class GRPCEndpoint:
 
     async def __call__(self, msg: Msg) -> Reply:
         """Decode, call the servicer, encode. Never raises for bad input."""
-        started = time.perf_counter()
-        headers = msg.headers or {}
         # Each call runs in a task of its own (MicroService): the ID stays set for the
         # last log lines about it, and goes with the task.
-        rid = requestid.accept(headers.get(wire.REQUEST_ID))
-        requestid.current.set(rid)
-        recorder = self.metrics
-        if recorder is not None:
-            recorder.active.inc()
-        tracer = self._tracer.get()
-        traced = None
-        if tracer is not None:
-            traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
-        method = headers.get(wire.GRPC_METHOD) or "-"
-        code = StatusCode.INTERNAL
+        record = ConsumerGrpcRecord(
+            msg.headers or {}, msg.subject, len(msg.data), self.metrics, self._tracer
+        )
         try:
-            reply = await self._serve(msg, rid, traced is not None)
+            reply = await self._serve(msg, record.request_id, record.span is not None)
             status = StatusCode.parse((reply.headers or {}).get(wire.GRPC_STATUS, ""))
-            code = StatusCode.UNKNOWN if status is None else status
+            record.status = StatusCode.UNKNOWN if status is None else status
             return reply
         finally:
-            seconds = time.perf_counter() - started
-            name = grpcwire.code_name(code)
-            if recorder is not None:
-                recorder.active.dec()
-                recorder.observe(name, seconds)
-            if traced is not None:
-                attributes: dict[str, str | int] = {"rpc.system": "grpc"}
-                parts = grpcwire.split_method(method)
-                if parts is not None:
-                    attributes["rpc.service"], attributes["rpc.method"] = parts
-                attributes["rpc.grpc.status_code"] = int(code)
-                tracing.finish(*traced, attributes, error=code != StatusCode.OK)
-            if access_logger.isEnabledFor(logging.INFO):
-                ms = round(seconds * 1000, 3)
-                log.access(
-                    "gRPC %s %s %.3fms",
-                    (method, name, ms),
-                    {"method": method, "grpc_code": name, "duration_ms": ms},
-                )
+            record.end()
 
     async def _serve(self, msg: Msg, rid: str, traced: bool) -> Reply:
         started = time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from nats.aio.msg import Msg
 
@@ -11,37 +10,30 @@ from narun.consumer.deadlines import DeadlineWheel
 from narun.consumer.http.asgi import ASGIBridge, parse_client
 from narun.consumer.service import OVERLOADED, Reply, error_reply
 from narun.errors import BinaryHTTPError
-from narun.observe import log, requestid, tracing
-from narun.observe.log import ACCESS_LOGGER
+from narun.observe import tracing
 from narun.observe.metrics import RequestRecorder
+from narun.observe.record import ConsumerHttpRecord
 from narun.protocol import wire
-from narun.protocol.bhttp import Request, Response, decode_request, encode_response
+from narun.protocol.bhttp import Response, decode_request, encode_response
+from narun.protocol.textreply import RETRY_AFTER, Field, plain_text
 
 __all__ = ["HTTPEndpoint", "refuse"]
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(ACCESS_LOGGER)
 
 _BAD_REQUEST = error_reply(400, "Failed to decode Binary HTTP request")
 _DEADLINE = error_reply(504, "Request deadline exceeded")
 
 
-def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> bytes:
-    body = text.encode() + b"\n"
-    headers = (
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        *extra,
-    )
-    return encode_response(Response(status, headers, body))
+def _plain(status: int, text: str, *extra: Field) -> bytes:
+    headers, body = plain_text(text, extra)
+    return encode_response(Response(status, tuple(headers), body))
 
 
 # A Go gateway reads no ADR-32 error headers (a reply without Binary HTTP becomes its
 # 502): requests from one get the same answers as Binary HTTP responses it relays.
 _GO_DEADLINE = Reply(_plain(504, "Request deadline exceeded"), error="Request deadline exceeded")
-_GO_OVERLOADED = Reply(
-    _plain(503, "Service overloaded", (b"retry-after", b"1")), error="Service overloaded"
-)
+_GO_OVERLOADED = Reply(_plain(503, "Service overloaded", RETRY_AFTER), error="Service overloaded")
 
 
 def refuse(msg: Msg) -> Reply:
@@ -76,32 +68,22 @@ class HTTPEndpoint:
 
     async def __call__(self, msg: Msg) -> Reply:
         """Decode, serve, encode. Never raises for bad input."""
-        started = time.perf_counter()
         headers = msg.headers or {}
         # Each request runs in a task of its own (MicroService): the ID stays set for
         # the last log lines about it, and goes with the task.
-        rid = requestid.accept(headers.get(wire.REQUEST_ID))
-        requestid.current.set(rid)
-        recorder = self.metrics
-        if recorder is not None:
-            recorder.active.inc()
-        tracer = self._tracer.get()
-        traced = None
-        if tracer is not None:
-            traced = tracing.process(tracer, headers, msg.subject, len(msg.data), {})
-        request: Request | None = None
-        status = 500
+        record = ConsumerHttpRecord(headers, msg.subject, len(msg.data), self.metrics, self._tracer)
         try:
             try:
-                request = decode_request(msg.data)
+                request = record.request = decode_request(msg.data)
             except BinaryHTTPError as exc:
                 logger.warning("undecodable request on %s: %s", msg.subject, exc)
-                status = 400
+                record.status = 400
                 return _BAD_REQUEST
             client = parse_client(headers.get(wire.CLIENT_ADDR))
             # With tracing on, the app's own instrumentation reads our span from the
             # traceparent field (the client's field goes no further than our spans).
-            fields = None if traced is None else tracing.app_trace_headers()
+            fields = None if record.span is None else tracing.app_trace_headers()
+            rid = record.request_id
             budget = wire.parse_timeout(headers.get(wire.TIMEOUT_MS))
             if budget is None:
                 budget = self.default_deadline  # a Go gateway sends no deadline
@@ -120,31 +102,10 @@ class HTTPEndpoint:
                         request.path,
                         budget,
                     )
-                    status = 504
+                    record.status = 504
                     return _DEADLINE if wire.from_narun_gateway(headers) else _GO_DEADLINE
-            status = response.status
+            status = record.status = response.status
             error = f"HTTP {status}" if status >= 500 else None
             return Reply(data=encode_response(response), error=error)
         finally:
-            if recorder is not None:
-                recorder.active.dec()
-                recorder.observe(str(status), time.perf_counter() - started)
-            if traced is not None:
-                attributes: dict[str, str | int] = {"http.response.status_code": status}
-                if request is not None:
-                    attributes["http.request.method"] = request.method
-                    attributes["url.path"] = request.path.partition("?")[0]
-                tracing.finish(*traced, attributes, error=status >= 500)
-            if access_logger.isEnabledFor(logging.INFO):
-                _log_access(request, status, time.perf_counter() - started)
-
-
-def _log_access(request: Request | None, status: int, seconds: float) -> None:
-    method, path = ("-", "-") if request is None else (request.method, request.path)
-    path = path.partition("?")[0]  # the query may hold what a log should not
-    ms = round(seconds * 1000, 3)
-    log.access(
-        "%s %s %d %.3fms",
-        (method, path, status, ms),
-        {"method": method, "path": path, "status": status, "duration_ms": ms},
-    )
+            record.end()
