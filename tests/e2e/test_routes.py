@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
@@ -160,3 +161,47 @@ def test_a_user_without_the_claim_permission_cannot_add_a_route(logs: Path) -> N
             procs.nats_url = as_user("trusted", "tr")
             procs.consumer(APP, "good", "--route", "/echo/")
             wait_until(lambda: status(f"{url}/echo/x") == 200)
+
+
+def test_a_claimed_grpc_service_is_called_through_the_gateway(
+    own_nats_server: NATSServer, logs: Path
+) -> None:
+    from examples.grpc_hello import hello_pb2, hello_pb2_grpc
+    from tests.support import wait_for_port
+
+    service, grpc_port = unique_service("grpcclaim"), free_port()
+    with Processes(logs, own_nats_server.url) as procs:
+        gateway, _ = procs.gateway(
+            [],
+            grpc_addr=f"127.0.0.1:{grpc_port}",
+            dynamic_routes=[{"grpc_package": "hello.v1"}],
+        )
+        wait_for_port(grpc_port, gateway)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = hello_pb2_grpc.GreeterStub(channel)
+            request = hello_pb2.SayHelloRequest(name="claims")
+            with pytest.raises(grpc.RpcError) as info:
+                stub.SayHello(request, timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED  # not routed yet
+            procs.consumer(
+                "tests.support.grpc_apps:register",
+                service,
+                "--interface",
+                "grpc",
+                "--grpc-route",
+                "hello.v1.Greeter",
+                "--grpc-route",
+                "narun.test.AsyncProbe",  # outside the grpc_package: refused
+            )
+
+            def answered() -> bool:
+                try:
+                    reply = stub.SayHello(request, timeout=10)
+                    return bool(reply.message == "Hello, claims!")
+                except grpc.RpcError:
+                    return False
+
+            wait_until(answered)
+        out = gateway.output()
+        assert "route claim refused: service" in out
+        assert "grpc narun.test.AsyncProbe: outside_rules" in out
