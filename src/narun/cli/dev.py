@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
 
 import click
@@ -84,6 +86,10 @@ def dev(
     """Start nats-server, the gateway, consumers and nodes; Ctrl-C stops them all."""
     from narun.config.gateway import load_config
 
+    # Until the children's signals are forwarded (below), a SIGTERM must still unwind
+    # through the ``finally`` that stops what has been started, instead of killing
+    # `narun dev` alone and orphaning its children.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -146,6 +152,10 @@ def dev(
         group.stop()
         nats.stop()
         click.echo("stopped.")
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _tell_first_exit(group: Group) -> Callable[[Child], None]:
