@@ -170,6 +170,40 @@ def test_bad_value_from_secret(env: object, problem: str) -> None:
         parse_spec({"name": "a", "command": "x", "env": env})
 
 
+def test_routes_are_claimed_by_narun_serve_flags() -> None:
+    spec = parse_spec(
+        {
+            "name": "shop",
+            "app": "shop.main:app",
+            "routes": [{"path": "/shop/", "methods": ["get", "POST"]}, {"path": "/s"}],
+            "grpc_routes": ["shop.v1.Cart"],
+        }
+    )
+    assert spec.routes[0].flag() == "GET,POST /shop/"
+    assert spec.routes[1].methods[0] == "GET"
+    assert spec.grpc_routes == ("shop.v1.Cart",)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"routes": [{"path": "shop"}]}, "routes[0]: route path must start with '/'"),
+        ({"routes": [{"path": "/s/", "methods": []}]}, "routes[0].methods: at least one method"),
+        ({"routes": [{"path": "/s/", "verbs": ["GET"]}]}, "routes[0].verbs: unknown key"),
+        ({"grpc_routes": ["not a name"]}, "grpc_routes: 'not a name' is not a gRPC service"),
+    ],
+)
+def test_bad_routes_name_the_key(extra: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec({"name": "shop", "app": "shop.main:app", **extra}, source="app.yaml")
+    assert f"app.yaml: {expected}" in str(info.value)
+
+
+def test_routes_need_an_app() -> None:
+    with pytest.raises(ConfigError, match="'routes' and 'grpc_routes' go with 'app'"):
+        parse_spec({"name": "x", "command": "sleep 1", "routes": [{"path": "/x/"}]})
+
+
 def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "twice.yaml"
     path.write_text("name: x\napp: a:b\nreplicas: 1\nreplicas: 2\n")

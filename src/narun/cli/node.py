@@ -278,9 +278,13 @@ def deploy(
         if source is not None:
             final = await _pack_and_upload(nc, source, spec.name, data, where)
         await client.put_app(nc, final)
-        click.echo(f"deployed {final.name} version {final.version} ({final.replicas} replicas)")
+        count = f"{final.replicas} replicas"
+        if final.max_replicas is not None:
+            count = f"{final.min_replicas} to {final.max_replicas} instances, on demand"
+        click.echo(f"deployed {final.name} version {final.version} ({count})")
         if wait:
-            version, replicas = final.version, final.replicas
+            version = final.version
+            replicas = final.min_replicas if final.autoscaled else final.replicas
 
             def done(rows: list[client.AppRow]) -> bool:
                 row = next((r for r in rows if r.spec.name == final.name), None)

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from urllib.parse import quote_from_bytes
 
+from nats.aio.msg import Msg
+
 from narun._types import Message, Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
@@ -23,6 +25,7 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
+from narun.gateway.wake import Waker, call_waking
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayHttpRecord
@@ -82,6 +85,8 @@ class HTTPGateway:
         self.router = Router(config.http_routes)
         self._requester = requester
         self.metrics = metrics
+        self.waker: Waker | None = None
+        """Holds requests while a scaled-to-zero service starts (set by the owner)."""
         self._in_flight = None if metrics is None else metrics.in_flight_http
         self._tracer = tracing.LazyTracer("narun.gateway")
         # Per route: the reply timeout and its Narun-Timeout-Ms header value.
@@ -90,6 +95,17 @@ class HTTPGateway:
             for r in config.http_routes
             for t in (config.route_timeout(r),)
         }
+
+    def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
+        """Route the static routes plus ``routes`` (claimed by services) from now on."""
+        every = self.config.http_routes + routes
+        router = Router(every)
+        self._timeouts = {
+            id(r): (t, wire.format_timeout(t))
+            for r in every
+            for t in (self.config.route_timeout(r),)
+        }
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,14 +169,10 @@ class HTTPGateway:
             headers[wire.TIMEOUT_MS] = timeout_ms
             try:
                 if span is None:  # no tracing: not even a no-op context manager
-                    reply = await requester.call(
-                        service, payload, headers, timeout, self.config.retry_seconds
-                    )
+                    reply = await self._call(requester, service, payload, headers, timeout)
                 else:
                     with tracing.sending(self._tracer, span, service, headers, len(payload)):
-                        reply = await requester.call(
-                            service, payload, headers, timeout, self.config.retry_seconds
-                        )
+                        reply = await self._call(requester, service, payload, headers, timeout)
             except RequestTimeout:
                 if metrics is not None:
                     metrics.observe_nats(service, "timeout")
@@ -207,6 +219,19 @@ class HTTPGateway:
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
         return response.status
+
+    async def _call(
+        self,
+        requester: Requester,
+        service: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> Msg:
+        retry = self.config.retry_seconds
+        if self.waker is None:
+            return await requester.call(service, payload, headers, timeout, retry)
+        return await call_waking(requester, self.waker, service, payload, headers, timeout, retry)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:

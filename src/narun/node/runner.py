@@ -31,6 +31,7 @@ from nats.aio.client import Client
 from narun.errors import ConfigError
 from narun.node import artifact
 from narun.node.artifact import Installed
+from narun.node.autoscale import Autoscale
 from narun.node.files import fetch_file, place
 from narun.node.instance import Launch, LaunchError, Run, Slot
 from narun.node.isolate import SandboxError, needs_launcher, prepare_sandbox
@@ -38,7 +39,9 @@ from narun.node.launch import instance_env, launch
 from narun.node.logship import DEFAULT_MAX_LINE
 from narun.node.metrics import NodeMetrics
 from narun.node.placement import NodeView, plan
+from narun.node.scaling import ScaleDoc, current_replicas
 from narun.node.schema import (
+    SCALE_BUCKET,
     LogLine,
     NodeState,
     Placement,
@@ -56,6 +59,7 @@ from narun.node.store import (
     NodeError,
     ensure_log_stream,
     open_buckets,
+    open_scale_bucket,
     open_secrets,
     read_all,
 )
@@ -137,6 +141,7 @@ class NodeRunner:
         self._dropped = 0
         self._background: set[asyncio.Task[None]] = set()
         self._bad_specs: dict[str, int] = {}
+        self._autoscale: Autoscale | None = None
 
     # --- SlotHost -------------------------------------------------------------------
 
@@ -389,7 +394,12 @@ class NodeRunner:
             if opts.metrics_addr:
                 ops = await self._start_ops()
             await self.nc.subscribe(control_subject(self.node_id), cb=self._on_control)
-            for bucket in ("app-configs", "narun-placements", "narun-secrets"):
+            scale_kv = await open_scale_bucket(self._b.js)
+            self._autoscale = Autoscale(
+                self.nc, scale_kv, node_id=self.node_id, on_change=self._wake.set
+            )
+            await self._autoscale.start()
+            for bucket in ("app-configs", "narun-placements", "narun-secrets", SCALE_BUCKET):
                 await self.nc.subscribe(f"$KV.{bucket}.>", cb=self._on_change)
             tasks = [
                 asyncio.create_task(self._publisher()),
@@ -405,6 +415,8 @@ class NodeRunner:
             logger.info("node %s shutting down", self.node_id)
             for task in tasks[2:]:
                 task.cancel()
+            if self._autoscale is not None:
+                await _bounded(self._autoscale.stop(), 2, "stop the autoscaler")
             if self._b is not None:
                 await _bounded(self._put_state(), 2, "write the shutting_down state")
             await self._stop_all()
@@ -550,6 +562,11 @@ class NodeRunner:
         nodes[self.node_id] = NodeView(
             self.node_id, self.options.labels, len(self._slots), not self._shutting_down
         )
+        scale: dict[str, ScaleDoc] = {}
+        if self._autoscale is not None:
+            self._autoscale.update(specs, {n for n, v in nodes.items() if v.accepting})
+            if any(spec.autoscaled for spec in specs.values()):
+                scale = await self._autoscale.docs()
         placed: dict[str, dict[int, tuple[Placement, int]]] = {}
         for key, entry in (await read_all(b.placements)).items():
             p = Placement.decode(entry.value or b"")
@@ -565,7 +582,7 @@ class NodeRunner:
             current = placed.get(app, {})
             result = plan(
                 app,
-                replicas=spec.replicas,
+                replicas=current_replicas(spec, scale.get(app)),
                 pins=spec.nodes,
                 labels=spec.labels,
                 nodes=nodes,

@@ -16,6 +16,7 @@ __all__ = [
     "LOG_STREAM",
     "NODE_STATES_BUCKET",
     "PLACEMENTS_BUCKET",
+    "SCALE_BUCKET",
     "InstanceState",
     "LogLine",
     "NodeState",
@@ -35,6 +36,8 @@ APP_CONFIGS_BUCKET = "app-configs"
 NODE_STATES_BUCKET = "node-runner-states"
 """KV: node ID -> :class:`NodeState` JSON; the bucket TTL is the node expiry."""
 PLACEMENTS_BUCKET = "narun-placements"
+SCALE_BUCKET = "narun-scale"
+"""Autoscaled apps' instance counts (key = app, :class:`narun.node.scaling.ScaleDoc`)."""
 """KV: ``<app>.<index>`` -> :class:`Placement` JSON, written with compare-and-set."""
 LOG_STREAM = "NARUN_LOGS"
 """JetStream stream keeping ``logs.>`` within size and age limits."""

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -43,11 +44,13 @@ from narun.node.sandbox import (
     NonetSpec,
 )
 from narun.node.secrets import secret_name_problem
+from narun.protocol.claims import DEFAULT_METHODS, ClaimError, HTTPClaim, parse_methods
 
 __all__ = [
     "AppSpec",
     "ArtifactRef",
     "RestartPolicy",
+    "RouteSpec",
     "dump_spec",
     "load_spec",
     "parse_spec",
@@ -56,6 +59,11 @@ __all__ = [
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NOT_SHAPING = frozenset(
+    {"replicas", "nodes", "labels", "min_replicas", "max_replicas", "idle_seconds"}
+    | {"target_in_flight"}
+)
+_GRPC_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _RESERVED_ENV = frozenset(
     {
@@ -194,6 +202,42 @@ def _split_secrets(env: object) -> tuple[object, dict[str, object]]:
     return env, secret
 
 
+def _methods(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        fail("must be a list of HTTP methods")
+    try:
+        return parse_methods(",".join(value))
+    except ClaimError as exc:
+        fail(str(exc))
+
+
+def _grpc_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        fail("must be a list of gRPC service names such as 'shop.v1.Cart'")
+    for name in value:
+        if not _GRPC_NAME.fullmatch(name):
+            fail(f"{name!r} is not a gRPC service name such as 'shop.v1.Cart'")
+    return tuple(value)
+
+
+def _alias(name: str) -> AliasChoices:
+    head, *rest = name.split("_")
+    return AliasChoices(name, head + "".join(w.title() for w in rest))
+
+
+def _optional_count(minimum: int) -> BeforeValidator:
+    def check(value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            fail(f"must be a whole number >= {minimum}")
+        return value
+
+    return BeforeValidator(check)
+
+
 def _count(minimum: int) -> BeforeValidator:
     def check(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -275,6 +319,29 @@ class ArtifactRef(BaseModel):
     """``python``: a project with its wheels; ``executable``: a program file."""
 
 
+class RouteSpec(BaseModel):
+    """One HTTP route the app's instances claim (``narun serve --route``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Annotated[str, BeforeValidator(_text)]
+    """Path; ending in ``/`` claims the subtree."""
+    methods: Annotated[tuple[str, ...], BeforeValidator(_methods)] = DEFAULT_METHODS
+    """HTTP methods (default: the common ones)."""
+
+    @model_validator(mode="after")
+    def _valid_claim(self) -> RouteSpec:
+        try:
+            HTTPClaim(self.path, self.methods)
+        except ClaimError as exc:
+            raise ValueError(str(exc).removeprefix(f"route {self.path!r}: ")) from None
+        return self
+
+    def flag(self) -> str:
+        """The ``--route`` value of ``narun serve``: ``METHODS PATH``."""
+        return f"{','.join(self.methods)} {self.path}"
+
+
 class AppSpec(BaseModel):
     """One app: what to run, how many, where, and how to keep it running."""
 
@@ -315,6 +382,24 @@ class AppSpec(BaseModel):
     """How long a new instance may take to become ready before it counts as crashed."""
     ready_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """A ``command`` (no Micro service to watch) is ready once up this long."""
+    min_replicas: Annotated[int, _count(0), Field(validation_alias=_alias("min_replicas"))] = 0
+    """With ``max_replicas``: the fewest instances; ``0`` lets the app scale to zero."""
+    max_replicas: Annotated[
+        int | None, _optional_count(1), Field(validation_alias=_alias("max_replicas"))
+    ] = None
+    """Set to scale the app between ``min_replicas`` and this on load (replaces ``replicas``)."""
+    idle_seconds: Annotated[
+        float, BeforeValidator(seconds), Field(validation_alias=_alias("idle_seconds"))
+    ] = 300.0
+    """With ``max_replicas``: no request for this long scales down to ``min_replicas``."""
+    target_in_flight: Annotated[
+        int, _count(1), Field(validation_alias=_alias("target_in_flight"))
+    ] = 10
+    """With ``max_replicas``: in-flight requests per instance above this start another."""
+    routes: tuple[RouteSpec, ...] = ()
+    """HTTP routes the instances claim; gateways allow them with ``dynamic_routes``."""
+    grpc_routes: Annotated[tuple[str, ...], BeforeValidator(_grpc_names)] = ()
+    """gRPC services (``shop.v1.Cart``) the instances claim."""
     artifact: ArtifactRef | None = None
     """Set by ``narun deploy``; without it the node runs ``app``/``command`` as installed."""
     mode: Literal["exec", "landlock"] = "exec"
@@ -404,6 +489,17 @@ class AppSpec(BaseModel):
         both = sorted(set(self.env) & set(self.secret_env))
         if both:
             raise ValueError(f"env: {both[0]} has both a value and a valueFromSecret")
+        if self.max_replicas is not None:
+            if "replicas" in self.model_fields_set or self.nodes:
+                raise ValueError("'max_replicas' scales the app: leave out 'replicas' and 'nodes'")
+            if self.min_replicas > self.max_replicas:
+                raise ValueError("min_replicas must not be above max_replicas")
+            if not self.app:
+                raise ValueError("'max_replicas' goes with 'app' (its Micro service is watched)")
+        elif "min_replicas" in self.model_fields_set:
+            raise ValueError("'min_replicas' goes with 'max_replicas'")
+        if (self.routes or self.grpc_routes) and not self.app:
+            raise ValueError("'routes' and 'grpc_routes' go with 'app' (narun serve claims them)")
         return self
 
     def salted(self, salt: str) -> AppSpec:
@@ -418,6 +514,11 @@ class AppSpec(BaseModel):
         return f"{self.digest}+{self._salt}" if self._salt else self.digest
 
     @property
+    def autoscaled(self) -> bool:
+        """Whether the node runners choose the instance count (``max_replicas`` set)."""
+        return self.max_replicas is not None
+
+    @property
     def service_name(self) -> str | None:
         """The Micro service whose registration tells an instance is ready, if any."""
         return (self.service or self.name) if self.app else None
@@ -425,7 +526,7 @@ class AppSpec(BaseModel):
     @property
     def digest(self) -> str:
         """A hash of everything that shapes an instance: a change is a new version."""
-        data = self.model_dump(mode="json", exclude={"replicas", "nodes", "labels"})
+        data = self.model_dump(mode="json", exclude=set(_NOT_SHAPING))
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -455,6 +556,8 @@ def _models(loc: Sequence[str | int]) -> type[BaseModel]:
         return LocalPort if len(loc) > 2 else NonetSpec
     if loc and loc[0] == "metrics":
         return MetricsSpec
+    if loc and loc[0] == "routes":
+        return RouteSpec
     return AppSpec
 
 

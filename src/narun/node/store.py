@@ -23,6 +23,7 @@ from narun.node.schema import (
     LOG_STREAM,
     NODE_STATES_BUCKET,
     PLACEMENTS_BUCKET,
+    SCALE_BUCKET,
 )
 from narun.node.secrets import SECRETS_BUCKET
 
@@ -32,6 +33,7 @@ __all__ = [
     "NothingDeployed",
     "ensure_log_stream",
     "open_buckets",
+    "open_scale_bucket",
     "open_secrets",
     "read_all",
 ]
@@ -110,6 +112,11 @@ async def open_secrets(nc: Client, *, create: bool = True) -> KeyValue:
         return await _bucket(js, SECRETS_BUCKET, ttl=None, create=create)
     except nats.js.errors.BucketNotFoundError:
         raise NodeError("no secret stored yet (no narun-secrets bucket in this NATS)") from None
+
+
+async def open_scale_bucket(js: JetStreamContext) -> KeyValue:
+    """Open (or create) ``narun-scale``, the instance counts of autoscaled apps."""
+    return await _bucket(js, SCALE_BUCKET, ttl=None, create=True)
 
 
 async def ensure_log_stream(js: JetStreamContext, *, max_bytes: int, max_age: float) -> None:
