@@ -40,6 +40,7 @@ from narun.errors import (
 )
 from narun.gateway import health
 from narun.gateway.grpcstreams import relay
+from narun.gateway.wake import Waker, call_waking
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayGrpcRecord
@@ -113,8 +114,16 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         idle = config.stream_idle_timeout_seconds
         self._idle = idle
         self._idle_ms = None if round(idle * 1000) == DEFAULT_IDLE_MS else str(round(idle * 1000))
+        self.waker: Waker | None = None
+        """Holds calls while a scaled-to-zero service starts (set by the owner)."""
         self.port: int | None = None
         """The bound port once started (useful when ``grpc_addr`` asks for port 0)."""
+
+    def set_dynamic_routes(self, routes: tuple[GRPCRoute, ...]) -> None:
+        """Forward the static gRPC routes plus ``routes`` (claimed by services) from now on."""
+        table = {r.grpc: (r, self.config.route_timeout(r)) for r in self.config.grpc_routes}
+        table.update((r.grpc, (r, self.config.route_timeout(r))) for r in routes)
+        self._routes = table
 
     # -- server lifecycle -------------------------------------------------------------
 
@@ -295,14 +304,22 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             headers[wire.GRPC_NO_MESSAGE] = "1"
         try:
             with tracing.sending(self._tracer, span, service, headers, len(payload)):
-                reply = await requester.call(
-                    service,
-                    payload,
-                    headers,
-                    budget,
-                    self.config.retry_seconds,
-                    body_follows=True,
-                )
+                retry = self.config.retry_seconds
+                if self.waker is None:
+                    reply = await requester.call(
+                        service, payload, headers, budget, retry, body_follows=True
+                    )
+                else:
+                    reply = await call_waking(
+                        requester,
+                        self.waker,
+                        service,
+                        payload,
+                        headers,
+                        budget,
+                        retry,
+                        body_follows=True,
+                    )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)
