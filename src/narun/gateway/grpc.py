@@ -224,11 +224,12 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             result = await forward
             if isinstance(result, StreamChannel):
                 return await self._relay(result, context, more, rid)
-            if more is not None and not more.done():
+            if more is None or result.status.code != StatusCode.OK:
+                return result  # an error is the answer, whatever the kind of call
+            if not more.done():
                 await asyncio.wait((more,), timeout=_HALF_CLOSE_WAIT)
-            if more is not None and (
-                not more.done()
-                or (not more.cancelled() and more.exception() is None and more.result() is not _EOF)
+            if not more.done() or (
+                not more.cancelled() and more.exception() is None and more.result() is not _EOF
             ):
                 # The client is still sending: a streaming call the consumer answered once.
                 return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _NO_STREAMS))

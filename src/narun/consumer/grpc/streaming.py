@@ -56,6 +56,7 @@ class GRPCStream:
         self._ready: list[bytes] = []
         self._ended = False
         self.head_sent = False
+        self._finishing = False
         self.context: CallContext | None = None
         self.messages_in = 0
         self.messages_out = 0
@@ -112,6 +113,8 @@ class GRPCStream:
 
     async def write(self, message: Any) -> None:
         """Send one response message (waits for the gateway's credit)."""
+        if self._finishing:  # a thread servicer still writing after its deadline
+            raise StreamError(ABORT_INTERNAL, "the call has ended")
         data = message if self._serialize is None else self._serialize(message)
         if not isinstance(data, bytes):
             raise TypeError(f"serialized response is {type(data).__name__}, not bytes")
@@ -121,6 +124,7 @@ class GRPCStream:
 
     async def finish(self, status: GRPCStatus) -> None:
         """Send the trailer and end the stream."""
+        self._finishing = True
         await self.send_head()
         await self.channel.write(grpcstream.encode_trailer(status))
         await self.channel.end()
