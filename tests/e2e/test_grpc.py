@@ -368,6 +368,17 @@ def test_client_streaming(stack: Stack, probe: str, messages: int) -> None:
     assert call(iter(parts), timeout=10) == b"".join(parts)
 
 
+@pytest.mark.parametrize("method", ["Echo", "Ticks"])
+def test_no_request_message_for_a_unary_request_is_unimplemented(stack: Stack, method: str) -> None:
+    # A client that sends no message to a method that takes one (unary request).
+    call = stack.channel.stream_stream(f"/narun.test.AsyncProbe/{method}", None, None)
+    stream: Any = call(iter([]), timeout=10)
+    with pytest.raises(grpc.RpcError):
+        next(stream)
+    assert stream.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "exactly one request message" in (stream.details() or "")
+
+
 @pytest.mark.parametrize("probe", PROBES)
 def test_bidi_is_interactive(stack: Stack, probe: str) -> None:
     # Each answer comes back before the client sends its next message.

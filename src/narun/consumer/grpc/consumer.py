@@ -250,6 +250,10 @@ class GRPCEndpoint:
         behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
         if handler.request_streaming or handler.response_streaming or behavior is None:
             return await self._stream(handler, request, method, msg, started)
+        if (msg.headers or {}).get(wire.GRPC_NO_MESSAGE) == "1":
+            return _status_reply(
+                StatusCode.UNIMPLEMENTED, "exactly one request message is required by this method"
+            )
         data = msg.data
         try:
             argument = (
@@ -305,6 +309,7 @@ class GRPCEndpoint:
             )
         except StreamError as exc:
             logger.info("%s: stream ended early: %s", method, exc)
+            await channel.abort(exc.code, exc.reason)  # if not the gateway's doing
             status = GRPCStatus(StatusCode.CANCELLED, "Cancelled")
         except asyncio.CancelledError:
             if channel.state.abort_error is None:

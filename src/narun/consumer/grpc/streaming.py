@@ -36,6 +36,7 @@ __all__ = ["GRPCStream", "StreamContext", "SyncStreamContext", "behavior", "open
 logger = logging.getLogger(__name__)
 
 _Handler = Any  # grpc.RpcMethodHandler
+_ONE_MESSAGE = "exactly one request message is required by this method"
 
 
 class GRPCStream:
@@ -265,7 +266,9 @@ async def serve(
 
 
 async def _run_async(handler: _Handler, stream: GRPCStream, context: CallContext) -> None:
-    argument: Any = stream.messages() if handler.request_streaming else await _single(stream)
+    argument: Any = (
+        stream.messages() if handler.request_streaming else await _single(stream, context)
+    )
     result = behavior(handler)(argument, context)
     if handler.response_streaming:
         if hasattr(result, "__aiter__"):
@@ -277,10 +280,12 @@ async def _run_async(handler: _Handler, stream: GRPCStream, context: CallContext
         await stream.write(await result)
 
 
-async def _single(stream: GRPCStream) -> Any:
+async def _single(stream: GRPCStream, context: CallContext) -> Any:
     message = await stream.read()
     if message is grpc.aio.EOF:  # type: ignore[attr-defined]
-        raise StreamError(ABORT_BAD_PEER, "no request message for a unary request")
+        # As the gateway answered before streams: one request message is required.
+        context._mark_abort(grpc.StatusCode.UNIMPLEMENTED, _ONE_MESSAGE, None)
+        raise RuntimeError(_ONE_MESSAGE)
     return message
 
 
@@ -291,7 +296,7 @@ def _run_sync(
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     argument: Any = (
-        _SyncRequests(stream, loop) if handler.request_streaming else hop(_single(stream))
+        _SyncRequests(stream, loop) if handler.request_streaming else hop(_single(stream, context))
     )
     result = behavior(handler)(argument, context)
     if handler.response_streaming:
