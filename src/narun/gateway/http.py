@@ -104,22 +104,24 @@ class HTTPGateway:
         self._watch = DisconnectWatch()
         # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
         # idle timeout and its header value, the largest body.
-        self._route_params = {
-            id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
-            for r in config.http_routes
-            for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
-        }
+        self._route_params = self._params_of(config.http_routes)
 
     def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
         """Route the static routes plus ``routes`` (claimed by services) from now on."""
         every = self.config.http_routes + routes
         router = Router(every)
-        self._timeouts = {
-            id(r): (t, wire.format_timeout(t))
-            for r in every
-            for t in (self.config.route_timeout(r),)
-        }
+        self._route_params = self._params_of(every)
         self.router = router
+
+    def _params_of(
+        self, routes: tuple[HTTPRoute, ...]
+    ) -> dict[int, tuple[float, str, float, str | None, int | None]]:
+        config = self.config
+        return {
+            id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
+            for r in routes
+            for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
