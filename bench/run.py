@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from bench import grpc_bench
+from bench import streams as stream_bench
 from bench.codec import run_codec
 from bench.procs import ROOT, Procs
 from bench.stacks import STACKS, Stack, check
@@ -289,12 +290,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-grpc", action="store_true", help="skip the gRPC rows")
     p.add_argument("--no-codec", action="store_true", help="skip the codec micro-benchmark")
+    p.add_argument("--no-streams", action="store_true", help="skip the streaming section")
+    p.add_argument(
+        "--stream-mib",
+        type=int,
+        help="MiB per streamed download/upload (default 1024; 128 with --quick)",
+    )
     p.add_argument("--json", type=Path, help="also write the results here (JSON)")
     args = p.parse_args(argv)
     if args.quick:
         args.duration = args.duration or 2.0
         args.runs = args.runs or 1
         args.warmup = args.warmup or 1.0
+        args.stream_mib = args.stream_mib or 128
+    args.stream_mib = args.stream_mib or 1024
     args.duration = args.duration or 5.0
     args.runs = args.runs or 3
     args.warmup = args.warmup if args.warmup is not None else 2.0
@@ -329,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     grpc_rows: list[grpc_bench.GRPCRow] = []
     codec: dict[str, float] | None = None
+    streamed: list[stream_bench.StreamResult] = []
     with tempfile.TemporaryDirectory(prefix="narun-bench-") as tmp:
         workdir = Path(tmp)
         if not have_wrk():
@@ -359,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs=args.runs,
                     warmup=args.warmup,
                 )
+        if not args.no_streams:
+            print(f"streaming ({args.stream_mib} MiB each way) ...", flush=True)
+            streamed = stream_bench.run_streams(args.stream_mib, workdir)
     if not args.no_codec:
         codec = run_codec(seconds=1.0 if args.quick else 2.5)
 
@@ -376,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nBinary HTTP codec, us per operation (best of 5):")
         for name, us in codec.items():
             print(f"  {name:<16}{us:8.2f}")
+    if streamed:
+        print("\n" + stream_bench.report(streamed, args.stream_mib))
     for note in notes:
         print(f"note: {note}")
     print("\nTargets:")
@@ -400,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                 "http": [asdict(r) for r in rows],
                 "grpc": [asdict(r) for r in grpc_rows],
                 "codec": codec,
+                "streams": [asdict(r) for r in streamed],
                 "targets": [{"what": w, "measured": m, "met": ok} for w, m, ok in verdicts],
                 "notes": notes,
             },

@@ -538,6 +538,49 @@ def test_every_field_has_a_docstring() -> None:
             assert field.description, f"{model.__name__}.{name}"
 
 
+def test_stream_settings_default_and_per_route() -> None:
+    cfg = parse_config(
+        {
+            "max_body_bytes": 1000,
+            "stream_idle_timeout_seconds": 12,
+            "routes": [
+                {"path": "/a/", "methods": ["GET"], "service": "a"},
+                {
+                    "path": "/files/",
+                    "methods": ["POST"],
+                    "service": "files",
+                    "max_body_bytes": 1 << 30,
+                    "stream_idle_timeout": 120,
+                },
+            ],
+        },
+        env={},
+    )
+    plain, files = cfg.http_routes
+    assert cfg.route_max_body(plain) == 1000
+    assert cfg.route_max_body(files) == 1 << 30
+    assert cfg.route_stream_idle(plain) == 12.0
+    assert cfg.route_stream_idle(files) == 120.0
+    default = parse_config(minimal(), env={})
+    assert default.stream_idle_timeout_seconds == 30.0
+    assert default.route_max_body(default.http_routes[0]) is None
+
+
+@pytest.mark.parametrize(
+    ("route_key", "value", "fragment"),
+    [
+        ("max_body_bytes", "1m", "routes[0].max_body_bytes: must be a whole number of bytes"),
+        ("stream_idle_timeout", 0, "routes[0].stream_idle_timeout: must be a number > 0"),
+    ],
+)
+def test_bad_stream_settings_name_the_key(route_key: str, value: object, fragment: str) -> None:
+    route = {"path": "/a/", "methods": ["GET"], "service": "a", route_key: value}
+    assert fragment in single_error({"routes": [route]})
+    assert "stream_idle_timeout_seconds: must be a number > 0" in single_error(
+        minimal(stream_idle_timeout_seconds=-1)
+    )
+
+
 def test_go_peer_limits_is_on_by_default_and_a_switch() -> None:
     assert parse_config(minimal(), env={}).go_peer_limits is True
     assert parse_config(minimal(go_peer_limits=False), env={}).go_peer_limits is False

@@ -98,6 +98,11 @@ class HTTPRoute(BaseModel):
     """NATS Micro service name (ADR-32: letters, digits, ``_``, ``-``)."""
     timeout: Annotated[float | None, BeforeValidator(f.optional_seconds)] = None
     """Seconds to wait for the service's reply; overrides ``request_timeout_seconds``."""
+    max_body_bytes: Annotated[int | None, BeforeValidator(f.optional_byte_count)] = None
+    """Largest request body on this route (413 beyond); overrides ``max_body_bytes``."""
+    stream_idle_timeout: Annotated[float | None, BeforeValidator(f.optional_seconds)] = None
+    """Seconds a stream on this route may go without a frame from the service;
+    overrides ``stream_idle_timeout_seconds``."""
 
 
 class GRPCRoute(BaseModel):
@@ -190,7 +195,11 @@ class GatewayConfig(BaseModel):
     ] = ()
     """Peers (IP addresses or CIDR networks) whose ``X-Forwarded-*`` headers are believed."""
     max_body_bytes: Annotated[int | None, BeforeValidator(f.optional_byte_count)] = None
-    """Largest request body accepted (413 beyond); default: what fits in NATS ``max_payload``."""
+    """Largest request body accepted (413 beyond); default: no limit for services that
+    stream (the body flows under flow control), ``max_payload`` for those that do not."""
+    stream_idle_timeout_seconds: Annotated[float, BeforeValidator(f.seconds)] = 30.0
+    """Seconds a streamed request or reply may go without any frame from the other side
+    (heartbeats count) before it is aborted; a route's ``stream_idle_timeout`` overrides."""
     max_header_bytes: Annotated[int, BeforeValidator(f.byte_count)] = DEFAULT_MAX_HEADER_BYTES
     """Largest total size of the request header fields (431 beyond)."""
     go_peer_limits: Annotated[bool, BeforeValidator(f.switch)] = True
@@ -241,6 +250,16 @@ class GatewayConfig(BaseModel):
     def route_timeout(self, route: Route) -> float:
         """Seconds to wait for a reply on ``route``: its ``timeout`` or the default."""
         return self.request_timeout_seconds if route.timeout is None else route.timeout
+
+    def route_max_body(self, route: HTTPRoute) -> int | None:
+        """Largest request body on ``route`` (None: no limit of the gateway's own)."""
+        return self.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
+
+    def route_stream_idle(self, route: HTTPRoute) -> float:
+        """Stream idle timeout on ``route``: its ``stream_idle_timeout`` or the default."""
+        if route.stream_idle_timeout is None:
+            return self.stream_idle_timeout_seconds
+        return route.stream_idle_timeout
 
     @model_validator(mode="after")
     def _check_across_keys(self) -> GatewayConfig:

@@ -53,6 +53,11 @@ class Deadline:
             if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
                 raise TimeoutError from exc
 
+    def disarm(self) -> None:
+        """Never expire (a stream's head was sent: its idle timeout applies from now)."""
+        if not self.expired:
+            self._wheel._remove(self)
+
     def _expire(self) -> None:
         assert self._task is not None
         self.expired = True

@@ -96,6 +96,8 @@ class ServiceHost:
     """NATS connection name prefix, shown by the server's monitoring."""
     overload_reply: ClassVar[Reply | None] = None
     """How a full instance refuses a request (None: the HTTP default)."""
+    service_metadata: ClassVar[dict[str, str]] = {}
+    """Micro service ``metadata`` (``narun.stream`` for streaming consumers)."""
 
     def __init__(
         self,
@@ -164,6 +166,13 @@ class ServiceHost:
         """The handler of the endpoint, once connected."""
         raise NotImplementedError
 
+    async def _connected(self, nc: Client) -> tuple[str, ...]:
+        """Set up what needs the connection, before the service registers.
+
+        Returns more subjects to serve like the endpoint (same handler, queue group).
+        """
+        return ()
+
     async def _close(self) -> None:
         """Clean up after the service drained, before NATS is drained."""
 
@@ -182,6 +191,7 @@ class ServiceHost:
         )
         metrics = self.metrics
         recorder = None if metrics is None else metrics.recorder(self.service, self.stream)
+        extra = await self._connected(self.nc)
         self.micro = MicroService(
             self.nc,
             name=self.service,
@@ -192,7 +202,8 @@ class ServiceHost:
             concurrency=self.concurrency,
             backlog=self.backlog,
             overload_reply=self._refusal(),
-            metadata=_node_metadata(os.environ),
+            metadata={**_node_metadata(os.environ), **self.service_metadata},
+            extra_subjects=extra,
         )
         await self.micro.start()
         if self.claim.http or self.claim.grpc:

@@ -49,6 +49,8 @@ class Reply:
     """NATS reply headers, if any."""
     error: str | None = None
     """When set, the request counts as an error in STATS, with this description."""
+    sent: bool = False
+    """The handler already answered (a stream): nothing more to publish."""
 
 
 def error_reply(code: int, description: str) -> Reply:
@@ -115,6 +117,7 @@ class MicroService:
         concurrency: int = 100,
         backlog: int | None = None,
         overload_reply: Reply | Callable[[Msg], Reply] | None = None,
+        extra_subjects: tuple[str, ...] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -142,6 +145,9 @@ class MicroService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: deque[Msg] = deque()
         self._endpoint_sub: Subscription | None = None
+        self._extra_subjects = extra_subjects
+        """More subjects served like the endpoint, same queue group (``<name>.stream``)."""
+        self._extra_subs: list[Subscription] = []
         self._control_subs: list[Subscription] = []
         self._stopped = asyncio.Event()
 
@@ -193,6 +199,10 @@ class MicroService:
         self._endpoint_sub = await self._nc.subscribe(
             ep.subject, queue=ep.queue_group, cb=self._dispatch
         )
+        for subject in self._extra_subjects:
+            self._extra_subs.append(
+                await self._nc.subscribe(subject, queue=ep.queue_group, cb=self._dispatch)
+            )
         for verb, subject in control_subjects(self.identity.name, self.identity.id):
             self._control_subs.append(await self._nc.subscribe(subject, cb=self._control(verb)))
         await self._nc.flush()
@@ -213,7 +223,11 @@ class MicroService:
             return
         self._stopped.set()
         sub, self._endpoint_sub = self._endpoint_sub, None
-        if sub is not None and not self._nc.is_closed:
+        subs = [sub, *self._extra_subs]
+        self._extra_subs = []
+        for sub in subs:
+            if sub is None or self._nc.is_closed:
+                continue
             try:
                 # drain: the server stops sending, and messages already delivered to
                 # this client still reach _dispatch.
@@ -285,7 +299,7 @@ class MicroService:
 
     async def _respond(self, msg: Msg, reply: Reply) -> str | None:
         """Send ``reply``; return the error it counts as in STATS (None for none)."""
-        if not msg.reply:
+        if not msg.reply or reply.sent:
             return reply.error
         try:
             await self._nc.publish(msg.reply, reply.data, headers=reply.headers)

@@ -25,13 +25,21 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
+from narun.gateway.streams import (
+    BodyPump,
+    ClientGone,
+    DisconnectWatch,
+    relay_reply,
+    stream_error,
+)
 from narun.gateway.wake import Waker, call_waking
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
-from narun.protocol.bhttp import Request, decode_response, encode_request
+from narun.protocol.bhttp import Request, Response, decode_response, encode_request
 from narun.protocol.fields import end_to_end
+from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, WINDOW, Frame, StreamError
 from narun.protocol.textreply import RETRY_AFTER, Field, send_text
 from narun.transport.requester import Requester
 
@@ -57,6 +65,10 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+_WINDOW = str(WINDOW)
+# Room left in a NATS message for the request head and the NATS headers: a body larger
+# than max_payload less this is streamed (to consumers that can take it).
+_HEAD_ROOM = 16 * 1024
 
 
 def _service_error_status(code: str) -> int:
@@ -89,22 +101,26 @@ class HTTPGateway:
         """Holds requests while a scaled-to-zero service starts (set by the owner)."""
         self._in_flight = None if metrics is None else metrics.in_flight_http
         self._tracer = tracing.LazyTracer("narun.gateway")
-        # Per route: the reply timeout and its Narun-Timeout-Ms header value.
-        self._timeouts = {
-            id(r): (t, wire.format_timeout(t))
-            for r in config.http_routes
-            for t in (config.route_timeout(r),)
+        self._watch = DisconnectWatch()
+        # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
+        # idle timeout and its header value, the largest body.
+        self._route_params = self._params(config.http_routes)
+
+    def _params(
+        self, routes: tuple[HTTPRoute, ...]
+    ) -> dict[int, tuple[float, str, float, str | None, int | None]]:
+        config = self.config
+        return {
+            id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
+            for r in routes
+            for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
 
     def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
         """Route the static routes plus ``routes`` (claimed by services) from now on."""
         every = self.config.http_routes + routes
         router = Router(every)
-        self._timeouts = {
-            id(r): (t, wire.format_timeout(t))
-            for r in every
-            for t in (self.config.route_timeout(r),)
-        }
+        self._route_params = self._params(every)
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,26 +169,58 @@ class HTTPGateway:
         requester = self._requester()
         metrics = self.metrics
         service = route.service
+        task: asyncio.Task[object] | None = None
         try:
             if requester is None:
                 raise NarunError("gateway has no NATS connection")
-            timeout, timeout_ms = self._timeouts[id(route)]
-            body = await _read_body(scope, receive, requester.nc.max_payload, timeout)
+            timeout, timeout_ms, idle, idle_ms, limit = self._route_params[id(route)]
+            max_payload = requester.nc.max_payload
+            declared = _content_length(scope)
+            if limit is not None and declared is not None and declared > limit:
+                raise PayloadTooLarge(f"content-length {declared} > max_body_bytes {limit}")
+            first: Message = await receive()
+            if first["type"] != "http.request":
+                raise ClientGone("client went away before sending its body")
+            fit = max_payload - _HEAD_ROOM
+            first_body: bytes = first.get("body", b"")
+            streamed = (first.get("more_body", False) and (declared is None or declared > fit)) or (
+                len(first_body) > fit
+            )
+            if streamed:
+                # A body too large for one message, or of unknown length: stream it to
+                # a consumer that can take it, else fall back to one message.
+                status = await self._forward_streamed(
+                    route, scope, receive, send, record, first, declared, limit
+                )
+                if status is not None:
+                    return status
+                body = await _read_body(
+                    first, receive, min(max_payload, limit or max_payload), timeout
+                )
+            else:
+                body = await _read_body(first, receive, max_payload, timeout)
+            if limit is not None and len(body) > limit:
+                raise PayloadTooLarge(f"body over max_body_bytes {limit}")
             request = _to_bhttp(scope, body, rid_field)
             if self.config.go_peer_limits:
                 golimits.check_request(request)  # 414/400 rather than a Go consumer's 502
             payload = encode_request(request)
-            headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
-            client = scope.get("client")
-            if client:
-                headers[wire.CLIENT_ADDR] = wire.format_addr(client)
-            headers[wire.TIMEOUT_MS] = timeout_ms
+            headers = self._nats_headers(scope, rid, timeout_ms, idle_ms)
+            task = asyncio.current_task()
+            if task is not None:
+                # A client that goes away cancels the wait (and the consumer's work).
+                self._watch.add(task, receive)
             try:
                 if span is None:  # no tracing: not even a no-op context manager
                     reply = await self._call(requester, service, payload, headers, timeout)
                 else:
                     with tracing.sending(self._tracer, span, service, headers, len(payload)):
                         reply = await self._call(requester, service, payload, headers, timeout)
+            except asyncio.CancelledError:
+                if task is not None and self._watch.remove(task):
+                    task.uncancel()
+                    raise ClientGone("client went away while waiting for the reply") from None
+                raise
             except RequestTimeout:
                 if metrics is not None:
                     metrics.observe_nats(service, "timeout")
@@ -183,9 +231,40 @@ class HTTPGateway:
                 if metrics is not None:
                     metrics.observe_nats(service, "error")
                 raise
+            finally:
+                if task is not None:
+                    self._watch.remove(task)
             if metrics is not None:
                 metrics.observe_nats(service, "success")
             rh = reply.headers
+            channel = requester.stream_of(reply) if rh and wire.STREAM_CREDIT in rh else None
+            if channel is not None:
+                try:
+                    head = await channel.wait_head()
+                except StreamError as exc:
+                    raise stream_error(exc) from None
+                if not isinstance(head, Frame):
+                    raise BadBackendReply("streamed reply without a head")
+                record.stream = True
+                record.bytes_in = len(body)
+                active = None if metrics is None else metrics.active_streams
+                if active is not None:
+                    active.inc()
+                try:
+                    return await relay_reply(
+                        channel,
+                        head,
+                        send,
+                        method=scope["method"],
+                        idle=idle,
+                        extra=[rid_field],
+                        drop=_RESPONSE_DROP,
+                        receive=receive,
+                        record=record,
+                    )
+                finally:
+                    if active is not None:
+                        active.dec()
             # ADR-32: either header marks an error reply (some peers send the code alone).
             if rh and (wire.SERVICE_ERROR in rh or wire.SERVICE_ERROR_CODE in rh):
                 raise BackendError(
@@ -195,6 +274,9 @@ class HTTPGateway:
                 response = decode_response(reply.data)
             except BinaryHTTPError as exc:
                 raise BadBackendReply(str(exc)) from None
+        except ClientGone as exc:
+            logger.info("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
+            return 499
         except BackendError as exc:
             status = _service_error_status(exc.code)
             logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
@@ -206,19 +288,119 @@ class HTTPGateway:
             logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
             return await _fail(send, 500, "Internal server error", rid_field)
 
-        head = scope["method"] == "HEAD"
-        # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
-        # the backend sent (a Go consumer passes on what the handler wrote).
-        bodyless = head or response.status in (204, 304)
-        out = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in _RESPONSE_DROP]
-        if head:
-            out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
-        elif not bodyless:
-            out.append((b"content-length", str(len(response.content)).encode()))
-        out.append(rid_field)
-        await send({"type": "http.response.start", "status": response.status, "headers": out})
-        await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
-        return response.status
+        return await _answer(scope, send, response, rid_field)
+
+    def _nats_headers(
+        self, scope: Scope, rid: str, timeout_ms: str, idle_ms: str | None
+    ) -> dict[str, str]:
+        headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
+        client = scope.get("client")
+        if client:
+            headers[wire.CLIENT_ADDR] = wire.format_addr(client)
+        headers[wire.TIMEOUT_MS] = timeout_ms
+        headers[wire.STREAM] = _WINDOW
+        if idle_ms is not None:  # consumers assume the default (each header costs them ~2 us)
+            headers[wire.STREAM_IDLE_MS] = idle_ms
+        return headers
+
+    async def _forward_streamed(
+        self,
+        route: HTTPRoute,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: GatewayHttpRecord,
+        first: Message,
+        declared: int | None,
+        limit: int | None,
+    ) -> int | None:
+        """Send a request whose body is streamed; None: no streaming consumer (fall back)."""
+        rid_field = _id_field(record)
+        span = record.span
+        requester = self._requester()
+        assert requester is not None
+        timeout, timeout_ms, idle, idle_ms, _ = self._route_params[id(route)]
+        first_body: bytes = first.get("body", b"")
+        if limit is not None and len(first_body) > limit:
+            raise PayloadTooLarge(f"body over max_body_bytes {limit}")
+        part_size = requester.nc.max_payload - _HEAD_ROOM
+        part, rest = first_body[:part_size], first_body[part_size:]
+        request = _to_bhttp(scope, part, rid_field, content_length=declared)
+        headers = self._nats_headers(scope, record.request_id, timeout_ms, idle_ms)
+        service = route.service
+        payload = encode_request(request)
+        subject = wire.stream_subject(service)
+        if span is None:
+            channel = await requester.open_stream(subject, payload, headers)
+        else:  # the consumer's span is a child of this one (the head carries the context)
+            with tracing.sending(self._tracer, span, service, headers, len(payload)):
+                channel = await requester.open_stream(subject, payload, headers)
+        channel.start(idle)
+        record.stream = True
+        active = None if self.metrics is None else self.metrics.active_streams
+        if active is not None:
+            active.inc()
+        more = first.get("more_body", False)
+        pump = BodyPump(
+            channel,
+            receive if more else _ended,
+            first=rest,
+            seen=len(first_body),
+            limit=limit,
+            idle=idle,
+        )
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    head = await channel.wait_head()
+            except TimeoutError:
+                await channel.abort(ABORT_IDLE, "no reply head within the route's timeout")
+                if self.metrics is not None:
+                    self.metrics.observe_nats(service, "timeout")
+                raise RequestTimeout(f"no reply head within {timeout}s") from None
+            except StreamError as exc:
+                if pump.client_gone:
+                    raise ClientGone(str(exc)) from None
+                if pump.client_idle:
+                    raise BodyTimeout(f"request body stalled for {idle}s") from None
+                raise stream_error(exc) from None
+            if self.metrics is not None:
+                self.metrics.observe_nats(service, "success")
+            if not isinstance(head, Frame):
+                # A single-message reply: no streaming consumer, or an early answer.
+                hdrs = head.headers
+                if hdrs is not None and not head.data and hdrs.get("Status") == "503":
+                    pump.stop()
+                    record.stream = False  # not a stream after all
+                    return None  # nobody on <service>.stream: try the single-message form
+                if hdrs and (wire.SERVICE_ERROR in hdrs or wire.SERVICE_ERROR_CODE in hdrs):
+                    code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
+                    raise BackendError(hdrs.get(wire.SERVICE_ERROR, ""), code)
+                try:
+                    response = decode_response(head.data)
+                except BinaryHTTPError as exc:
+                    raise BadBackendReply(str(exc)) from None
+                return await _answer(scope, send, response, rid_field)
+            return await relay_reply(
+                channel,
+                head,
+                send,
+                method=scope["method"],
+                idle=idle,
+                extra=[rid_field],
+                drop=_RESPONSE_DROP,
+                record=record,
+            )
+        finally:
+            record.bytes_in = pump.seen
+            if active is not None:
+                active.dec()
+            if not pump.task.done() and (channel.done or pump.client_gone):
+                pump.stop()
+            elif not pump.task.done():
+                # The reply is complete while the client may still be sending: stop.
+                pump.stop()
+            channel.close()
 
     async def _call(
         self,
@@ -234,14 +416,44 @@ class HTTPGateway:
         return await call_waking(requester, self.waker, service, payload, headers, timeout, retry)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+def _idle_header(seconds: float) -> str | None:
+    """``Narun-Stream-Idle-Ms`` for an idle timeout; None for the protocol's default."""
+    value = wire.format_timeout(seconds)
+    return None if value == str(DEFAULT_IDLE_MS) else value
+
+
+async def _ended() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise PayloadTooLarge(f"content-length {int(value)} > max_payload {limit}")
-            break
-    message: Message = await receive()
-    if not message.get("more_body", False) and message["type"] == "http.request":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _answer(
+    scope: Scope, send: Send, response: Response, rid_field: tuple[bytes, bytes]
+) -> int:
+    head = scope["method"] == "HEAD"
+    # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
+    # the backend sent (a Go consumer passes on what the handler wrote).
+    bodyless = head or response.status in (204, 304)
+    out = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in _RESPONSE_DROP]
+    if head:
+        out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
+    elif not bodyless:
+        out.append((b"content-length", str(len(response.content)).encode()))
+    out.append(rid_field)
+    await send({"type": "http.response.start", "status": response.status, "headers": out})
+    await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
+    return response.status
+
+
+async def _read_body(first: Message, receive: Receive, limit: int, timeout: float) -> bytes:
+    message = first
+    if not message.get("more_body", False):
         body: bytes = message.get("body", b"")  # the usual case: the whole body at once
         if len(body) > limit:
             raise PayloadTooLarge(f"body over max_payload {limit}")
@@ -272,7 +484,18 @@ async def _read_rest(receive: Receive, message: Message, limit: int) -> bytes:
         message = await receive()
 
 
-def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None = None) -> Request:
+def _to_bhttp(
+    scope: Scope,
+    body: bytes,
+    request_id: tuple[bytes, bytes] | None = None,
+    *,
+    content_length: int | None = -1,
+) -> Request:
+    """The Binary HTTP request of ``scope`` with content ``body``.
+
+    ``content_length``: -1 (the default) sends ``len(body)``; for a streamed body, the
+    whole body's declared length, or None to send no ``content-length``.
+    """
     authority = ""
     headers: list[tuple[bytes, bytes]] = []
     for name, value in scope["headers"]:
@@ -288,8 +511,11 @@ def _to_bhttp(scope: Scope, body: bytes, request_id: tuple[bytes, bytes] | None 
         # Raw UTF-8 (or other) bytes in the request line: percent-encode them, as a
         # browser would have, so that the Binary HTTP control data stays ASCII.
         target = quote_from_bytes(target, safe=_PRINTABLE_ASCII).encode("ascii")
-    if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
-        headers.append((b"content-length", str(len(body)).encode()))
+    if content_length == -1:
+        if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
+            headers.append((b"content-length", str(len(body)).encode()))
+    elif content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
     if request_id is not None:
         headers.append(request_id)
     return Request(

@@ -104,6 +104,27 @@ class GatewayMetrics:
             registry=r,
             multiprocess_mode="livesum",  # --workers: the sum over the live workers
         )
+        self.stream_bytes = Counter(
+            "narun_gateway_stream_bytes",
+            "Body bytes of streamed HTTP requests and replies, by route and direction "
+            "(in: from the client, out: to the client).",
+            ["path", "direction"],
+            registry=r,
+        )
+        self.stream_duration = Histogram(
+            "narun_gateway_stream_duration_seconds",
+            "How long streamed HTTP exchanges lasted, from the request to the stream's end.",
+            ["path"],
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, float("inf")),
+            registry=r,
+        )
+        self.active_streams_gauge = Gauge(
+            "narun_gateway_active_streams",
+            "Streamed HTTP exchanges open right now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.active_streams = _up_down(self.active_streams_gauge)
         self.route_claims_refused = Counter(
             "narun_gateway_route_claims_refused",
             "Route claims refused (outside dynamic_routes, static, or held by another).",
@@ -137,6 +158,12 @@ class GatewayMetrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_stream(self, path: str, bytes_in: int, bytes_out: int, seconds: float) -> None:
+        """Record one finished stream of route ``path``."""
+        self.stream_bytes.labels(path, "in").inc(bytes_in)
+        self.stream_bytes.labels(path, "out").inc(bytes_out)
+        self.stream_duration.labels(path).observe(seconds)
 
     def observe_grpc(self, method: str, code: str, seconds: float) -> None:
         """Record one finished gRPC call; ``code`` is the status code's name."""

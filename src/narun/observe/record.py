@@ -196,6 +196,8 @@ class GatewayHttpRecord(Record):
     def _observe(self, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics.observe_http(self.method, self.pattern, self.status, seconds)
+            if self.stream:
+                self._metrics.observe_stream(self.pattern, self.bytes_in, self.bytes_out, seconds)
 
     def _end_span(self, span: Span) -> None:
         attributes: dict[str, str | int] = {"http.response.status_code": self.status}

@@ -28,11 +28,18 @@ __all__ = [
     "REQUEST_ID",
     "SERVICE_ERROR",
     "SERVICE_ERROR_CODE",
+    "STREAM",
+    "STREAM_CREDIT",
+    "STREAM_IDLE_MS",
+    "STREAM_METADATA",
     "TIMEOUT_MS",
+    "cancel_subject",
     "format_addr",
     "format_timeout",
     "from_narun_gateway",
     "parse_timeout",
+    "parse_window",
+    "stream_subject",
 ]
 
 # Endpoint names and queue group, as Go narun registers them.
@@ -51,6 +58,36 @@ TIMEOUT_MS: Final = "Narun-Timeout-Ms"
 # Reply header (consumer -> gateway): the instance refused the request unprocessed
 # because it is at its concurrency and backlog limits; another instance may take it.
 OVERLOADED: Final = "Narun-Overloaded"
+
+# Streams (docs/protocol.md, *Streams*).
+STREAM: Final = "Narun-Stream"
+"""Request: the gateway reads streamed replies; value = its credit for the reply body."""
+STREAM_CREDIT: Final = "Narun-Stream-Credit"
+"""First message of a consumer in a stream: its credit for the request body (``0`` when
+the body is not streamed). A header of its own, never ``Narun-Stream``: some clients
+(nats-py's ``Msg.respond``) copy the request's headers into a plain reply."""
+STREAM_IDLE_MS: Final = "Narun-Stream-Idle-Ms"
+"""Request: the stream idle timeout in whole milliseconds."""
+STREAM_METADATA: Final = "narun.stream"
+"""Micro service metadata key a streaming consumer sets to ``"1"``."""
+
+
+def stream_subject(service: str) -> str:
+    """The subject of requests whose body is streamed (streaming consumers only)."""
+    return service + ".stream"
+
+
+def cancel_subject(service: str) -> str:
+    """The subject on which a gateway cancels a request of ``service`` (every instance)."""
+    return service + ".cancel"
+
+
+def parse_window(value: str | None) -> int | None:
+    """Decode a ``Narun-Stream`` credit value; None if absent or malformed."""
+    if not value or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
 
 # Reply headers (consumer -> gateway), ADR-32.
 SERVICE_ERROR: Final = "Nats-Service-Error"

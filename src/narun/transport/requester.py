@@ -24,8 +24,11 @@ from nats.aio.subscription import Subscription
 from nats.errors import MaxPayloadError, OutboundBufferLimitError
 
 from narun.errors import NarunError, NoResponders, NotConnected, PayloadTooLarge, RequestTimeout
+from narun.protocol import wire
 from narun.protocol.nats import encode_hpub, header_block, header_size
+from narun.protocol.stream import WINDOW, StreamState
 from narun.protocol.wire import OVERLOADED
+from narun.transport.stream import StreamChannel
 
 __all__ = ["Requester"]
 
@@ -42,6 +45,9 @@ class Requester:
         self.nc = nc
         self._prefix = ""
         self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._streams: dict[str, StreamChannel] = {}
+        # Streamed replies not yet taken by their caller (see stream_of).
+        self._claims: dict[str, StreamChannel] = {}
         self._ids = itertools.count()
         self._sub: Subscription | None = None
         # nats-py internals the fast publish path uses (present since nats-py 2.0).
@@ -60,6 +66,8 @@ class Requester:
             if not fut.done():
                 fut.set_exception(NotConnected("gateway is shutting down"))
         self._pending.clear()
+        for channel in list(self._streams.values()):
+            channel.close()
         if self._sub is not None and not self.nc.is_closed:
             await self._sub.unsubscribe()
         self._sub = None
@@ -78,9 +86,79 @@ class Requester:
             await nc._flush_pending()
 
     async def _on_reply(self, msg: Msg) -> None:
-        fut = self._pending.pop(msg.subject[len(self._prefix) :], None)
+        token = msg.subject[len(self._prefix) :]
+        if self._streams:
+            channel = self._streams.get(token)
+            if channel is not None:
+                channel.feed(msg)
+                return
+        fut = self._pending.pop(token, None)
         if fut is not None and not fut.done():
+            hdrs = msg.headers
+            if hdrs and wire.STREAM_CREDIT in hdrs and msg.reply:
+                # A streamed reply: its frames follow on this subject. The channel exists
+                # before the next message is delivered (this callback runs serially).
+                channel = self._channel(token, body_streamed=False)
+                self._claims[token] = channel
+                channel.feed(msg)
             fut.set_result(msg)
+
+    def _channel(self, token: str, *, body_streamed: bool) -> StreamChannel:
+        state = StreamState(is_gateway=True, body_streamed=body_streamed, window=WINDOW)
+        channel = StreamChannel(
+            self.nc,
+            state,
+            inbox=self._prefix + token,
+            peer=None,
+            on_close=lambda _: self._streams.pop(token, None),
+        )
+        self._streams[token] = channel
+        return channel
+
+    def stream_of(self, reply: Msg) -> StreamChannel | None:
+        """The stream a reply opened (it carried ``Narun-Stream-Credit``), if it did.
+
+        The caller of :meth:`request` must take it when the reply has that header.
+        """
+        return self._claims.pop(reply.subject[len(self._prefix) :], None)
+
+    @property
+    def active_streams(self) -> int:
+        """Streams open right now."""
+        return len(self._streams)
+
+    async def open_stream(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> StreamChannel:
+        """Send a request whose body follows as frames; return its channel.
+
+        Await :meth:`StreamChannel.wait_head` for the reply (a HEAD frame, or a single
+        message such as NATS no-responders); :meth:`StreamChannel.write` the body.
+        """
+        nc = self.nc
+        if not nc.is_connected:
+            raise NotConnected("not connected to NATS")
+        self.check_size(payload, headers)
+        token = "s" + str(next(self._ids))
+        channel = self._channel(token, body_streamed=True)
+        try:
+            await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+        except Exception as exc:
+            channel.close()
+            if isinstance(exc, MaxPayloadError):
+                raise PayloadTooLarge(str(exc)) from None
+            if isinstance(exc, OutboundBufferLimitError):
+                raise NotConnected("not connected to NATS") from None
+            raise NarunError(f"publish failed: {exc!r}") from None
+        return channel
+
+    def cancel(self, service: str, reply: str) -> None:
+        """Tell the instances of ``service`` to cancel the request with reply ``reply``."""
+        if self.nc.is_connected:
+            task = asyncio.get_running_loop().create_task(
+                self.nc.publish(wire.cancel_subject(service), reply.encode())
+            )
+            task.add_done_callback(_ignore_result)
 
     def _expire(self, token: str) -> None:
         fut = self._pending.pop(token, None)
@@ -132,7 +210,16 @@ class Requester:
                 raise
             except Exception as exc:
                 raise NarunError(f"publish failed: {exc!r}") from None
-            msg = await fut
+            try:
+                msg = await fut
+            except asyncio.CancelledError:
+                if headers and wire.STREAM in headers:
+                    # The caller gave up (its client went away): the consumer may stop.
+                    self.cancel(subject, reply)
+                    unclaimed = self._claims.pop(token, None)
+                    if unclaimed is not None:
+                        unclaimed.close()
+                raise
         finally:
             timer.cancel()
             self._pending.pop(token, None)
@@ -176,3 +263,8 @@ class Requester:
                     return msg
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("cancel message not sent: %r", task.exception())

@@ -15,11 +15,13 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from narun._types import ASGIApp, Message, Scope
+from narun.consumer.http.streaming import Exchange
 from narun.observe import requestid, tracing
-from narun.protocol.bhttp import Request, Response
+from narun.protocol.bhttp import Request, Response, encode_response
 from narun.protocol.fields import end_to_end
+from narun.protocol.stream import ABORT_INTERNAL, StreamError
 
-__all__ = ["ASGIBridge", "Lifespan", "build_scope"]
+__all__ = ["STREAMED", "ASGIBridge", "Lifespan", "build_scope"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,10 @@ _INTERNAL_ERROR = Response(
     headers=((b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")),
     content=b"Internal Server Error",
 )
+
+
+STREAMED = Response(status=200)
+"""What :class:`ASGIBridge` returns for a response it sent as a stream (compare with ``is``)."""
 
 
 def parse_client(addr: str | None) -> tuple[str, int] | None:
@@ -122,11 +128,16 @@ class ASGIBridge:
         client: tuple[str, int] | None,
         request_id: str | None = None,
         trace: Sequence[tuple[str, str]] | None = None,
+        exchange: Exchange | None = None,
     ) -> Response:
         """Serve ``request``. App errors become a generic 500; details go to the log.
 
         ``request_id`` is the ``x-request-id`` the app sees if the request has none;
         ``trace`` (propagation fields such as ``traceparent``) replaces the request's.
+        With an ``exchange`` (the gateway reads streams) the request body is read from
+        it when it is streamed, and the response goes out as a stream when the app
+        streams it or it is too large for one message: :data:`STREAMED` is returned
+        then, the response having been sent.
         """
         scope = build_scope(request, client=client, state=self.state, request_id=request_id)
         if trace is not None:
@@ -139,12 +150,36 @@ class ASGIBridge:
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
+        size = 0
+        streaming = False  # the response head went out as a stream
+        body_streamed = exchange is not None and exchange.body_streamed
+        if body_streamed and not any(k == b"content-length" for k, _ in scope["headers"]):
+            # A body of unknown length, as an HTTP/1.1 server would show a chunked one
+            # (WSGI frameworks read such a body only when they see this field).
+            scope["headers"].append((b"transfer-encoding", b"chunked"))
+        body_ended = not body_streamed
+        bodyless = request.method == "HEAD"
 
         async def receive() -> Message:
-            nonlocal body_sent, finished
+            nonlocal body_sent, finished, body_ended
             if not body_sent:
                 body_sent = True
-                return {"type": "http.request", "body": request.content, "more_body": False}
+                return {
+                    "type": "http.request",
+                    "body": request.content,
+                    "more_body": not body_ended,
+                }
+            if not body_ended:
+                assert exchange is not None
+                try:
+                    chunk = await exchange.read_body()
+                except StreamError:
+                    body_ended = True
+                    return {"type": "http.disconnect"}
+                if chunk is None:
+                    body_ended = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.request", "body": chunk, "more_body": True}
             if not complete:
                 if finished is None:
                     finished = asyncio.Event()
@@ -152,7 +187,7 @@ class ASGIBridge:
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal status, headers, complete
+            nonlocal status, headers, complete, size, streaming
             kind = message["type"]
             if kind == "http.response.start":
                 if status:
@@ -162,10 +197,31 @@ class ASGIBridge:
             elif kind == "http.response.body":
                 if not status:
                     raise RuntimeError("http.response.body sent before http.response.start")
+                if complete:
+                    return
                 body = message.get("body", b"")
-                if body:
+                more = message.get("more_body", False)
+                if streaming:
+                    assert exchange is not None
+                    if body and not bodyless:
+                        await exchange.write(bytes(body))
+                elif body and not bodyless and status not in _BODYLESS_STATUS:
                     chunks.append(bytes(body))
-                if not message.get("more_body", False):
+                    size += len(body)
+                    if exchange is not None and (more or size > exchange.single_limit):
+                        # The app streams, or the body is too large for one message.
+                        streaming = True
+                        first = b"".join(chunks)
+                        chunks.clear()
+                        part, rest = first[: exchange.single_limit], first[exchange.single_limit :]
+                        fields = tuple(end_to_end(headers))
+                        head = Response(status=status, headers=fields, content=part)
+                        await exchange.send_head(encode_response(head), fin=False)
+                        await exchange.write(rest)
+                if not more:
+                    if streaming:
+                        assert exchange is not None
+                        await exchange.end()
                     complete = True
                     if finished is not None:
                         finished.set()
@@ -173,12 +229,27 @@ class ASGIBridge:
         try:
             await self.app(scope, receive, send)
         except Exception:
+            broken = None if exchange is None or exchange.channel is None else exchange.channel
+            if broken is not None and broken.state.abort_error is not None:
+                # The stream was aborted under the app (the client or gateway went away).
+                logger.info("%s %s: %s", request.method, scope["path"], broken.state.abort_error)
+                return STREAMED
             logger.exception("ASGI app raised on %s %s", request.method, scope["path"])
+            if streaming:
+                assert exchange is not None
+                await exchange.abort(ABORT_INTERNAL, "the application raised")
+                return STREAMED
             return _INTERNAL_ERROR
         finally:
             complete = True
             if finished is not None:
                 finished.set()
+        if streaming:
+            assert exchange is not None
+            channel = exchange.channel
+            if channel is not None and not channel.state.out_ended and not channel.done:
+                await exchange.end()  # the app returned without a last body message
+            return STREAMED
         if not 200 <= status <= 599:
             logger.error(
                 "ASGI app sent no valid response for %s %s (status %r)",
@@ -187,8 +258,6 @@ class ASGIBridge:
                 status,
             )
             return _INTERNAL_ERROR
-        if request.method == "HEAD" or status in _BODYLESS_STATUS:
-            chunks.clear()
         # Connection-level fields describe a hop the app does not have (RFC 9110 7.6.1).
         return Response(status=status, headers=tuple(end_to_end(headers)), content=b"".join(chunks))
 

@@ -20,6 +20,7 @@ from narun.consumer.service import Handler, Reply
 from narun.errors import ConfigError
 from narun.observe.metrics import RequestRecorder
 from narun.protocol import wire
+from narun.transport.stream import StreamHub
 
 __all__ = ["Consumer", "Interface", "detect_interface", "run"]
 
@@ -63,6 +64,7 @@ class Consumer(ServiceHost):
     endpoint = wire.HTTP_SERVICE_ENDPOINT
     stream = "default"
     connection_name = "narun consumer"
+    service_metadata = {wire.STREAM_METADATA: "1"}
 
     def __init__(
         self,
@@ -80,23 +82,43 @@ class Consumer(ServiceHost):
             else cast(ASGIApp, app)
         )
         self._lifespan: Lifespan | None = None
+        self._hub: StreamHub | None = None
+        self._endpoint: HTTPEndpoint | None = None
 
     async def _open(self) -> None:
         self._lifespan = Lifespan(self.app)
         await self._lifespan.startup()
 
+    async def _connected(self, nc: Client) -> tuple[str, ...]:
+        # Streams: one inbox wildcard for every stream of this instance, and the
+        # subject on which a gateway cancels a request (every instance hears it).
+        self._hub = StreamHub(nc)
+        await self._hub.start()
+
+        async def on_cancel(msg: Msg) -> None:
+            if self._endpoint is not None:
+                self._endpoint.cancel(msg.data.decode("ascii", "replace"))
+
+        await nc.subscribe(wire.cancel_subject(self.service), cb=on_cancel)
+        return (wire.stream_subject(self.service),)
+
     def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
         state = self._lifespan.state if self._lifespan is not None else None
-        return HTTPEndpoint(
+        self._endpoint = HTTPEndpoint(
             ASGIBridge(self.app, state=state),
             metrics=recorder,
             default_deadline=self.default_deadline,
+            hub=self._hub,
+            stream_subject=wire.stream_subject(self.service),
         )
+        return self._endpoint
 
     def _refusal(self) -> Callable[[Msg], Reply]:
         return refuse  # Binary HTTP 503 for Go gateways, which read no ADR-32 errors
 
     async def _close(self) -> None:
+        if self._hub is not None:
+            await self._hub.stop()
         if self._lifespan is not None:
             await self._lifespan.shutdown()
 

@@ -1,0 +1,205 @@
+"""``python -m bench.streams``: streaming through narun against direct uvicorn.
+
+Downloads and uploads of ``--mib`` MiB (generated, never held in memory: curl reads
+the upload from a pipe and throws the download away), throughput of each and the ratio
+narun / direct uvicorn measured in the same run; the peak RSS of every process during
+the transfers; and the delay of Server-Sent Events (the app's timestamp to the client's
+arrival, p50 and p99). Part of ``make bench`` (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.procs import Procs, RssSampler, free_port
+
+__all__ = ["StreamResult", "main", "run_streams"]
+
+MIB = 1024 * 1024
+SERVICE = "benchstream"
+_PY = sys.executable
+
+
+@dataclass
+class StreamResult:
+    """One stack's streaming figures."""
+
+    stack: str
+    download_mib_s: float
+    upload_mib_s: float
+    sse_p50_ms: float
+    sse_p99_ms: float
+    rss_peak_mib: dict[str, float] = field(default_factory=dict)
+
+
+def _curl(args: list[str], stdin: int | None = None) -> float:
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}", *args],
+        stdin=stdin,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out)
+
+
+def _download(url: str, size: int) -> float:
+    return size / _curl([f"{url}/download?size={size}"]) / MIB
+
+
+def _upload(url: str, size: int) -> float:
+    gen = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+    try:
+        seconds = _curl(
+            ["-T", "-", "-X", "POST", "-H", "Transfer-Encoding: chunked", f"{url}/upload"],
+            stdin=gen.stdout.fileno() if gen.stdout else None,
+        )
+    finally:
+        gen.wait()
+    return size / seconds / MIB
+
+
+async def _sse(url: str, events: int, gap: float) -> list[float]:
+    delays: list[float] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as client,
+        client.stream("GET", f"{url}/sse", params={"n": events, "gap": gap}) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                delays.append((time.time() - float(line[6:])) * 1000)
+    return delays
+
+
+def _measure(stack: str, url: str, pids: dict[str, list[int]], size: int) -> StreamResult:
+    everyone = [pid for group in pids.values() for pid in group]
+    with RssSampler(everyone, interval=0.1) as rss:
+        down = _download(url, size)
+        up = _upload(url, size)
+    delays = asyncio.run(_sse(url, 200, 0.01))
+    peak = {role: max(rss.peak[p] for p in group) / MIB for role, group in pids.items()}
+    return StreamResult(
+        stack=stack,
+        download_mib_s=down,
+        upload_mib_s=up,
+        sse_p50_ms=statistics.median(delays),
+        sse_p99_ms=statistics.quantiles(delays, n=100)[98],
+        rss_peak_mib=peak,
+    )
+
+
+def run_streams(size_mib: int, workdir: Path) -> list[StreamResult]:
+    """Measure direct uvicorn and narun (1 gateway, 1 consumer) with ``size_mib``."""
+    from narun.transport.server import find_nats_server
+
+    size = size_mib * MIB
+    results: list[StreamResult] = []
+    with Procs(workdir) as procs:
+        port = free_port()
+        uv = procs.start(
+            "uvicorn-stream",
+            [
+                *(_PY, "-m", "uvicorn", "bench.stream_app:app"),
+                *("--host", "127.0.0.1", "--port", str(port)),
+                *("--loop", "uvloop", "--http", "httptools"),
+                *("--no-access-log", "--log-level", "warning"),
+            ],
+        )
+        uv.wait_for_port(port, timeout=30)
+        direct = {"uvicorn": procs.pids("uvicorn-stream")}
+        results.append(_measure("uvicorn (direct)", f"http://127.0.0.1:{port}", direct, size))
+
+        nats_port = free_port()
+        nats = procs.start(
+            "nats-server-stream", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)]
+        )
+        nats.wait_for_port(nats_port, timeout=30)
+        nats_url = f"nats://127.0.0.1:{nats_port}"
+        procs.start(
+            "consumer-stream",
+            [
+                *(_PY, "-m", "narun", "serve", "bench.stream_app:app", "--service", SERVICE),
+                *("--nats-url", nats_url, "--log-level", "warning"),
+            ],
+        )
+        gw_port = free_port()
+        config = workdir / "gateway-stream.yaml"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                nats_url: "{nats_url}"
+                server_addr: "127.0.0.1:{gw_port}"
+                metrics_addr: ""
+                request_timeout_seconds: 30
+                routes:
+                  - path: "/"
+                    methods: ["GET", "POST"]
+                    service: "{SERVICE}"
+                """
+            )
+        )
+        gateway = procs.start(
+            "gateway-stream",
+            [_PY, "-m", "narun", "gateway", "-c", str(config), "--log-level", "warning"],
+        )
+        gateway.wait_for_port(gw_port, timeout=30)
+        time.sleep(1.0)  # the consumer registers
+        roles = {
+            "gateway": procs.pids("gateway-stream"),
+            "nats-server": procs.pids("nats-server-stream"),
+            "consumer": procs.pids("consumer-stream"),
+        }
+        results.append(_measure("narun (1 gateway)", f"http://127.0.0.1:{gw_port}", roles, size))
+    return results
+
+
+def report(results: list[StreamResult], size_mib: int) -> str:
+    """The streaming section of the report."""
+    direct = results[0]
+    lines = [
+        f"Streaming ({size_mib} MiB each way; SSE: 200 events 10 ms apart)",
+        f"{'stack':<20}{'down MiB/s':>12}{'x direct':>10}{'up MiB/s':>10}{'x direct':>10}"
+        f"{'SSE p50 ms':>12}{'SSE p99 ms':>12}",
+    ]
+    for r in results:
+        down_x = r.download_mib_s / direct.download_mib_s
+        up_x = r.upload_mib_s / direct.upload_mib_s
+        lines.append(
+            f"{r.stack:<20}{r.download_mib_s:>12.0f}{down_x:>9.2f}x"
+            f"{r.upload_mib_s:>10.0f}{up_x:>9.2f}x"
+            f"{r.sse_p50_ms:>12.2f}{r.sse_p99_ms:>12.2f}"
+        )
+    lines.append(
+        "Peak RSS during the transfers, MiB: "
+        + "; ".join(
+            f"{r.stack}: " + ", ".join(f"{role} {mib:.1f}" for role, mib in r.rss_peak_mib.items())
+            for r in results
+        )
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the streaming section alone."""
+    p = argparse.ArgumentParser(prog="python -m bench.streams", description=__doc__.split("\n")[0])
+    p.add_argument("--mib", type=int, default=1024, help="MiB per transfer (default 1024)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="narun-bench-stream-") as tmp:
+        results = run_streams(args.mib, Path(tmp))
+    print(report(results, args.mib))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
