@@ -104,16 +104,9 @@ class HTTPGateway:
         self._watch = DisconnectWatch()
         # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
         # idle timeout and its header value, the largest body.
-        self._route_params = self._params_of(config.http_routes)
+        self._route_params = self._params(config.http_routes)
 
-    def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
-        """Route the static routes plus ``routes`` (claimed by services) from now on."""
-        every = self.config.http_routes + routes
-        router = Router(every)
-        self._route_params = self._params_of(every)
-        self.router = router
-
-    def _params_of(
+    def _params(
         self, routes: tuple[HTTPRoute, ...]
     ) -> dict[int, tuple[float, str, float, str | None, int | None]]:
         config = self.config
@@ -122,6 +115,13 @@ class HTTPGateway:
             for r in routes
             for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
+
+    def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
+        """Route the static routes plus ``routes`` (claimed by services) from now on."""
+        every = self.config.http_routes + routes
+        router = Router(every)
+        self._route_params = self._params(every)
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
