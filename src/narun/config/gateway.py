@@ -102,6 +102,8 @@ class HTTPRoute(BaseModel):
     stream_idle_timeout: Annotated[float | None, BeforeValidator(f.optional_seconds)] = None
     """Seconds a stream on this route may go without a frame from the service;
     overrides ``stream_idle_timeout_seconds``."""
+    websocket: Annotated[bool, BeforeValidator(f.switch)] = False
+    """Carry WebSocket openings on this route to the service (a GET; docs/websocket.md)."""
 
 
 class GRPCRoute(BaseModel):

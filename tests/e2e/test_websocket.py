@@ -1,0 +1,147 @@
+"""WebSockets end to end: websockets client -> gateway -> nats-server -> consumer -> Starlette."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.support import Proc, start_consumer, start_gateway, unique_service
+
+APP = "tests.support.ws_apps:app"
+
+
+@dataclass
+class Stack:
+    url: str
+    marks: Path
+    gateway: Proc
+    consumer: Proc
+
+
+def _routes(service: str, idle: float = 30) -> list[dict[str, object]]:
+    return [
+        {
+            "path": "/ws/",
+            "methods": ["GET"],
+            "service": service,
+            "websocket": True,
+            "stream_idle_timeout": idle,
+        },
+        {"path": "/plain/", "methods": ["GET"], "service": service},
+    ]
+
+
+@pytest.fixture(scope="module")
+def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
+    service = unique_service("ws")
+    marks = logs / f"marks-{service}"
+    marks.write_text("")
+    consumer = start_consumer(logs, nats_url, APP, service, env={"NARUN_TEST_MARKS": str(marks)})
+    gateway, url = start_gateway(logs, nats_url, _routes(service))
+    yield Stack(url.replace("http://", "ws://"), marks, gateway, consumer)
+    assert gateway.stop() == 0, gateway.output()
+    assert consumer.stop() == 0, consumer.output()
+
+
+def _wait_mark(marks: Path, line: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if line in marks.read_text().splitlines():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {line!r} in {marks.read_text()!r}")
+
+
+def test_echo_text_binary_and_client_close(stack: Stack) -> None:
+    async def go() -> None:
+        async with connect(stack.url + "/ws/echo") as ws:
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            blob = bytes(range(256)) * 4000  # 1 MB: more than one frame, window-sized
+            await ws.send(blob)
+            assert await ws.recv() == blob
+            for i in range(50):
+                await ws.send(f"m{i}")
+            assert [await ws.recv() for _ in range(50)] == [f"m{i}" for i in range(50)]
+            await ws.close(4001, "bye")
+
+    asyncio.run(go())
+    _wait_mark(stack.marks, "disconnect 4001")
+
+
+def test_app_close_code_and_reason_reach_the_client(stack: Stack) -> None:
+    async def go() -> None:
+        async with connect(stack.url + "/ws/echo") as ws:
+            await ws.send("close 4321 see you")
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 4321
+            assert info.value.rcvd.reason == "see you"
+
+    asyncio.run(go())
+
+
+def test_subprotocol_negotiated_by_the_app(stack: Stack) -> None:
+    async def go() -> None:
+        async with connect(stack.url + "/ws/echo", subprotocols=["chat.v2", "chat.v1"]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "chat.v2"
+            await ws.send("x")
+            assert await ws.recv() == "x"
+
+    asyncio.run(go())
+
+
+def test_refusals_are_http_statuses(stack: Stack) -> None:
+    async def status(path: str) -> tuple[int, bytes]:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(stack.url + path):
+                pass
+        return info.value.response.status_code, bytes(info.value.response.body or b"")
+
+    async def go() -> None:
+        assert (await status("/ws/refuse"))[0] == 403  # close before accept
+        assert await status("/ws/deny") == (418, b"no tea here")  # denial response
+        assert (await status("/plain/x"))[0] == 403  # route without websocket: true
+        assert (await status("/nowhere"))[0] == 404
+
+    asyncio.run(go())
+
+
+def test_ping_answered_at_the_gateway(stack: Stack) -> None:
+    async def go() -> None:
+        async with connect(stack.url + "/ws/echo") as ws:
+            latency = await asyncio.wait_for(await ws.ping(), 5)
+            assert latency >= 0
+            await ws.send("after ping")
+            assert await ws.recv() == "after ping"
+
+    asyncio.run(go())
+
+
+def test_consumer_without_websockets_is_refused_at_once(nats_url: str, logs: Path) -> None:
+    # A WSGI consumer serves no WebSockets (like Go narun): no instance on <service>.ws.
+    service = unique_service("wsno")
+    consumer = start_consumer(logs, nats_url, "tests.support.apps:wsgi_app", service)
+    gateway, url = start_gateway(logs, nats_url, _routes(service))
+    try:
+
+        async def go() -> None:
+            started = time.monotonic()
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url.replace("http://", "ws://") + "/ws/echo"):
+                    pass
+            assert info.value.response.status_code == 501
+            assert time.monotonic() - started < 3  # at once, not after the route timeout
+
+        asyncio.run(go())
+    finally:
+        assert gateway.stop() == 0, gateway.output()
+        assert consumer.stop() == 0, consumer.output()
