@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,3 +147,70 @@ def test_consumer_without_websockets_is_refused_at_once(nats_url: str, logs: Pat
     finally:
         assert gateway.stop() == 0, gateway.output()
         assert consumer.stop() == 0, consumer.output()
+
+
+def _short_idle_stack(nats_url: str, logs: Path, prefix: str) -> Stack:
+    service = unique_service(prefix)
+    marks = logs / f"marks-{service}"
+    marks.write_text("")
+    consumer = start_consumer(logs, nats_url, APP, service, env={"NARUN_TEST_MARKS": str(marks)})
+    gateway, url = start_gateway(logs, nats_url, _routes(service, idle=1.5))
+    return Stack(url.replace("http://", "ws://"), marks, gateway, consumer)
+
+
+def test_quiet_socket_survives_on_heartbeats(nats_url: str, logs: Path) -> None:
+    s = _short_idle_stack(nats_url, logs, "wsq")
+    try:
+
+        async def go() -> None:
+            async with connect(s.url + "/ws/echo", ping_interval=None) as ws:
+                await asyncio.sleep(5)  # more than three idle timeouts without a message
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+
+        asyncio.run(go())
+    finally:
+        assert s.gateway.stop() == 0, s.gateway.output()
+        assert s.consumer.stop() == 0, s.consumer.output()
+
+
+def test_consumer_sigkill_closes_the_client_with_1011(nats_url: str, logs: Path) -> None:
+    s = _short_idle_stack(nats_url, logs, "wsk")
+    try:
+
+        async def go() -> float:
+            async with connect(s.url + "/ws/echo") as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+                s.consumer.signal(signal.SIGKILL)
+                started = time.monotonic()
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), 15)
+                assert info.value.rcvd is not None
+                assert info.value.rcvd.code == 1011
+                return time.monotonic() - started
+
+        took = asyncio.run(go())
+        assert took < 6, took  # the idle timeout (1.5 s) and a little, never a hang
+    finally:
+        s.consumer.wait(10)
+        assert s.gateway.stop() == 0, s.gateway.output()
+
+
+def test_gateway_sigkill_disconnects_the_app(nats_url: str, logs: Path) -> None:
+    s = _short_idle_stack(nats_url, logs, "wsg")
+    try:
+
+        async def go() -> None:
+            ws = await connect(s.url + "/ws/echo")
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            s.gateway.signal(signal.SIGKILL)
+            s.gateway.wait(10)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+        asyncio.run(go())
+        _wait_mark(s.marks, "disconnect 1006", timeout=8)
+    finally:
+        assert s.consumer.stop() == 0, s.consumer.output()
