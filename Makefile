@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv with narun and every dev/test dependency
 
-demo: $(STAMP)  ## nats-server + gateway (:8080 HTTP, :8081 gRPC, :9090 metrics) + example consumers
+demo: $(STAMP)  ## nats-server + gateway (:8080 HTTP, :8081 gRPC, :9090 metrics) + example consumers + a node
 	$(PY) -m narun dev -c examples/demo.yaml \
 		--serve hello=examples.hello.app:app \
 		--serve goodbye=examples.goodbye.app:app \
 		--serve items=examples.fastapi_items.app:app \
 		--serve streaming=examples.streaming.app:app \
 		--serve-grpc greeter-service=examples.grpc_hello.server:register \
+		--node dev-1 \
 		--banner examples/TRY.txt
 
 test: $(STAMP)  ## the whole test suite against real nats-server, gateway and consumer processes

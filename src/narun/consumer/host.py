@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Required, Self, TypedDict
 
@@ -35,6 +36,20 @@ DEFAULT_DEADLINE = 30.0
 """Seconds a request without a deadline may run, by default: Go narun's gateway timeout."""
 
 logger = logging.getLogger(__name__)
+
+
+_NODE_ENV = {
+    "NARUN_APP_NAME": "narun_app",
+    "NARUN_INSTANCE_ID": "narun_instance_id",
+    "NARUN_NODE_ID": "narun_node_id",
+    "NARUN_RUN_ID": "narun_run_id",
+}
+
+
+def _node_metadata(env: Mapping[str, str]) -> dict[str, str]:
+    # Under `narun node` the instance says who it is in its Micro metadata: the node waits
+    # for this run's id in a PING reply before it calls the instance ready.
+    return {key: env[var] for var, key in _NODE_ENV.items() if env.get(var)}
 
 
 class HostOptions(TypedDict, total=False):
@@ -170,7 +185,7 @@ class ServiceHost:
             concurrency=self.concurrency,
             backlog=self.backlog,
             overload_reply=self._refusal(),
-            metadata=self._metadata(),
+            metadata={**self._metadata(), **_node_metadata(os.environ)},
             extra_subjects=extra,
         )
         await self.micro.start()
