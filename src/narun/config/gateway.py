@@ -105,6 +105,12 @@ class HTTPRoute(BaseModel):
     websocket: Annotated[bool, BeforeValidator(f.switch)] = False
     """Carry WebSocket openings on this route to the service (a GET; docs/websocket.md)."""
 
+    @model_validator(mode="after")
+    def _websocket_needs_get(self) -> HTTPRoute:
+        if self.websocket and "GET" not in self.methods:
+            raise ValueError("websocket: true needs GET in methods (the opening is a GET)")
+        return self
+
 
 class GRPCRoute(BaseModel):
     """Send every call of one gRPC service to a NATS Micro service."""

@@ -145,14 +145,19 @@ async def relay_websocket(
             await deny(scope, send, 502, "Bad gateway", (request_id,))
             return 502, 0, 0
         if not isinstance(head, Frame):
-            # A single message: no-responders (no instance serves WebSockets: none
-            # running, or consumers without WebSockets such as Go narun's), or an error.
-            logger.warning(
-                "WebSocket %s -> %s: no instance serves WebSockets", scope["path"], service
-            )
-            text = "Service does not accept WebSocket connections"
-            await deny(scope, send, 501, text, (request_id,))
-            return 501, 0, 0
+            hdrs = head.headers
+            if hdrs is not None and not head.data and hdrs.get("Status") == "503":
+                # No-responders: no instance serves WebSockets (none running, or
+                # consumers without WebSockets such as Go narun's or WSGI apps).
+                logger.warning(
+                    "WebSocket %s -> %s: no instance serves WebSockets", scope["path"], service
+                )
+                text = "Service does not accept WebSocket connections"
+                await deny(scope, send, 501, text, (request_id,))
+                return 501, 0, 0
+            logger.warning("WebSocket %s -> %s: a single-message reply", scope["path"], service)
+            await deny(scope, send, 502, "Bad gateway", (request_id,))
+            return 502, 0, 0
         try:
             response = decode_response(head.data)
         except BinaryHTTPError as exc:
@@ -205,7 +210,7 @@ class _Pipe:
     async def run(self) -> tuple[int, int, int]:
         back = asyncio.get_running_loop().create_task(self._to_client())
         try:
-            await self._to_service(back)
+            await self._to_service()
             if not back.done():
                 # The client closed: give the service a moment to answer its close.
                 with contextlib.suppress(TimeoutError):
@@ -217,15 +222,15 @@ class _Pipe:
                 await back
         return 101, self.bytes_in, self.bytes_out
 
-    async def _to_service(self, back: asyncio.Task[None]) -> None:
+    async def _to_service(self) -> None:
         channel = self.channel
         while True:
             message: Message = await self.receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
                 self.client_closed = True
-                if back.done() or channel.done:
-                    return  # the service's close (or loss) came first
+                # The client's close, or its answer to the service's: either way the
+                # service gets a CLOSE and END (writing fails once the stream is lost).
                 code = message.get("code") or CLOSE_NO_STATUS
                 try:
                     await channel.write(encode_close(code, message.get("reason") or ""))
