@@ -185,7 +185,7 @@ class ServiceHost:
             concurrency=self.concurrency,
             backlog=self.backlog,
             overload_reply=self._refusal(),
-            metadata={**self._metadata(), **_node_metadata(os.environ)},
+            metadata={**_node_metadata(os.environ), **self._metadata()},
             extra_subjects=extra,
         )
         await self.micro.start()
