@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -21,6 +23,7 @@ APP = "tests.support.ws_apps:app"
 
 @dataclass
 class Stack:
+    service: str
     url: str
     marks: Path
     gateway: Proc
@@ -47,7 +50,7 @@ def stack(nats_url: str, logs: Path) -> Iterator[Stack]:
     marks.write_text("")
     consumer = start_consumer(logs, nats_url, APP, service, env={"NARUN_TEST_MARKS": str(marks)})
     gateway, url = start_gateway(logs, nats_url, _routes(service))
-    yield Stack(url.replace("http://", "ws://"), marks, gateway, consumer)
+    yield Stack(service, url.replace("http://", "ws://"), marks, gateway, consumer)
     assert gateway.stop() == 0, gateway.output()
     assert consumer.stop() == 0, consumer.output()
 
@@ -155,7 +158,7 @@ def _short_idle_stack(nats_url: str, logs: Path, prefix: str) -> Stack:
     marks.write_text("")
     consumer = start_consumer(logs, nats_url, APP, service, env={"NARUN_TEST_MARKS": str(marks)})
     gateway, url = start_gateway(logs, nats_url, _routes(service, idle=1.5))
-    return Stack(url.replace("http://", "ws://"), marks, gateway, consumer)
+    return Stack(service, url.replace("http://", "ws://"), marks, gateway, consumer)
 
 
 def test_quiet_socket_survives_on_heartbeats(nats_url: str, logs: Path) -> None:
@@ -214,3 +217,44 @@ def test_gateway_sigkill_disconnects_the_app(nats_url: str, logs: Path) -> None:
         _wait_mark(s.marks, "disconnect 1006", timeout=8)
     finally:
         assert s.consumer.stop() == 0, s.consumer.output()
+
+
+def test_consumer_sigterm_closes_open_sockets_with_1001(nats_url: str, logs: Path) -> None:
+    s = _short_idle_stack(nats_url, logs, "wst")
+    try:
+
+        async def go() -> None:
+            async with connect(s.url + "/ws/echo") as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+                s.consumer.signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), 15)
+                assert info.value.rcvd is not None
+                assert info.value.rcvd.code == 1001
+
+        asyncio.run(go())
+        assert s.consumer.wait(20) == 0, s.consumer.output()
+    finally:
+        assert s.gateway.stop() == 0, s.gateway.output()
+
+
+def test_metadata_says_who_serves_websockets(stack: Stack, nats_url: str, logs: Path) -> None:
+    wsgi_service = unique_service("wsmeta")
+    wsgi = start_consumer(logs, nats_url, "tests.support.apps:wsgi_app", wsgi_service)
+    service = stack.service
+
+    async def metadata(name: str) -> dict[str, str]:
+        nc = await nats.connect(nats_url)
+        try:
+            reply = await nc.request(f"$SRV.INFO.{name}", b"", timeout=5)
+            info: dict[str, dict[str, str]] = json.loads(reply.data)
+            return info["metadata"]
+        finally:
+            await nc.close()
+
+    try:
+        assert asyncio.run(metadata(service)).get("narun.websocket") == "1"
+        assert "narun.websocket" not in asyncio.run(metadata(wsgi_service))
+    finally:
+        assert wsgi.stop() == 0, wsgi.output()
