@@ -120,6 +120,28 @@ def test_refusals_are_http_statuses(stack: Stack) -> None:
     asyncio.run(go())
 
 
+def test_app_failures(stack: Stack) -> None:
+    async def go() -> None:
+        async with connect(stack.url + "/ws/crash") as ws:
+            await ws.send("x")
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1011
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(stack.url + "/ws/boom"):
+                pass
+        assert refused.value.response.status_code == 500
+        started = time.monotonic()
+        with pytest.raises(InvalidStatus) as late:
+            async with connect(stack.url + "/ws/slow", open_timeout=20):
+                pass
+        assert late.value.response.status_code == 504  # the route's timeout: 5 s
+        assert 4 < time.monotonic() - started < 15
+
+    asyncio.run(go())
+
+
 def test_ping_answered_at_the_gateway(stack: Stack) -> None:
     async def go() -> None:
         async with connect(stack.url + "/ws/echo") as ws:

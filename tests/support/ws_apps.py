@@ -6,10 +6,13 @@
 - ``/ws/refuse``: closes before accepting (the client gets 403).
 - ``/ws/deny``: answers 418 with a body (the denial response extension).
 - ``/ws/chat``: a tiny chat room: every text message goes to everyone connected.
+- ``/ws/crash``: accepts, then raises on the first message; ``/ws/boom`` raises before
+  accepting; ``/ws/slow`` never answers the opening.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -58,6 +61,20 @@ async def deny(ws: WebSocket) -> None:
     await ws.send_denial_response(PlainTextResponse("no tea here", status_code=418))
 
 
+async def crash(ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.receive_text()
+    raise RuntimeError("the app failed after accepting")
+
+
+async def boom(ws: WebSocket) -> None:
+    raise RuntimeError("the app failed before accepting")
+
+
+async def slow(ws: WebSocket) -> None:
+    await asyncio.sleep(60)
+
+
 _room: set[WebSocket] = set()
 
 
@@ -84,5 +101,8 @@ app = Starlette(
         WebSocketRoute("/ws/refuse", refuse),
         WebSocketRoute("/ws/deny", deny),
         WebSocketRoute("/ws/chat", chat),
+        WebSocketRoute("/ws/crash", crash),
+        WebSocketRoute("/ws/boom", boom),
+        WebSocketRoute("/ws/slow", slow),
     ]
 )
