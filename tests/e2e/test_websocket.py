@@ -142,6 +142,33 @@ def test_app_failures(stack: Stack) -> None:
     asyncio.run(go())
 
 
+def test_slow_client_slows_the_app_with_bounded_memory(stack: Stack) -> None:
+    mib = 128
+
+    def rss(pid: int) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    async def go() -> None:
+        before = rss(stack.gateway.pid), rss(stack.consumer.pid)
+        async with connect(stack.url + f"/ws/flood?mib={mib}", max_size=None) as ws:
+            first = await ws.recv()
+            await asyncio.sleep(3)  # not reading: the app must wait, not run ahead
+            assert "flood sent" not in stack.marks.read_text().splitlines()
+            grown = rss(stack.gateway.pid) - before[0], rss(stack.consumer.pid) - before[1]
+            assert max(grown) < 64 * 1024 * 1024, grown
+            total = len(first)
+            async for message in ws:  # ends at the app's close (1000)
+                total += len(message)
+            assert total == mib * 1024 * 1024
+            assert ws.close_code == 1000
+
+    asyncio.run(go())
+    _wait_mark(stack.marks, "flood sent")
+
+
 def test_ping_answered_at_the_gateway(stack: Stack) -> None:
     async def go() -> None:
         async with connect(stack.url + "/ws/echo") as ws:

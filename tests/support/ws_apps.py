@@ -6,6 +6,8 @@
 - ``/ws/refuse``: closes before accepting (the client gets 403).
 - ``/ws/deny``: answers 418 with a body (the denial response extension).
 - ``/ws/chat``: a tiny chat room: every text message goes to everyone connected.
+- ``/ws/flood?mib=N``: accepts, sends N MiB in 64 KiB binary messages as fast as it
+  can, records ``flood sent``, closes.
 - ``/ws/crash``: accepts, then raises on the first message; ``/ws/boom`` raises before
   accepting; ``/ws/slow`` never answers the opening.
 """
@@ -61,6 +63,15 @@ async def deny(ws: WebSocket) -> None:
     await ws.send_denial_response(PlainTextResponse("no tea here", status_code=418))
 
 
+async def flood(ws: WebSocket) -> None:
+    await ws.accept()
+    block = b"\xab" * 65536
+    for _ in range(int(ws.query_params.get("mib", "1")) * 16):
+        await ws.send_bytes(block)
+    _mark("flood sent")
+    await ws.close()
+
+
 async def crash(ws: WebSocket) -> None:
     await ws.accept()
     await ws.receive_text()
@@ -102,6 +113,7 @@ app = Starlette(
         WebSocketRoute("/ws/deny", deny),
         WebSocketRoute("/ws/chat", chat),
         WebSocketRoute("/ws/crash", crash),
+        WebSocketRoute("/ws/flood", flood),
         WebSocketRoute("/ws/boom", boom),
         WebSocketRoute("/ws/slow", slow),
     ]
