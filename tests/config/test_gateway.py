@@ -597,3 +597,28 @@ def test_go_peer_limits_is_on_by_default_and_a_switch() -> None:
     assert single_error(minimal(go_peer_limits="no")) == (
         "cfg.yaml: go_peer_limits: must be true or false (got 'no')"
     )
+
+
+def test_dynamic_routes_allow_an_empty_static_table() -> None:
+    cfg = parse_config(
+        {"routes": [], "dynamic_routes": [{"path_prefix": "/apps/", "services": ["a"]}]}, env={}
+    )
+    assert cfg.dynamic_routes[0].path_prefix == "/apps/"
+    assert cfg.dynamic_routes[0].services == ("a",)
+
+
+@pytest.mark.parametrize(
+    ("rule", "line"),
+    [
+        ({"path_prefix": "/a"}, "dynamic_routes[0].path_prefix: must end with '/'"),
+        ({}, "dynamic_routes[0]: needs exactly one of 'path_prefix' (HTTP) and 'grpc_package'"),
+        ({"path_prefix": "/a/", "grpc_package": "x"}, "dynamic_routes[0]: needs exactly one"),
+        ({"path_prefx": "/a/"}, "dynamic_routes[0].path_prefx: unknown key (did you mean"),
+        ({"grpc_package": "shop.v1"}, "grpc_addr: required because dynamic_routes has"),
+        ({"path_prefix": "/a/", "services": "x"}, "dynamic_routes[0].services: must be a list"),
+    ],
+)
+def test_bad_dynamic_routes_name_the_key(rule: dict[str, Any], line: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"routes": [], "dynamic_routes": [rule]}, source="cfg.yaml", env={})
+    assert f"cfg.yaml: {line}" in str(info.value)

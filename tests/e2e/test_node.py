@@ -76,10 +76,17 @@ def start_node(cluster: Cluster, node_id: str, *extra: str) -> Proc:
             *(extra if "--metrics-addr" in extra else ("--metrics-addr", "", *extra)),
         ],
         cluster.tmp / f"{node_id}-{time.monotonic_ns()}.log",
-        env={"NODE_SECRET": "s3cret"},  # must never reach an instance
+        # The instances import tests.node_project from this checkout: the node passes
+        # PYTHONPATH on (whatever the suite itself was started with).
+        env={"NODE_SECRET": "s3cret", "PYTHONPATH": _python_path()},  # secret: never passed
     )
     wait_until(lambda: node_id in live_nodes(cluster.url), 20, f"node {node_id} up", proc)
     return proc
+
+
+def _python_path() -> str:
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(paths)
 
 
 @dataclass

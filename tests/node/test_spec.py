@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,77 @@ def test_spec_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         spec.replicas = 3
     assert isinstance(spec, AppSpec)
+
+
+def test_value_from_secret_in_go_s_list_and_in_a_mapping() -> None:
+    go = parse_spec(
+        {
+            "name": "a",
+            "command": "x",
+            "env": [{"name": "A", "value": "1"}, {"name": "DB", "valueFromSecret": "db-pass"}],
+        }
+    )
+    assert go.env == {"A": "1"}
+    assert go.secret_env == {"DB": "db-pass"}
+    ours = parse_spec({"name": "a", "command": "x", "env": {"DB": {"valueFromSecret": "db-pass"}}})
+    assert ours.secret_env == go.secret_env
+    assert parse_spec(yaml.safe_load(dump_spec(go))) == go  # stored and read back
+
+
+def test_a_secret_s_revision_changes_the_run_key_not_the_version() -> None:
+    spec = parse_spec({"name": "a", "command": "x", "env": {"DB": {"valueFromSecret": "db"}}})
+    salted = spec.salted("db:7")
+    assert salted.version == spec.version
+    assert salted.run_key != spec.run_key
+    assert salted.run_key != spec.salted("db:8").run_key
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ([{"name": "B", "value": "1", "valueFromSecret": "db"}], "not both"),
+        ({"B": {"valueFromSecret": "d b"}}, "secret_env: B: a secret name is"),
+        ({"B": {"other": "db"}}, "must be {valueFromSecret"),
+        ({"NARUN_RUN_ID": {"valueFromSecret": "db"}}, "set by the node"),
+    ],
+)
+def test_bad_value_from_secret(env: object, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_spec({"name": "a", "command": "x", "env": env})
+
+
+def test_routes_are_claimed_by_narun_serve_flags() -> None:
+    spec = parse_spec(
+        {
+            "name": "shop",
+            "app": "shop.main:app",
+            "routes": [{"path": "/shop/", "methods": ["get", "POST"]}, {"path": "/s"}],
+            "grpc_routes": ["shop.v1.Cart"],
+        }
+    )
+    assert spec.routes[0].flag() == "GET,POST /shop/"
+    assert spec.routes[1].methods[0] == "GET"
+    assert spec.grpc_routes == ("shop.v1.Cart",)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"routes": [{"path": "shop"}]}, "routes[0]: route path must start with '/'"),
+        ({"routes": [{"path": "/s/", "methods": []}]}, "routes[0].methods: at least one method"),
+        ({"routes": [{"path": "/s/", "verbs": ["GET"]}]}, "routes[0].verbs: unknown key"),
+        ({"grpc_routes": ["not a name"]}, "grpc_routes: 'not a name' is not a gRPC service"),
+    ],
+)
+def test_bad_routes_name_the_key(extra: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec({"name": "shop", "app": "shop.main:app", **extra}, source="app.yaml")
+    assert f"app.yaml: {expected}" in str(info.value)
+
+
+def test_routes_need_an_app() -> None:
+    with pytest.raises(ConfigError, match="'routes' and 'grpc_routes' go with 'app'"):
+        parse_spec({"name": "x", "command": "sleep 1", "routes": [{"path": "/x/"}]})
 
 
 def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:

@@ -33,3 +33,12 @@ async def who(prefix: str) -> dict[str, str]:
         "color": os.environ.get("COLOR", ""),
         "leak": os.environ.get("NODE_SECRET", ""),
     }
+
+
+@app.get("/{prefix}/sleep/{seconds}")
+async def sleep(prefix: str, seconds: float) -> dict[str, str]:
+    """Answer after ``seconds``: keeps requests in flight for the autoscaling tests."""
+    import asyncio
+
+    await asyncio.sleep(min(seconds, 30.0))
+    return {"instance": INSTANCE}

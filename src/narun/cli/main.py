@@ -10,12 +10,17 @@ from typing import Literal, cast
 
 import click
 
+from narun.cli.admin import admin
 from narun.cli.dev import dev
+from narun.cli.files import files
 from narun.cli.natsopts import auth_env, auth_from_flags, nats_auth_options
 from narun.cli.node import apps, deploy, logs, node, nodes
+from narun.cli.routes import routes
+from narun.cli.secret import secret
 from narun.cli.services import services
 from narun.errors import ConfigError, NarunError
 from narun.observe.log import configure
+from narun.protocol.claims import DEFAULT_METHODS, ClaimError, HTTPClaim, parse_methods, parse_route
 
 __all__ = ["main"]
 
@@ -166,6 +171,28 @@ def gateway(
     metavar="HOST:PORT",
     help="Serve /metrics, /healthz and /readyz there (default: off).",
 )
+@click.option(
+    "--route",
+    "route_paths",
+    multiple=True,
+    metavar="[METHODS ]PATH",
+    help="Claim this HTTP route for the service (repeatable; '/shop/' = the subtree; "
+    "'GET,POST /shop/' gives its own methods): gateways whose dynamic_routes allow it "
+    "route it here. See docs/routing.md.",
+)
+@click.option(
+    "--methods",
+    default=",".join(DEFAULT_METHODS),
+    show_default=True,
+    help="Comma-separated HTTP methods of the --route claims.",
+)
+@click.option(
+    "--grpc-route",
+    "grpc_routes",
+    multiple=True,
+    metavar="PKG.SERVICE",
+    help="Claim this gRPC service (e.g. shop.v1.Cart) for the service (repeatable).",
+)
 @nats_auth_options
 @_logging_options
 def serve(
@@ -181,6 +208,9 @@ def serve(
     app_dir: str,
     factory: bool,
     metrics_addr: str,
+    route_paths: tuple[str, ...],
+    methods: str,
+    grpc_routes: tuple[str, ...],
     log_level: str,
     log_format: str,
     access_log: bool,
@@ -199,6 +229,7 @@ def serve(
     )
     sys.path.insert(0, os.path.abspath(app_dir))
     try:
+        routes = _route_claims(route_paths, methods)
         nats_auth = auth_from_flags()
         app = import_from_string(app_ref)
         if factory:
@@ -213,6 +244,8 @@ def serve(
             "description": description,
             "nats_auth": nats_auth,
             "metrics_addr": metrics_addr,
+            "routes": routes,
+            "grpc_routes": grpc_routes,
         }
         host: ServiceHost
         if interface == "grpc":
@@ -230,6 +263,14 @@ def serve(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start the consumer: {exc}") from None
+
+
+def _route_claims(paths: tuple[str, ...], methods: str) -> tuple[HTTPClaim, ...]:
+    try:
+        verbs = parse_methods(methods)
+        return tuple(parse_route(path, verbs) for path in paths)
+    except ClaimError as exc:
+        raise ConfigError(f"--route: {exc}") from None
 
 
 @main.command("nats-server")
@@ -266,3 +307,7 @@ main.add_command(deploy)
 main.add_command(apps)
 main.add_command(logs)
 main.add_command(nodes)
+main.add_command(secret)
+main.add_command(files)
+main.add_command(admin)
+main.add_command(routes)

@@ -122,6 +122,12 @@ def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
     show_default=True,
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--master-key-file",
+    envvar="NARUN_MASTER_KEY_PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Master key decrypting valueFromSecret (base64 of 32 bytes); or $NARUN_MASTER_KEY.",
+)
 @_nats_options
 def node(
     node_id: str,
@@ -136,17 +142,25 @@ def node(
     log_max_age: float,
     log_level: str,
     log_format: str,
+    master_key_file: Path | None,
     nats_url: str,
 ) -> None:
     """Run a node: deploy, supervise and report the apps NATS places here."""
     from narun.node.runner import NodeOptions, NodeRunner
+    from narun.node.secrets import SecretError, load_master_key
     from narun.observe.log import configure
 
     configure(level=log_level, fmt="json" if log_format == "json" else "text", name="node")
     if heartbeat >= node_expiry:
         raise click.BadParameter("must be shorter than --node-expiry", param_hint="--heartbeat")
     try:
+        master_key = load_master_key(master_key_file)
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from None
+    os.environ.pop("NARUN_MASTER_KEY", None)  # no child of the node (pip, apps) inherits it
+    try:
         options = NodeOptions(
+            master_key=master_key,
             node_id=node_id,
             data_dir=data_dir.resolve(),
             nats_url=nats_url,
@@ -264,9 +278,13 @@ def deploy(
         if source is not None:
             final = await _pack_and_upload(nc, source, spec.name, data, where)
         await client.put_app(nc, final)
-        click.echo(f"deployed {final.name} version {final.version} ({final.replicas} replicas)")
+        count = f"{final.replicas} replicas"
+        if final.max_replicas is not None:
+            count = f"{final.min_replicas} to {final.max_replicas} instances, on demand"
+        click.echo(f"deployed {final.name} version {final.version} ({count})")
         if wait:
-            version, replicas = final.version, final.replicas
+            version = final.version
+            replicas = final.min_replicas if final.autoscaled else final.replicas
 
             def done(rows: list[client.AppRow]) -> bool:
                 row = next((r for r in rows if r.spec.name == final.name), None)
@@ -366,7 +384,7 @@ def apps_info(name: str, nats_url: str) -> None:
         )
     _table(table)
     for node_id, i in row.instances:
-        if i.error and i.status in ("failed", "crashed"):
+        if i.error and i.status in ("failed", "crashed", "oom"):
             click.echo(f"\n{i.instance_id} on {node_id}: {i.status}: {i.error}")
             for line in i.last_lines:
                 click.echo(f"  | {line}")

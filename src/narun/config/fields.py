@@ -237,9 +237,37 @@ def proxy(value: object) -> str:
 
 
 def route_list(value: object) -> object:
-    """A non-empty list of routes."""
+    """A list of routes (empty only when ``dynamic_routes`` allows claims: a cross-key check)."""
     if not isinstance(value, list | tuple):
         fail("must be a list of routes")
-    if not value:
-        fail("at least one route is required")
+    return value
+
+
+def path_prefix(value: object) -> str:
+    """A route path ending in ``/``: a subtree that services may claim."""
+    prefix = path(value)
+    if not prefix.endswith("/"):
+        fail("must end with '/' (a prefix: the subtree below it may be claimed)")
+    return prefix
+
+
+def grpc_package(value: object) -> str:
+    """A gRPC package (or full service name) such as ``shop.v1``."""
+    name = string(value).strip()
+    if not _GRPC_NAME.fullmatch(name):
+        fail("must be a gRPC package such as 'shop.v1'")
+    return name
+
+
+def rule_list(value: object) -> object:
+    """A list of ``dynamic_routes`` rules."""
+    if not isinstance(value, list | tuple):
+        fail("must be a list of rules, each with 'path_prefix' or 'grpc_package'")
+    return value
+
+
+def service_list(value: object) -> object:
+    """A list of NATS Micro service names."""
+    if not isinstance(value, list | tuple):
+        fail("must be a list of service names")
     return value

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "ENV_OVERRIDES",
     "NATS_URL_ENV",
+    "ClaimRule",
     "GRPCRoute",
     "GatewayConfig",
     "HTTPRoute",
@@ -128,6 +129,25 @@ class GRPCRoute(BaseModel):
 Route: TypeAlias = HTTPRoute | GRPCRoute
 """One configured route."""
 
+
+class ClaimRule(BaseModel):
+    """Where services may claim routes themselves (``docs/routing.md``).
+
+    Exactly one of ``path_prefix`` and ``grpc_package``; ``services`` narrows who may.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    path_prefix: Annotated[str | None, BeforeValidator(f.path_prefix)] = None
+    """HTTP routes at or below this prefix (ending in ``/``) may be claimed."""
+    grpc_package: Annotated[str | None, BeforeValidator(f.grpc_package)] = None
+    """gRPC services in this package (``shop.v1`` admits ``shop.v1.Cart``) may be claimed."""
+    services: Annotated[
+        tuple[Annotated[str, BeforeValidator(f.service)], ...], BeforeValidator(f.service_list)
+    ] = ()
+    """Only these NATS Micro services may claim here; empty: any service."""
+
+
 _ROUTE_MODELS: dict[str, type[BaseModel]] = {"http": HTTPRoute, "grpc": GRPCRoute}
 
 
@@ -167,8 +187,15 @@ class GatewayConfig(BaseModel):
     """How long to keep retrying a request that no consumer took (no responders, or an
     instance answered "overloaded" without running it); 0 disables. Never more than the
     request's timeout. Requests a consumer may have started are never retried."""
+    wake_timeout_seconds: Annotated[float, BeforeValidator(f.non_negative_seconds)] = 10.0
+    """How long a request that finds no instance is held while a node runner starts one
+    (services deployed with ``max_replicas``, scaled to zero); 0 disables. Never more than the
+    request's timeout; 503 with ``Retry-After`` when it passes."""
     routes: Annotated[tuple[_RouteField, ...], BeforeValidator(f.route_list)]
-    """Routes, at least one. Each has either ``path`` (HTTP) or ``grpc`` (gRPC)."""
+    """Static routes; each has either ``path`` (HTTP) or ``grpc`` (gRPC). At least one,
+    unless ``dynamic_routes`` lets services claim theirs. Static routes always win."""
+    dynamic_routes: Annotated[tuple[ClaimRule, ...], BeforeValidator(f.rule_list)] = ()
+    """Where services may claim routes themselves (``narun serve --route``); empty: nowhere."""
 
     # --- edge safety (narun.protocol.forwarded, narun.gateway.edge) ---
     trusted_proxies: Annotated[
@@ -269,6 +296,14 @@ def _cross_key_problems(cfg: GatewayConfig) -> list[tuple[tuple[str | int, ...],
     """Problems that involve several keys; each is (key path, message)."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     problems += [((_AUTH_KEYS[name],), msg) for name, msg in auth_problems(_auth_values(cfg))]
+    if not cfg.routes and not cfg.dynamic_routes:
+        problems.append((("routes",), "at least one route is required (got [])"))
+    for i, rule in enumerate(cfg.dynamic_routes):
+        if (rule.path_prefix is None) == (rule.grpc_package is None):
+            msg = "needs exactly one of 'path_prefix' (HTTP) and 'grpc_package' (gRPC)"
+            problems.append((("dynamic_routes", i), msg))
+    if any(r.grpc_package for r in cfg.dynamic_routes) and not cfg.grpc_addr:
+        problems.append((("grpc_addr",), "required because dynamic_routes has a grpc_package"))
     http_seen: dict[tuple[str, str], int] = {}
     grpc_seen: dict[str, int] = {}
     for i, route in enumerate(cfg.routes):
@@ -338,6 +373,8 @@ def _error_lines(exc: ValidationError, source: str, env_keys: dict[str, str]) ->
         if isinstance(kind, str) and kind in _ROUTE_MODELS:
             model = _ROUTE_MODELS[kind]
             del loc[2]
+        elif loc and loc[0] == "dynamic_routes":
+            model = ClaimRule
         etype, value = err["type"], err.get("input")
         if etype == _PROBLEMS:
             ctx = err.get("ctx") or {}

@@ -7,8 +7,9 @@
 from typing import TYPE_CHECKING
 
 from narun.consumer.http.consumer import Consumer, Interface, detect_interface, run
+from narun.protocol.claims import HTTPClaim
 
-__all__ = ["Consumer", "Interface", "detect_interface", "run"]
+__all__ = ["Consumer", "HTTPClaim", "Interface", "detect_interface", "run"]
 
 # gRPC: imported on first use, since grpcio is an optional dependency (narun[grpc]).
 # ``from narun.consumer import GRPCConsumer`` serves grpcio servicers over NATS.

@@ -10,10 +10,12 @@ before connecting and after draining.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Required, Self, TypedDict
 
@@ -21,9 +23,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from narun.config.addr import parse_addr, validate_service_name
+from narun.consumer.announce import RouteAnnouncer
 from narun.consumer.service import Handler, MicroService, Reply
 from narun.errors import ConfigError
 from narun.observe.metrics import ConsumerMetrics, RequestRecorder
+from narun.protocol.claims import Claim, ClaimError, HTTPClaim
 from narun.transport.connect import DEFAULT_NATS_URL, connect, drain
 
 if TYPE_CHECKING:
@@ -67,6 +71,8 @@ class HostOptions(TypedDict, total=False):
     nats_auth: NATSAuth | None
     metrics_addr: str
     metrics: ConsumerMetrics | None
+    routes: Sequence[HTTPClaim]
+    grpc_routes: Sequence[str]
 
 
 class ServiceHost:
@@ -77,7 +83,9 @@ class ServiceHost:
     :meth:`_close`, drain NATS. ``metrics_addr`` (``host:port``, default off) serves
     ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`narun.observe.ops`) with ``metrics`` (a
     :class:`~narun.observe.metrics.ConsumerMetrics`, made if not given; recorded only when one
-    of the two is set).
+    of the two is set). ``routes`` (HTTP) and ``grpc_routes`` (gRPC service names) are claimed
+    for this service: gateways whose ``dynamic_routes`` allow them route them here
+    (:mod:`narun.consumer.announce`, ``docs/routing.md``).
     """
 
     endpoint: ClassVar[str]
@@ -106,8 +114,19 @@ class ServiceHost:
         nats_auth: NATSAuth | None = None,
         metrics_addr: str = "",
         metrics: ConsumerMetrics | None = None,
+        routes: Sequence[HTTPClaim] = (),
+        grpc_routes: Sequence[str] = (),
     ) -> None:
         self.service = validate_service_name(service)
+        try:
+            self.claim = Claim(
+                service=self.service,
+                instance="-",
+                http=tuple(routes),
+                grpc=tuple(grpc_routes),
+            )
+        except ClaimError as exc:
+            raise ConfigError(f"routes: {exc}") from None
         if concurrency < 1:
             raise ConfigError(f"concurrency: must be at least 1 (got {concurrency!r})")
         if backlog is not None and backlog < 0:
@@ -134,6 +153,8 @@ class ServiceHost:
         self.micro: MicroService | None = None
         self.ops: OpsServer | None = None
         """The ``metrics_addr`` server while running."""
+        self.announcer: RouteAnnouncer | None = None
+        """Claims ``routes`` and ``grpc_routes`` while running (if any)."""
         self._stop = asyncio.Event()
 
     # -- what subclasses provide ------------------------------------------------------
@@ -189,6 +210,12 @@ class ServiceHost:
             extra_subjects=extra,
         )
         await self.micro.start()
+        if self.claim.http or self.claim.grpc:
+            claim = dataclasses.replace(
+                self.claim, instance=self.micro.info().id, since=time.time()
+            )
+            self.announcer = RouteAnnouncer(self.nc, claim)
+            await self.announcer.start()
         if self.metrics_addr and self.metrics is not None:
             try:
                 self.ops = await _start_ops(self.metrics_addr, self.metrics, self.readiness)
@@ -204,6 +231,9 @@ class ServiceHost:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()  # /readyz: 503 from now on
+        announcer, self.announcer = self.announcer, None
+        if announcer is not None:
+            await announcer.stop()  # gateways stop sending here; in-flight requests finish
         if self.micro is not None:
             await self.micro.stop(timeout=self.drain_timeout)
         await self._close()

@@ -181,6 +181,7 @@ class MicroService:
             last_error=counts.last_error,
             processing_time=counts.processing_ns,
             average_processing_time=average,
+            data={"in_flight": self.in_flight},  # the node runner's autoscaler reads it
         )
         return StatsResponse(
             name=me.name,

@@ -36,6 +36,7 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway import health
+from narun.gateway.wake import Waker, call_waking
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayGrpcRecord
@@ -96,8 +97,16 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
         self._server: grpc.aio.Server | None = None
+        self.waker: Waker | None = None
+        """Holds calls while a scaled-to-zero service starts (set by the owner)."""
         self.port: int | None = None
         """The bound port once started (useful when ``grpc_addr`` asks for port 0)."""
+
+    def set_dynamic_routes(self, routes: tuple[GRPCRoute, ...]) -> None:
+        """Forward the static gRPC routes plus ``routes`` (claimed by services) from now on."""
+        table = {r.grpc: (r, self.config.route_timeout(r)) for r in self.config.grpc_routes}
+        table.update((r.grpc, (r, self.config.route_timeout(r))) for r in routes)
+        self._routes = table
 
     # -- server lifecycle -------------------------------------------------------------
 
@@ -234,9 +243,13 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         )
         try:
             with tracing.sending(self._tracer, span, service, headers, len(payload)):
-                reply = await requester.call(
-                    service, payload, headers, budget, self.config.retry_seconds
-                )
+                retry = self.config.retry_seconds
+                if self.waker is None:
+                    reply = await requester.call(service, payload, headers, budget, retry)
+                else:
+                    reply = await call_waking(
+                        requester, self.waker, service, payload, headers, budget, retry
+                    )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from urllib.parse import quote_from_bytes
 
+from nats.aio.msg import Msg
+
 from narun._types import Message, Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
@@ -30,6 +32,7 @@ from narun.gateway.streams import (
     relay_reply,
     stream_error,
 )
+from narun.gateway.wake import Waker, call_waking
 from narun.gateway.websocket import deny, relay_websocket
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
@@ -95,6 +98,8 @@ class HTTPGateway:
         self.router = Router(config.http_routes)
         self._requester = requester
         self.metrics = metrics
+        self.waker: Waker | None = None
+        """Holds requests while a scaled-to-zero service starts (set by the owner)."""
         self._in_flight = None if metrics is None else metrics.in_flight_http
         self._tracer = tracing.LazyTracer("narun.gateway")
         self._watch = DisconnectWatch()
@@ -105,6 +110,18 @@ class HTTPGateway:
             for r in config.http_routes
             for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
+
+    def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
+        """Route the static routes plus ``routes`` (claimed by services) from now on."""
+        every = self.config.http_routes + routes
+        router = Router(every)
+        config = self.config
+        self._route_params = {
+            id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
+            for r in every
+            for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
+        }
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -195,14 +212,10 @@ class HTTPGateway:
                 self._watch.add(task, receive)
             try:
                 if span is None:  # no tracing: not even a no-op context manager
-                    reply = await requester.call(
-                        service, payload, headers, timeout, self.config.retry_seconds
-                    )
+                    reply = await self._call(requester, service, payload, headers, timeout)
                 else:
                     with tracing.sending(self._tracer, span, service, headers, len(payload)):
-                        reply = await requester.call(
-                            service, payload, headers, timeout, self.config.retry_seconds
-                        )
+                        reply = await self._call(requester, service, payload, headers, timeout)
             except asyncio.CancelledError:
                 if task is not None and self._watch.remove(task):
                     task.uncancel()
@@ -426,6 +439,19 @@ class HTTPGateway:
                 # The reply is complete while the client may still be sending: stop.
                 pump.stop()
             channel.close()
+
+    async def _call(
+        self,
+        requester: Requester,
+        service: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> Msg:
+        retry = self.config.retry_seconds
+        if self.waker is None:
+            return await requester.call(service, payload, headers, timeout, retry)
+        return await call_waking(requester, self.waker, service, payload, headers, timeout, retry)
 
 
 def _idle_header(seconds: float) -> str | None:

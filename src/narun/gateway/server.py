@@ -14,9 +14,12 @@ from nats.aio.client import Client
 from narun._types import Receive, Scope, Send
 from narun.config.addr import parse_addr
 from narun.config.gateway import GatewayConfig
+from narun.gateway.discovery import RouteDiscovery
 from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
+from narun.gateway.routetable import Resolution
 from narun.gateway.uvproto import HTTPToolsProtocol
+from narun.gateway.wake import Waker
 from narun.observe.metrics import MULTIPROC_ENV, GatewayMetrics
 from narun.observe.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
 from narun.protocol.forwarded import TrustedProxies
@@ -61,6 +64,8 @@ class Gateway:
         self.grpc: GRPCGateway | None = None
         self.grpc_grace = 10.0
         """Seconds in-flight gRPC calls get to finish on :meth:`stop`."""
+        self.discovery: RouteDiscovery | None = None
+        """Listens to route claims when the config has ``dynamic_routes``."""
         self.reuse_port = False
         """Bind with SO_REUSEPORT and serve the metrics of every worker (``--workers``)."""
 
@@ -72,8 +77,13 @@ class Gateway:
         requester = Requester(self.nc)
         await requester.start()
         self.requester = requester
+        waker = None
+        if self.config.wake_timeout_seconds > 0:
+            waker = Waker(lambda: self.nc, timeout=self.config.wake_timeout_seconds)
+            self.http.waker = waker
         # --- gRPC server (narun.gateway.grpc) ---
-        if grpc_server and self.config.grpc_addr and self.config.grpc_routes:
+        grpc_claims = any(rule.grpc_package for rule in self.config.dynamic_routes)
+        if grpc_server and self.config.grpc_addr and (self.config.grpc_routes or grpc_claims):
             from narun.gateway.grpc import GRPCGateway
 
             grpc_gateway = GRPCGateway(
@@ -82,11 +92,18 @@ class Gateway:
                 metrics=self.metrics,
                 is_ready=self.readiness,
             )
+            grpc_gateway.waker = waker
             await grpc_gateway.start()
             self.grpc = grpc_gateway
         elif grpc_server and self.config.grpc_addr:
             logger.warning("grpc_addr is set but no gRPC route is configured: no gRPC server")
         # --- end gRPC server ---
+        if self.config.dynamic_routes:
+            discovery = RouteDiscovery(
+                self.config, on_change=self._routes_changed, metrics=self.metrics
+            )
+            await discovery.start(self.nc)
+            self.discovery = discovery
         if metrics_server and self.config.metrics_addr:
             await self._start_metrics_server()
         logger.info(
@@ -95,8 +112,16 @@ class Gateway:
             self.nc.max_payload,
         )
 
+    def _routes_changed(self, resolution: Resolution) -> None:
+        self.http.set_dynamic_routes(resolution.http)
+        if self.grpc is not None:
+            self.grpc.set_dynamic_routes(resolution.grpc)
+
     async def stop(self) -> None:
         """Stop the gRPC server (in-flight calls finish), drain NATS, stop metrics."""
+        discovery, self.discovery = self.discovery, None
+        if discovery is not None:
+            await discovery.stop()
         # --- gRPC server (narun.gateway.grpc) ---
         grpc_gateway, self.grpc = self.grpc, None
         if grpc_gateway is not None:

@@ -24,16 +24,20 @@ from narun.node.schema import (
     LogLine,
     NodeState,
 )
+from narun.node.secrets import MasterKey, SecretError, StoredSecret
 from narun.node.spec import AppSpec, dump_spec, parse_spec
-from narun.node.store import NodeError, NothingDeployed, open_buckets, read_all
+from narun.node.store import NodeError, NothingDeployed, open_buckets, open_secrets, read_all
 
 __all__ = [
     "AppRow",
     "app_rows",
     "get_app",
     "list_nodes",
+    "list_secrets",
     "put_app",
+    "put_secret",
     "remove_app",
+    "remove_secret",
     "stream_logs",
     "wait_for",
 ]
@@ -195,3 +199,43 @@ async def stream_logs(
                 on_line(line)
     finally:
         await sub.unsubscribe()
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+async def put_secret(
+    nc: Client, key: MasterKey, name: str, value: bytes, *, description: str = ""
+) -> int:
+    """Encrypt ``value`` and store it under ``name`` (``created_at`` kept on update)."""
+    kv = await open_secrets(nc)
+    previous = None
+    try:
+        entry = await kv.get(name)
+        previous = StoredSecret.decode(entry.value or b"", key_name=name)
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError, SecretError):
+        previous = None
+    stored = StoredSecret.seal(key, name, value, description=description, previous=previous)
+    return await kv.put(name, stored.encode())
+
+
+async def list_secrets(nc: Client) -> list[StoredSecret]:
+    """Every stored secret (ciphertext only), by name."""
+    kv = await open_secrets(nc, create=False)
+    out = []
+    for name, entry in sorted((await read_all(kv)).items()):
+        try:
+            out.append(StoredSecret.decode(entry.value or b"", key_name=name))
+        except SecretError:
+            continue
+    return out
+
+
+async def remove_secret(nc: Client, name: str) -> None:
+    """Purge ``name``; :class:`NodeError` if there is no such secret."""
+    kv = await open_secrets(nc, create=False)
+    try:
+        await kv.get(name)
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+        raise NodeError(f"no secret named {name!r}") from None
+    await kv.purge(name)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from narun.node.isolate import Sandbox
+from narun.node.launcher import EXIT_SETUP
 from narun.node.logship import pump
 from narun.node.process import Instance, spawn
 from narun.node.schema import InstanceState, Status, instance_id, now_iso
@@ -47,6 +49,8 @@ class Launch:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     cwd: Path
+    sandbox: Sandbox | None = None
+    """The run's cgroups and relays (closed when it exits), if it is isolated."""
 
 
 class Run:
@@ -64,6 +68,9 @@ class Run:
         self.started = time.monotonic()
         self.since = now_iso()
         self.exited = asyncio.Event()
+        self.oom = False
+        """Whether the kernel's OOM killer ended it (its memory limit)."""
+        self.sandbox: Sandbox | None = None
         self._pumps: list[asyncio.Task[None]] = []
 
     @property
@@ -90,15 +97,22 @@ class Run:
             error=self.error,
             last_lines=(
                 tuple(line[:TAIL_WIDTH] for line in self.tail)
-                if self.status in ("failed", "crashed")
+                if self.status in ("failed", "crashed", "oom")
                 else ()
             ),
             since=self.since,
+            memory_bytes=self.memory_bytes() if self.alive else None,
         )
 
     async def start(self, launch: Launch, host: SlotHost) -> None:
         """Start the process and its output pumps; ``OSError`` if it cannot start."""
-        self.child = await spawn(launch.argv, env=launch.env, cwd=launch.cwd)
+        self.sandbox = launch.sandbox
+        try:
+            self.child = await spawn(launch.argv, env=launch.env, cwd=launch.cwd)
+        except OSError:
+            if self.sandbox is not None:
+                await self.sandbox.close()
+            raise
         self.started = time.monotonic()
         for stream, reader in (("stdout", self.child.stdout), ("stderr", self.child.stderr)):
 
@@ -116,14 +130,48 @@ class Run:
         code = await self.child.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self._pumps[:2]), 5)
+        if self.sandbox is not None:
+            with contextlib.suppress(Exception):
+                self.oom = await asyncio.to_thread(self.sandbox.oom_killed)
+                await self.sandbox.close()
         self.exit_code = code
         self.exited.set()
+
+    def setup_failure(self) -> str | None:
+        """The launcher's reason, when the launcher could not set the run up."""
+        if self.exit_code != EXIT_SETUP:
+            return None
+        return next((x for x in reversed(self.tail) if x.startswith("narun-launch:")), None)
+
+    def memory_bytes(self) -> int | None:
+        """Its cgroup's memory, else its process's resident set (Linux), else None."""
+        if self.sandbox is not None and (used := self.sandbox.memory_bytes()) is not None:
+            return used
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
 
     async def stop(self, grace: float) -> None:
         """Stop the process (if any) and wait until its output is read."""
         if self.child is not None:
             await self.child.stop(grace)
             await self.exited.wait()
+
+
+def _crash(run: Run) -> tuple[Status, str]:
+    """``crashed``, or ``oom`` with the limit when the OOM killer ended the run."""
+    if run.oom:
+        limit = run.spec.memoryMaxMB or run.spec.memoryMB
+        return "oom", f"killed at its memory limit ({limit} MiB); exit code {run.exit_code}"
+    return "crashed", run.error
 
 
 class SlotHost(Protocol):
@@ -173,7 +221,7 @@ class Slot:
     def want(self, spec: AppSpec | None) -> None:
         """Run ``spec`` (a change of version rolls), or stop with ``None``."""
         same = (spec is None and self._desired is None) or (
-            spec is not None and self._desired is not None and spec.digest == self._desired.digest
+            spec is not None and self._desired is not None and spec.run_key == self._desired.run_key
         )
         if not same:
             self._desired = spec
@@ -202,7 +250,7 @@ class Slot:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _main(self) -> None:
-        failed_digest: str | None = None
+        failed_key: str | None = None
         counted: str | None = None
         try:
             while True:
@@ -211,24 +259,24 @@ class Slot:
                 if spec is None:
                     return
                 cur = self.current
-                if cur is not None and cur.alive and cur.spec.digest == spec.digest:
+                if cur is not None and cur.alive and cur.spec.run_key == spec.run_key:
                     await self._watch_running(cur)
                     continue
-                if failed_digest == spec.digest:
+                if failed_key == spec.run_key:
                     await self._wait_change()
                     continue
-                if counted != spec.digest:  # a new version starts with a fresh budget
-                    self.restarts, counted = 0, spec.digest
-                failed_digest = None
+                if counted != spec.run_key:  # a new version starts with a fresh budget
+                    self.restarts, counted = 0, spec.run_key
+                failed_key = None
                 outcome = await self._start_and_wait_ready(spec)
                 if outcome in ("ready", "changed"):
                     continue
                 if outcome == "failed":
-                    failed_digest = spec.digest
+                    failed_key = spec.run_key
                     continue
                 # crashed before ready: restart after backoff, or give up
                 if not await self._backoff_or_fail(spec):
-                    failed_digest = spec.digest
+                    failed_key = spec.run_key
         finally:
             await self._stop_all()
 
@@ -254,7 +302,7 @@ class Slot:
                 logger.warning("%s: cannot prepare the run", self.instance_id, exc_info=True)
                 self._set(run, "crashed", f"cannot prepare the run: {exc}")
                 return "crashed"
-            if self._desired is None or self._desired.digest != spec.digest:
+            if self._desired is None or self._desired.run_key != spec.run_key:
                 self._set(run, "stopped")
                 self._forget(run, old)
                 return "changed"
@@ -275,12 +323,16 @@ class Slot:
                 await self._stop_run(run)
                 self._forget(run, old)
                 return "changed"
+            setup = run.setup_failure()
+            if setup is not None:
+                self._set(run, "failed", setup)
+                return "failed"
             if run.exit_code is None:
                 run.error = f"not ready within {spec.ready_timeout_seconds:g}s"
                 await run.stop(spec.stop_grace_seconds)
             else:
                 run.error = f"exited with code {run.exit_code} before it was ready"
-            self._set(run, "crashed")
+            self._set(run, *_crash(run))
             return "crashed"
         finally:
             if lock is not None:
@@ -299,7 +351,7 @@ class Slot:
         while True:
             if run.exited.is_set():
                 return "exited"
-            if self._desired is None or self._desired.digest != spec.digest:
+            if self._desired is None or self._desired.run_key != spec.run_key:
                 return "changed"
             if spec.service_name is None:
                 if time.monotonic() >= deadline:
@@ -322,14 +374,14 @@ class Slot:
         if not run.exited.is_set():
             return  # the desired spec changed: the main loop decides
         run.error = f"exited with code {run.exit_code}"
-        self._set(run, "crashed")
+        self._set(run, *_crash(run))
         if time.monotonic() - run.started >= run.spec.restart.reset_after_seconds:
             self.restarts = 0
         if not await self._backoff_or_fail(run.spec):
             self._set(run, "failed", f"gave up after {self.restarts} restarts; {run.error}")
             self.current = run
             # wait here for a new version or a stop
-            while self._desired is not None and self._desired.digest == run.spec.digest:
+            while self._desired is not None and self._desired.run_key == run.spec.run_key:
                 self._changed.clear()
                 await self._wait_change()
 

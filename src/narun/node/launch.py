@@ -81,6 +81,10 @@ def launch(
         argv = [python, "-m", "narun", "serve", spec.app, "--service", spec.service_name or ""]
         argv += ["--nats-url", strip_credentials(nats_url)]
         argv += ["--interface", spec.interface, "--app-dir", str(root)]
+        for route in spec.routes:
+            argv += ["--route", route.flag()]
+        for name in spec.grpc_routes:
+            argv += ["--grpc-route", name]
     elif spec.command is not None:
         argv = list(spec.command)
     elif executable is not None:

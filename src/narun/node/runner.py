@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Awaitable
@@ -27,25 +28,42 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from narun.errors import ConfigError
 from narun.node import artifact
 from narun.node.artifact import Installed
+from narun.node.autoscale import Autoscale
+from narun.node.files import fetch_file, place
 from narun.node.instance import Launch, LaunchError, Run, Slot
+from narun.node.isolate import SandboxError, needs_launcher, prepare_sandbox
 from narun.node.launch import instance_env, launch
 from narun.node.logship import DEFAULT_MAX_LINE
 from narun.node.metrics import NodeMetrics
 from narun.node.placement import NodeView, plan
+from narun.node.scaling import ScaleDoc, current_replicas
 from narun.node.schema import (
+    SCALE_BUCKET,
     LogLine,
     NodeState,
     Placement,
     StatusUpdate,
+    control_subject,
     log_subject,
     now_iso,
     placement_key,
     status_subject,
 )
+from narun.node.secrets import KEY_ENV, KEY_PATH_ENV, MasterKey, SecretError, StoredSecret
 from narun.node.spec import AppSpec, parse_spec
-from narun.node.store import Buckets, ensure_log_stream, open_buckets, read_all
+from narun.node.store import (
+    Buckets,
+    NodeError,
+    ensure_log_stream,
+    open_buckets,
+    open_scale_bucket,
+    open_secrets,
+    read_all,
+)
+from narun.node.web import DiscoveryTarget, NodeWeb, advertised_host
 from narun.transport.auth import NatsAuth
 from narun.transport.connect import connect, drain
 
@@ -54,6 +72,7 @@ __all__ = ["NodeOptions", "NodeRunner"]
 logger = logging.getLogger(__name__)
 
 RUNNER_VERSION = "0.1.0"
+_NEVER_PASSED = frozenset({KEY_ENV, KEY_PATH_ENV})
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,13 @@ class NodeOptions:
     """Longer output lines are split into pieces of this many bytes."""
     python: str = sys.executable
     """Python that runs ``app`` specs deployed without an artifact."""
+    master_key: MasterKey | None = None
+    """Decrypts ``valueFromSecret`` env entries; without it such an instance is ``failed``."""
+
+    def __post_init__(self) -> None:
+        leaking = sorted(set(self.pass_env) & _NEVER_PASSED)
+        if leaking:
+            raise ConfigError(f"--pass-env {leaking[0]}: the node's master key never reaches apps")
 
 
 class NodeRunner:
@@ -101,6 +127,11 @@ class NodeRunner:
         self.started = now_iso()
         self.nc: Client | None = None
         self._b: Buckets | None = None
+        self._secrets_kv: Any = None
+        self._paused: dict[tuple[str, int], str] = {}
+        """Slots stopped from the admin page -> the version stopped (a new one runs again)."""
+        self._epochs: dict[tuple[str, int], int] = {}
+        self._advertised = "127.0.0.1"
         self._slots: dict[tuple[str, int], Slot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
@@ -110,6 +141,7 @@ class NodeRunner:
         self._dropped = 0
         self._background: set[asyncio.Task[None]] = set()
         self._bad_specs: dict[str, int] = {}
+        self._autoscale: Autoscale | None = None
 
     # --- SlotHost -------------------------------------------------------------------
 
@@ -120,14 +152,22 @@ class NodeRunner:
     async def prepare(self, run: Run, index: int) -> Launch:
         """Install the artifact (if any) and build how to start ``run``."""
         spec = run.spec
-        root = self.options.data_dir / "instances" / f"{spec.name}-{index}"
-        root.mkdir(parents=True, exist_ok=True)
+        work = self.options.data_dir / "instances" / f"{spec.name}-{index}"
+        work.mkdir(parents=True, exist_ok=True)
+        root = work
+        read_exec = [sys.base_prefix, sys.prefix, str(Path(self.options.python).parent)]
         python, executable = self.options.python, None
         if spec.artifact is not None:
             installed = await self._install(spec)
             root = Path(installed.root)
             python = str(installed.python) if installed.python else python
             executable = str(installed.executable) if installed.executable else None
+            read_exec.append(str(root))
+            if installed.python is not None:
+                read_exec.append(str(Path(installed.python).parent.parent))  # the venv
+            if installed.executable is not None:
+                read_exec.append(str(installed.executable))
+        mounted = await self._mount_files(spec, work)
         env = instance_env(
             os.environ,
             spec=spec,
@@ -138,7 +178,9 @@ class NodeRunner:
             nats_url=self.options.nats_url,
             pass_env=self.options.pass_env,
         )
-        return launch(
+        env.update(await self._resolve_secrets(spec))
+        env["NARUN_WORK_DIR"] = str(work)
+        plain = launch(
             spec,
             root=root,
             python=python,
@@ -146,6 +188,74 @@ class NodeRunner:
             nats_url=self.options.nats_url,
             env=env,
         )
+        if not needs_launcher(spec):
+            return plain
+        program = shutil.which(plain.argv[0], path=env.get("PATH")) or plain.argv[0]
+        try:
+            sandbox = await prepare_sandbox(
+                spec,
+                name=f"{self.node_id}-{spec.name}-{index}-{run.run_id[:8]}",
+                argv=plain.argv,
+                work_dir=work,
+                env=env,
+                read_exec=[*read_exec, program],
+                mounted=mounted,
+                metrics_host=self._advertised,
+            )
+        except SandboxError as exc:
+            raise LaunchError(str(exc)) from None
+        return Launch(argv=sandbox.argv, env=env, cwd=plain.cwd, sandbox=sandbox)
+
+    async def _mount_files(self, spec: AppSpec, work: Path) -> list[Path]:
+        """Fetch (digest-checked) and place the spec's ``mounts`` in the work directory."""
+        if not spec.mounts:
+            return []
+        assert self._b is not None
+        out = []
+        for m in spec.mounts:
+            try:
+                local = await fetch_file(
+                    self._b.js, m.source.object_store, cache_dir=self.options.data_dir / "files"
+                )
+                out.append(await asyncio.to_thread(place, local, work, m.path))
+            except NodeError as exc:
+                raise LaunchError(str(exc)) from None
+        return out
+
+    async def _resolve_secrets(self, spec: AppSpec) -> dict[str, str]:
+        """Decrypt the spec's ``valueFromSecret`` entries; :class:`LaunchError` names the problem.
+
+        The messages name the variable and the secret, never a value.
+        """
+        if not spec.secret_env:
+            return {}
+        key = self.options.master_key
+        if key is None:
+            raise LaunchError(
+                f"env {sorted(spec.secret_env)[0]} needs a secret and this node has no master "
+                "key (narun node --master-key-file, or $NARUN_MASTER_KEY)"
+            )
+        out: dict[str, str] = {}
+        for var, name in sorted(spec.secret_env.items()):
+            try:
+                entry = await self._secrets_kv.get(name)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                raise LaunchError(
+                    f"env {var}: no secret named {name!r} (narun secret set)"
+                ) from None
+            try:
+                stored = StoredSecret.decode(entry.value or b"", key_name=name)
+                value = stored.open(key)
+                out[var] = value.decode()
+            except SecretError as exc:
+                raise LaunchError(f"env {var}: {exc}") from None
+            except UnicodeDecodeError:
+                raise LaunchError(f"env {var}: secret {name!r} is not UTF-8 text") from None
+        return out
+
+    async def _secret_revisions(self) -> dict[str, int]:
+        entries = await read_all(self._secrets_kv)
+        return {name: e.revision or 0 for name, e in entries.items()}
 
     async def _install(self, spec: AppSpec) -> Installed:
         assert spec.artifact is not None
@@ -225,7 +335,7 @@ class NodeRunner:
             run.slot.instance_id,
             run.status,
             run.spec.version,
-            f": {run.error}" if run.error and run.status in ("crashed", "failed") else "",
+            f": {run.error}" if run.error and run.status in ("crashed", "oom", "failed") else "",
         )
         self._send(status_subject(run.slot.app, self.node_id), update.encode())
         self.metrics.record(
@@ -276,13 +386,20 @@ class NodeRunner:
         tasks: list[asyncio.Task[None]] = []
         try:
             self._b = await open_buckets(self.nc, node_expiry=opts.node_expiry)
+            self._secrets_kv = await open_secrets(self.nc)
             await ensure_log_stream(
                 self._b.js, max_bytes=opts.log_max_bytes, max_age=opts.log_max_age
             )
             await self._put_state()
             if opts.metrics_addr:
                 ops = await self._start_ops()
-            for bucket in ("app-configs", "narun-placements"):
+            await self.nc.subscribe(control_subject(self.node_id), cb=self._on_control)
+            scale_kv = await open_scale_bucket(self._b.js)
+            self._autoscale = Autoscale(
+                self.nc, scale_kv, node_id=self.node_id, on_change=self._wake.set
+            )
+            await self._autoscale.start()
+            for bucket in ("app-configs", "narun-placements", "narun-secrets", SCALE_BUCKET):
                 await self.nc.subscribe(f"$KV.{bucket}.>", cb=self._on_change)
             tasks = [
                 asyncio.create_task(self._publisher()),
@@ -298,6 +415,8 @@ class NodeRunner:
             logger.info("node %s shutting down", self.node_id)
             for task in tasks[2:]:
                 task.cancel()
+            if self._autoscale is not None:
+                await _bounded(self._autoscale.stop(), 2, "stop the autoscaler")
             if self._b is not None:
                 await _bounded(self._put_state(), 2, "write the shutting_down state")
             await self._stop_all()
@@ -315,10 +434,56 @@ class NodeRunner:
     async def _start_ops(self) -> Any:
         from narun.observe.ops import OpsApp, OpsServer, nats_readiness
 
-        app = OpsApp(registry=self.metrics.registry, is_ready=lambda: nats_readiness(self.nc))
-        server = await OpsServer.start(app, self.options.metrics_addr)
+        ops = OpsApp(registry=self.metrics.registry, is_ready=lambda: nats_readiness(self.nc))
+        self._advertised = advertised_host(self.options.metrics_addr)
+        server = await OpsServer.start(NodeWeb(ops, self.discovery), self.options.metrics_addr)
         logger.info("metrics on http://%s/metrics", self.options.metrics_addr)
         return server
+
+    def discovery(self) -> list[DiscoveryTarget]:
+        """The running instances that declare ``metrics``, for ``/discovery``."""
+        out = []
+        for slot in self._slots.values():
+            run = slot.current
+            if run is None or run.status != "running" or run.spec.metrics is None:
+                continue
+            port = run.spec.metrics.port
+            if run.sandbox is not None and run.sandbox.metrics_port is not None:
+                port = run.sandbox.metrics_port
+            out.append(
+                DiscoveryTarget(
+                    host=self._advertised,
+                    port=port,
+                    path=run.spec.metrics.path,
+                    app=slot.app,
+                    instance_id=slot.instance_id,
+                    node_id=self.node_id,
+                    tag=run.spec.tag or run.spec.version,
+                )
+            )
+        return out
+
+    async def _on_control(self, msg: Any) -> None:
+        """``{"action": "stop"|"restart", "instance_id": ...}``: answer ``{"ok"|"error"}``."""
+        try:
+            request = json.loads(msg.data)
+            action, target = request["action"], request["instance_id"]
+            key = next(k for k, s in self._slots.items() if s.instance_id == target)
+        except (ValueError, KeyError, TypeError, StopIteration):
+            await msg.respond(b'{"error":"no such instance on this node"}')
+            return
+        if action == "stop":
+            slot = self._slots[key]
+            self._paused[key] = slot.desired.version if slot.desired else ""
+        elif action == "restart":
+            self._paused.pop(key, None)
+            self._epochs[key] = self._epochs.get(key, 0) + 1
+        else:
+            await msg.respond(b'{"error":"action must be stop or restart"}')
+            return
+        logger.info("%s: %s asked through %s", target, action, msg.subject)
+        self._wake.set()
+        await msg.respond(json.dumps({"ok": f"{action} {target}"}).encode())
 
     async def _on_change(self, msg: Any) -> None:
         self._wake.set()
@@ -397,17 +562,27 @@ class NodeRunner:
         nodes[self.node_id] = NodeView(
             self.node_id, self.options.labels, len(self._slots), not self._shutting_down
         )
+        scale: dict[str, ScaleDoc] = {}
+        if self._autoscale is not None:
+            self._autoscale.update(specs, {n for n, v in nodes.items() if v.accepting})
+            if any(spec.autoscaled for spec in specs.values()):
+                scale = await self._autoscale.docs()
         placed: dict[str, dict[int, tuple[Placement, int]]] = {}
         for key, entry in (await read_all(b.placements)).items():
             p = Placement.decode(entry.value or b"")
             if p is not None and key == placement_key(p.app_name, p.index):
                 placed.setdefault(p.app_name, {})[p.index] = (p, entry.revision or 0)
+        revisions = await self._secret_revisions()
+        for app, spec in list(specs.items()):
+            if spec.secret_env:  # a changed secret restarts (rolls) the instances using it
+                used = sorted(set(spec.secret_env.values()))
+                specs[app] = spec.salted(",".join(f"{n}:{revisions.get(n, 0)}" for n in used))
         mine: dict[tuple[str, int], AppSpec] = {}
         for app, spec in specs.items():
             current = placed.get(app, {})
             result = plan(
                 app,
-                replicas=spec.replicas,
+                replicas=current_replicas(spec, scale.get(app)),
                 pins=spec.nodes,
                 labels=spec.labels,
                 nodes=nodes,
@@ -467,7 +642,12 @@ class NodeRunner:
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = Slot(self, key[0], key[1])
-            slot.want(spec)
+            if self._paused.get(key) == spec.version:  # stopped from the admin page
+                slot.want(None)
+                continue
+            epoch = self._epochs.get(key)
+            slot.want(spec.salted(f"{spec.run_key}~{epoch}") if epoch else spec)
+        self._paused = {k: v for k, v in self._paused.items() if k in mine and mine[k].version == v}
         for key, slot in list(self._slots.items()):
             if key not in mine:
                 slot.want(None)

@@ -16,12 +16,14 @@ __all__ = [
     "LOG_STREAM",
     "NODE_STATES_BUCKET",
     "PLACEMENTS_BUCKET",
+    "SCALE_BUCKET",
     "InstanceState",
     "LogLine",
     "NodeState",
     "Placement",
     "Status",
     "StatusUpdate",
+    "control_subject",
     "instance_id",
     "log_subject",
     "now_iso",
@@ -34,12 +36,17 @@ APP_CONFIGS_BUCKET = "app-configs"
 NODE_STATES_BUCKET = "node-runner-states"
 """KV: node ID -> :class:`NodeState` JSON; the bucket TTL is the node expiry."""
 PLACEMENTS_BUCKET = "narun-placements"
+SCALE_BUCKET = "narun-scale"
+"""Autoscaled apps' instance counts (key = app, :class:`narun.node.scaling.ScaleDoc`)."""
 """KV: ``<app>.<index>`` -> :class:`Placement` JSON, written with compare-and-set."""
 LOG_STREAM = "NARUN_LOGS"
 """JetStream stream keeping ``logs.>`` within size and age limits."""
 
-Status = Literal["installing", "starting", "running", "stopping", "stopped", "crashed", "failed"]
-"""Go narun's statuses, plus ``installing`` (download and venv build)."""
+Status = Literal[
+    "installing", "starting", "running", "stopping", "stopped", "crashed", "oom", "failed"
+]
+"""Go narun's statuses, plus ``installing`` (download and venv build) and ``oom`` (ended by
+the kernel's OOM killer at the spec's memory limit; restarted like ``crashed``)."""
 
 
 def log_subject(app: str, node: str) -> str:
@@ -55,6 +62,11 @@ def status_subject(app: str, node: str) -> str:
 def placement_key(app: str, index: int) -> str:
     """The ``narun-placements`` key of replica ``index`` of ``app``."""
     return f"{app}.{index}"
+
+
+def control_subject(node: str) -> str:
+    """``narun.node.<node>.control``: requests to stop or restart one of a node's instances."""
+    return f"narun.node.{node}.control"
 
 
 def instance_id(app: str, index: int) -> str:
@@ -109,6 +121,8 @@ class InstanceState:
     error: str = ""
     last_lines: tuple[str, ...] = ()
     since: str = ""
+    memory_bytes: int | None = None
+    """Memory the run uses (its cgroup's, else its process's resident set), if known."""
 
 
 @dataclass(frozen=True)

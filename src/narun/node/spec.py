@@ -18,18 +18,39 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from narun.config.addr import service_name_problem
 from narun.config.fields import INVALID, fail, seconds, show
 from narun.config.files import read_yaml
 from narun.errors import ConfigError
+from narun.node.sandbox import (
+    LandlockPath,
+    LandlockSpec,
+    LocalPort,
+    MetricsSpec,
+    Mount,
+    MountSource,
+    NonetSpec,
+)
+from narun.node.secrets import secret_name_problem
+from narun.protocol.claims import DEFAULT_METHODS, ClaimError, HTTPClaim, parse_methods
 
 __all__ = [
     "AppSpec",
     "ArtifactRef",
     "RestartPolicy",
+    "RouteSpec",
     "dump_spec",
     "load_spec",
     "parse_spec",
@@ -38,9 +59,21 @@ __all__ = [
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[A-Za-z0-9_.\-/]{1,63}")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NOT_SHAPING = frozenset(
+    {"replicas", "nodes", "labels", "min_replicas", "max_replicas", "idle_seconds"}
+    | {"target_in_flight"}
+)
+_GRPC_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _RESERVED_ENV = frozenset(
-    {"NARUN_APP_NAME", "NARUN_INSTANCE_ID", "NARUN_NODE_ID", "NARUN_REPLICA_INDEX", "NARUN_RUN_ID"}
+    {
+        "NARUN_APP_NAME",
+        "NARUN_INSTANCE_ID",
+        "NARUN_NODE_ID",
+        "NARUN_REPLICA_INDEX",
+        "NARUN_RUN_ID",
+        "NARUN_WORK_DIR",
+    }
 )
 
 
@@ -105,7 +138,7 @@ def _env(value: object) -> dict[str, str]:
         out: dict[str, str] = {}
         for i, item in enumerate(value):
             if not isinstance(item, dict) or set(item) - {"name", "value"} or "name" not in item:
-                fail(f"item {i} must be a mapping with 'name' and 'value'")
+                fail(f"item {i} must be a mapping with 'name' and 'value' (or 'valueFromSecret')")
             out[str(item["name"])] = item.get("value", "")
         value = out
     if not isinstance(value, dict):
@@ -120,6 +153,89 @@ def _env(value: object) -> dict[str, str]:
             fail(f"{key}: value must be a string")
         env[key] = str(val)
     return env
+
+
+def _secret_env(value: object) -> dict[str, str]:
+    """``{variable: secret name}``; filled from ``env`` entries with ``valueFromSecret``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        fail("must be a mapping of variable names to secret names")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            fail(f"{key!r} is not an environment variable name")
+        if key in _RESERVED_ENV:
+            fail(f"{key} is set by the node, not by the spec")
+        problem = secret_name_problem(val)
+        if problem:
+            fail(f"{key}: {problem} (got {show(val)})")
+        out[key] = str(val)
+    return out
+
+
+def _split_secrets(env: object) -> tuple[object, dict[str, object]]:
+    """Move ``valueFromSecret`` entries (Go's list form, or ``NAME: {valueFromSecret: s}``)."""
+    secret: dict[str, object] = {}
+    if isinstance(env, list):
+        rest: list[object] = []
+        for item in env:
+            if isinstance(item, dict) and "valueFromSecret" in item:
+                if "value" in item:
+                    fail(f"{item.get('name')!r}: give 'value' or 'valueFromSecret', not both")
+                if set(item) - {"name", "valueFromSecret"} or "name" not in item:
+                    fail("an item with 'valueFromSecret' has only 'name' and 'valueFromSecret'")
+                secret[str(item["name"])] = item["valueFromSecret"]
+            else:
+                rest.append(item)
+        return rest, secret
+    if isinstance(env, dict):
+        plain: dict[object, object] = {}
+        for key, val in env.items():
+            if isinstance(val, dict):
+                if set(val) != {"valueFromSecret"}:
+                    fail(f"{key}: a mapping value must be {{valueFromSecret: <secret name>}}")
+                secret[str(key)] = val["valueFromSecret"]
+            else:
+                plain[key] = val
+        return plain, secret
+    return env, secret
+
+
+def _methods(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        fail("must be a list of HTTP methods")
+    try:
+        return parse_methods(",".join(value))
+    except ClaimError as exc:
+        fail(str(exc))
+
+
+def _grpc_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(m, str) for m in value):
+        fail("must be a list of gRPC service names such as 'shop.v1.Cart'")
+    for name in value:
+        if not _GRPC_NAME.fullmatch(name):
+            fail(f"{name!r} is not a gRPC service name such as 'shop.v1.Cart'")
+    return tuple(value)
+
+
+def _alias(name: str) -> AliasChoices:
+    head, *rest = name.split("_")
+    return AliasChoices(name, head + "".join(w.title() for w in rest))
+
+
+def _optional_count(minimum: int) -> BeforeValidator:
+    def check(value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            fail(f"must be a whole number >= {minimum}")
+        return value
+
+    return BeforeValidator(check)
 
 
 def _count(minimum: int) -> BeforeValidator:
@@ -203,6 +319,29 @@ class ArtifactRef(BaseModel):
     """``python``: a project with its wheels; ``executable``: a program file."""
 
 
+class RouteSpec(BaseModel):
+    """One HTTP route the app's instances claim (``narun serve --route``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Annotated[str, BeforeValidator(_text)]
+    """Path; ending in ``/`` claims the subtree."""
+    methods: Annotated[tuple[str, ...], BeforeValidator(_methods)] = DEFAULT_METHODS
+    """HTTP methods (default: the common ones)."""
+
+    @model_validator(mode="after")
+    def _valid_claim(self) -> RouteSpec:
+        try:
+            HTTPClaim(self.path, self.methods)
+        except ClaimError as exc:
+            raise ValueError(str(exc).removeprefix(f"route {self.path!r}: ")) from None
+        return self
+
+    def flag(self) -> str:
+        """The ``--route`` value of ``narun serve``: ``METHODS PATH``."""
+        return f"{','.join(self.methods)} {self.path}"
+
+
 class AppSpec(BaseModel):
     """One app: what to run, how many, where, and how to keep it running."""
 
@@ -224,6 +363,11 @@ class AppSpec(BaseModel):
     """More arguments: after ``command``, the executable, or ``narun serve``'s."""
     env: Annotated[dict[str, str], BeforeValidator(_env)] = {}
     """Environment variables of every instance."""
+    secret_env: Annotated[dict[str, str], BeforeValidator(_secret_env)] = {}
+    """``{variable: secret name}``: decrypted from ``narun-secrets`` by the node at start.
+
+    Written as ``env`` entries with ``valueFromSecret`` (Go's form); only the names are in
+    the spec, so a changed secret is not a new version (the node restarts its users)."""
     replicas: Annotated[int, _count(0)] = 1
     """Instances over all nodes (with ``nodes``: their sum, if given it must match)."""
     nodes: Annotated[dict[str, int], BeforeValidator(_pins)] = {}
@@ -238,8 +382,71 @@ class AppSpec(BaseModel):
     """How long a new instance may take to become ready before it counts as crashed."""
     ready_seconds: Annotated[float, BeforeValidator(seconds)] = 1.0
     """A ``command`` (no Micro service to watch) is ready once up this long."""
+    min_replicas: Annotated[int, _count(0), Field(validation_alias=_alias("min_replicas"))] = 0
+    """With ``max_replicas``: the fewest instances; ``0`` lets the app scale to zero."""
+    max_replicas: Annotated[
+        int | None, _optional_count(1), Field(validation_alias=_alias("max_replicas"))
+    ] = None
+    """Set to scale the app between ``min_replicas`` and this on load (replaces ``replicas``)."""
+    idle_seconds: Annotated[
+        float, BeforeValidator(seconds), Field(validation_alias=_alias("idle_seconds"))
+    ] = 300.0
+    """With ``max_replicas``: no request for this long scales down to ``min_replicas``."""
+    target_in_flight: Annotated[
+        int, _count(1), Field(validation_alias=_alias("target_in_flight"))
+    ] = 10
+    """With ``max_replicas``: in-flight requests per instance above this start another."""
+    routes: tuple[RouteSpec, ...] = ()
+    """HTTP routes the instances claim; gateways allow them with ``dynamic_routes``."""
+    grpc_routes: Annotated[tuple[str, ...], BeforeValidator(_grpc_names)] = ()
+    """gRPC services (``shop.v1.Cart``) the instances claim."""
     artifact: ArtifactRef | None = None
     """Set by ``narun deploy``; without it the node runs ``app``/``command`` as installed."""
+    mode: Literal["exec", "landlock"] = "exec"
+    """``landlock``: the instance may only use the paths ``landlock`` allows (Linux)."""
+    landlock: LandlockSpec = LandlockSpec()
+    """Path groups and paths a ``mode: landlock`` instance may use."""
+    mounts: tuple[Mount, ...] = ()
+    """Files from ``narun-files`` placed read-only in the instance's work directory."""
+    nonet: NonetSpec | None = None
+    """An own network namespace: no network but the declared host ports (Linux, root)."""
+    user: Annotated[str | None, BeforeValidator(lambda v: None if v is None else _text(v))] = None
+    """Run as this user (name or uid; the node must be root)."""
+    memoryMB: Annotated[int | None, Field(ge=1)] = None
+    """Soft memory limit, MiB (cgroup ``memory.low`` / ``soft_limit_in_bytes``)."""
+    memoryMaxMB: Annotated[int | None, Field(ge=1)] = None
+    """Hard memory limit, MiB (default ``memoryMB``): over it the instance ends as ``oom``."""
+    cpuCores: Annotated[float | None, Field(gt=0, le=1024)] = None
+    """CPU time per wall-clock time (``0.5``: half a core)."""
+    cgroupParent: str | None = None
+    """Cgroup to create the instance's cgroups below (default: the node's own)."""
+    metrics: MetricsSpec | None = None
+    """The instance's own metrics port, advertised on the node's ``/discovery``."""
+    _salt: str = PrivateAttr(default="")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_env(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "env" in data:
+            try:
+                env, secret = _split_secrets(data["env"])
+            except PydanticCustomError as exc:
+                problem = (exc.context or {}).get("problem", exc.message())
+                raise PydanticCustomError(
+                    INVALID, "{problem}", {"problem": f"env: {problem}"}
+                ) from None
+            if secret:
+                both = set(secret) & set(data.get("secret_env") or {})
+                if both:
+                    raise PydanticCustomError(
+                        INVALID, "{problem}", {"problem": f"env: {sorted(both)[0]} given twice"}
+                    )
+                data = {
+                    **data,
+                    "env": env,
+                    "secret_env": {**(data.get("secret_env") or {}), **secret},
+                }
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -273,7 +480,43 @@ class AppSpec(BaseModel):
             raise ValueError("needs 'app' (pkg.module:app) or 'command' (or an executable)")
         if self.service and not self.app:
             raise ValueError("'service' goes with 'app'")
+        if (
+            self.memoryMB is not None
+            and self.memoryMaxMB is not None
+            and self.memoryMaxMB < self.memoryMB
+        ):
+            raise ValueError("memoryMaxMB: must be >= memoryMB")
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"env: {both[0]} has both a value and a valueFromSecret")
+        if self.max_replicas is not None:
+            if "replicas" in self.model_fields_set or self.nodes:
+                raise ValueError("'max_replicas' scales the app: leave out 'replicas' and 'nodes'")
+            if self.min_replicas > self.max_replicas:
+                raise ValueError("min_replicas must not be above max_replicas")
+            if not self.app:
+                raise ValueError("'max_replicas' goes with 'app' (its Micro service is watched)")
+        elif "min_replicas" in self.model_fields_set:
+            raise ValueError("'min_replicas' goes with 'max_replicas'")
+        if (self.routes or self.grpc_routes) and not self.app:
+            raise ValueError("'routes' and 'grpc_routes' go with 'app' (narun serve claims them)")
         return self
+
+    def salted(self, salt: str) -> AppSpec:
+        """This spec with a node-side ``salt`` (the revisions of its secrets) in :attr:`run_key`."""
+        copy = self.model_copy()
+        copy._salt = salt
+        return copy
+
+    @property
+    def run_key(self) -> str:
+        """What a node compares to decide a restart: the version plus its secrets' revisions."""
+        return f"{self.digest}+{self._salt}" if self._salt else self.digest
+
+    @property
+    def autoscaled(self) -> bool:
+        """Whether the node runners choose the instance count (``max_replicas`` set)."""
+        return self.max_replicas is not None
 
     @property
     def service_name(self) -> str | None:
@@ -283,7 +526,7 @@ class AppSpec(BaseModel):
     @property
     def digest(self) -> str:
         """A hash of everything that shapes an instance: a change is a new version."""
-        data = self.model_dump(mode="json", exclude={"replicas", "nodes", "labels"})
+        data = self.model_dump(mode="json", exclude=set(_NOT_SHAPING))
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -305,6 +548,16 @@ def _models(loc: Sequence[str | int]) -> type[BaseModel]:
         return RestartPolicy
     if loc and loc[0] == "artifact":
         return ArtifactRef
+    if loc and loc[0] == "landlock":
+        return LandlockPath if len(loc) > 2 else LandlockSpec
+    if loc and loc[0] == "mounts":
+        return MountSource if "source" in loc else Mount
+    if loc and loc[0] == "nonet":
+        return LocalPort if len(loc) > 2 else NonetSpec
+    if loc and loc[0] == "metrics":
+        return MetricsSpec
+    if loc and loc[0] == "routes":
+        return RouteSpec
     return AppSpec
 
 
@@ -359,6 +612,6 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def dump_spec(spec: AppSpec) -> bytes:
     """The YAML stored in ``app-configs`` (defaults left out, so it reads like the input)."""
-    data = spec.model_dump(mode="json", exclude_defaults=True)
+    data = spec.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     data["name"] = spec.name
     return yaml.safe_dump(data, sort_keys=False).encode()

@@ -23,7 +23,9 @@ from narun.node.schema import (
     LOG_STREAM,
     NODE_STATES_BUCKET,
     PLACEMENTS_BUCKET,
+    SCALE_BUCKET,
 )
+from narun.node.secrets import SECRETS_BUCKET
 
 __all__ = [
     "Buckets",
@@ -31,6 +33,8 @@ __all__ = [
     "NothingDeployed",
     "ensure_log_stream",
     "open_buckets",
+    "open_scale_bucket",
+    "open_secrets",
     "read_all",
 ]
 
@@ -99,6 +103,20 @@ async def open_buckets(
                 node_expiry,
             )
     return Buckets(js=js, apps=apps, nodes=nodes, placements=placements)
+
+
+async def open_secrets(nc: Client, *, create: bool = True) -> KeyValue:
+    """The ``narun-secrets`` bucket (history 1, as Go narun makes it)."""
+    js = nc.jetstream(timeout=10)
+    try:
+        return await _bucket(js, SECRETS_BUCKET, ttl=None, create=create)
+    except nats.js.errors.BucketNotFoundError:
+        raise NodeError("no secret stored yet (no narun-secrets bucket in this NATS)") from None
+
+
+async def open_scale_bucket(js: JetStreamContext) -> KeyValue:
+    """Open (or create) ``narun-scale``, the instance counts of autoscaled apps."""
+    return await _bucket(js, SCALE_BUCKET, ttl=None, create=True)
 
 
 async def ensure_log_stream(js: JetStreamContext, *, max_bytes: int, max_age: float) -> None:

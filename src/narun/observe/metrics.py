@@ -125,6 +125,18 @@ class GatewayMetrics:
             multiprocess_mode="livesum",
         )
         self.active_streams = _up_down(self.active_streams_gauge)
+        self.route_claims_refused = Counter(
+            "narun_gateway_route_claims_refused",
+            "Route claims refused (outside dynamic_routes, static, or held by another).",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.dynamic_routes = Gauge(
+            "narun_gateway_dynamic_routes",
+            "Routes in effect because a service claimed them.",
+            registry=r,
+            multiprocess_mode="max",
+        )
         # Both series exist from the start (at 0).
         self.in_flight_http = _up_down(self.in_flight.labels("http"))
         self.in_flight_grpc = _up_down(self.in_flight.labels("grpc"))
