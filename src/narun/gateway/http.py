@@ -105,9 +105,15 @@ class HTTPGateway:
         self._watch = DisconnectWatch()
         # Per route: the reply timeout and its Narun-Timeout-Ms header value, the stream
         # idle timeout and its header value, the largest body.
-        self._route_params = {
+        self._route_params = self._params(config.http_routes)
+
+    def _params(
+        self, routes: tuple[HTTPRoute, ...]
+    ) -> dict[int, tuple[float, str, float, str | None, int | None]]:
+        config = self.config
+        return {
             id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
-            for r in config.http_routes
+            for r in routes
             for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
 
@@ -115,12 +121,7 @@ class HTTPGateway:
         """Route the static routes plus ``routes`` (claimed by services) from now on."""
         every = self.config.http_routes + routes
         router = Router(every)
-        config = self.config
-        self._route_params = {
-            id(r): (t, wire.format_timeout(t), i, _idle_header(i), config.route_max_body(r))
-            for r in every
-            for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
-        }
+        self._route_params = self._params(every)
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
