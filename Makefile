@@ -22,6 +22,7 @@ demo: $(STAMP)  ## nats-server + gateway (:8080 HTTP, :8081 gRPC, :9090 metrics)
 		--serve goodbye=examples.goodbye.app:app \
 		--serve items=examples.fastapi_items.app:app \
 		--serve streaming=examples.streaming.app:app \
+		--serve chat=examples.chat.app:app \
 		--serve-grpc greeter-service=examples.grpc_hello.server:register \
 		--node dev-1 \
 		--banner examples/TRY.txt

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import grpc_bench
 from bench import streams as stream_bench
+from bench import websocket as ws_bench
 from bench.codec import run_codec
 from bench.procs import ROOT, Procs
 from bench.stacks import STACKS, Stack, check
@@ -291,6 +292,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-grpc", action="store_true", help="skip the gRPC rows")
     p.add_argument("--no-codec", action="store_true", help="skip the codec micro-benchmark")
     p.add_argument("--no-streams", action="store_true", help="skip the streaming section")
+    p.add_argument("--no-websocket", action="store_true", help="skip the WebSocket section")
     p.add_argument(
         "--stream-mib",
         type=int,
@@ -340,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     grpc_stream: list[dict[str, float | str]] = []
     codec: dict[str, float] | None = None
     streamed: list[stream_bench.StreamResult] = []
+    ws_results: list[ws_bench.WSResult] = []
     with tempfile.TemporaryDirectory(prefix="narun-bench-") as tmp:
         workdir = Path(tmp)
         if not have_wrk():
@@ -376,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_streams:
             print(f"streaming ({args.stream_mib} MiB each way) ...", flush=True)
             streamed = stream_bench.run_streams(args.stream_mib, workdir)
+        if not args.no_websocket:
+            print("WebSocket echo ...", flush=True)
+            ws_results = ws_bench.run_websocket(workdir, seconds=2.0 if args.quick else 5.0)
     if not args.no_codec:
         codec = run_codec(seconds=1.0 if args.quick else 2.5)
 
@@ -397,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<16}{us:8.2f}")
     if streamed:
         print("\n" + stream_bench.report(streamed, args.stream_mib))
+    if ws_results:
+        print("\n" + ws_bench.report(ws_results, 32))
     for note in notes:
         print(f"note: {note}")
     print("\nTargets:")
@@ -423,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 "grpc_stream": grpc_stream,
                 "codec": codec,
                 "streams": [asdict(r) for r in streamed],
+                "websocket": [asdict(r) for r in ws_results],
                 "targets": [{"what": w, "measured": m, "met": ok} for w, m, ok in verdicts],
                 "notes": notes,
             },

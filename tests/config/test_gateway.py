@@ -156,6 +156,16 @@ def test_same_path_different_methods_different_services() -> None:
     assert [r.service for r in cfg.http_routes] == ["reader", "writer"]
 
 
+def test_websocket_route_switch() -> None:
+    route = {"path": "/ws/", "methods": ["GET"], "service": "chat"}
+    cfg = parse_config({"routes": [{**route, "websocket": True}, {**route, "path": "/p"}]}, env={})
+    assert [r.websocket for r in cfg.http_routes] == [True, False]
+    line = single_error({"routes": [{**route, "methods": ["POST"], "websocket": True}]})
+    assert "routes[0]" in line
+    assert "needs GET in methods" in line
+    assert "websocket" in single_error({"routes": [{**route, "websocket": "maybe"}]})
+
+
 @pytest.mark.parametrize(
     ("addr", "expected"),
     [

@@ -103,6 +103,14 @@ class HTTPRoute(BaseModel):
     stream_idle_timeout: Annotated[float | None, BeforeValidator(f.optional_seconds)] = None
     """Seconds a stream on this route may go without a frame from the service;
     overrides ``stream_idle_timeout_seconds``."""
+    websocket: Annotated[bool, BeforeValidator(f.switch)] = False
+    """Carry WebSocket openings on this route to the service (a GET; docs/websocket.md)."""
+
+    @model_validator(mode="after")
+    def _websocket_needs_get(self) -> HTTPRoute:
+        if self.websocket and "GET" not in self.methods:
+            raise ValueError("websocket: true needs GET in methods (the opening is a GET)")
+        return self
 
 
 class GRPCRoute(BaseModel):

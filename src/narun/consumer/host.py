@@ -166,6 +166,10 @@ class ServiceHost:
         """The handler of the endpoint, once connected."""
         raise NotImplementedError
 
+    def _metadata(self) -> dict[str, str]:
+        """The Micro service metadata to register (``service_metadata`` by default)."""
+        return self.service_metadata
+
     async def _connected(self, nc: Client) -> tuple[str, ...]:
         """Set up what needs the connection, before the service registers.
 
@@ -202,7 +206,7 @@ class ServiceHost:
             concurrency=self.concurrency,
             backlog=self.backlog,
             overload_reply=self._refusal(),
-            metadata={**_node_metadata(os.environ), **self.service_metadata},
+            metadata={**_node_metadata(os.environ), **self._metadata()},
             extra_subjects=extra,
         )
         await self.micro.start()

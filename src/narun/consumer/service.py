@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -65,6 +66,9 @@ Handler = Callable[[Msg], Awaitable[Reply]]
 """Turns one request message into its reply. Must not raise for bad input."""
 
 _INTERNAL = error_reply(500, "Internal Server Error")
+
+LATE_DELIVERY_GRACE = 0.25
+"""Seconds a draining subscription still serves messages routed to it before its UNSUB."""
 
 
 @dataclass(slots=True)
@@ -225,15 +229,13 @@ class MicroService:
         sub, self._endpoint_sub = self._endpoint_sub, None
         subs = [sub, *self._extra_subs]
         self._extra_subs = []
-        for sub in subs:
-            if sub is None or self._nc.is_closed:
-                continue
-            try:
-                # drain: the server stops sending, and messages already delivered to
-                # this client still reach _dispatch.
-                await asyncio.wait_for(sub.drain(), timeout)  # type: ignore[no-untyped-call]
-            except Exception:
-                logger.warning("endpoint drain did not complete cleanly", exc_info=True)
+        live = [sub for sub in subs if sub is not None and not self._nc.is_closed]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self._drain(sub), timeout) for sub in live), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                logger.warning("endpoint drain did not complete cleanly: %r", result)
         if self._tasks:
             logger.info(
                 "waiting for %d in-flight and %d waiting request(s)",
@@ -259,6 +261,29 @@ class MicroService:
                     logger.debug("control unsubscribe failed", exc_info=True)
         self._control_subs.clear()
         logger.info("service %s stopped", self.identity.name)
+
+    async def _drain(self, sub: Subscription) -> None:
+        """Unsubscribe ``sub`` and still serve what the server had already routed to it.
+
+        nats-py's ``Subscription.drain`` forgets the subscription as soon as the PONG
+        after its UNSUB is in: a request that the server had routed to this queue member
+        just before the UNSUB, but wrote to the socket after that PONG, is then dropped
+        silently and its caller waits for its whole timeout (seen under load in the
+        rolling-restart test as one 504 in 320). So the subscription is kept for
+        ``LATE_DELIVERY_GRACE`` more seconds before it is removed. Falls back to
+        ``sub.drain()`` if the installed nats-py lacks the internals used.
+        """
+        nc: Any = self._nc
+        sid = getattr(sub, "_id", None)
+        queue = getattr(sub, "_pending_queue", None)
+        if sid is None or queue is None or not hasattr(nc, "_send_unsubscribe"):
+            await sub.drain()  # type: ignore[no-untyped-call]
+            return
+        await nc._send_unsubscribe(sid)
+        await nc.flush()
+        await asyncio.sleep(LATE_DELIVERY_GRACE)
+        await queue.join()
+        await sub.drain()  # type: ignore[no-untyped-call]  # nothing left: just forgets it
 
     async def _dispatch(self, msg: Msg) -> None:
         # Called by nats-py's per-subscription delivery loop, one message at a time, and

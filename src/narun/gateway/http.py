@@ -33,6 +33,7 @@ from narun.gateway.streams import (
     stream_error,
 )
 from narun.gateway.wake import Waker, call_waking
+from narun.gateway.websocket import deny, relay_websocket
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayHttpRecord
@@ -126,7 +127,7 @@ class HTTPGateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1003})
+                await self._websocket(scope, receive, send)
             return
         record = GatewayHttpRecord(scope, self.metrics, self._tracer)
         try:
@@ -289,6 +290,44 @@ class HTTPGateway:
             return await _fail(send, 500, "Internal server error", rid_field)
 
         return await _answer(scope, send, response, rid_field)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket opening: carried to the route's service, or refused with a status."""
+        record = GatewayHttpRecord({**scope, "method": "GET"}, self.metrics, None)
+        rid_field = _id_field(record)
+        try:
+            result = self.router.match("GET", scope["path"])
+            if not isinstance(result, Match):
+                record.status = 404
+                await deny(scope, send, 404, "Not Found", (rid_field,))
+                return
+            route = result.route
+            record.pattern, record.service = route.path, route.service
+            requester = self._requester()
+            if not route.websocket:
+                record.status = 403
+                await deny(scope, send, 403, "WebSocket not enabled on this route", (rid_field,))
+                return
+            if requester is None:
+                record.status = 503
+                await deny(scope, send, 503, "Service unavailable", (rid_field, RETRY_AFTER))
+                return
+            timeout, timeout_ms, idle, idle_ms, _ = self._route_params[id(route)]
+            record.count(self._in_flight)
+            record.status, record.bytes_in, record.bytes_out = await relay_websocket(
+                scope,
+                receive,
+                send,
+                requester=requester,
+                service=route.service,
+                headers=self._nats_headers(scope, record.request_id, timeout_ms, idle_ms),
+                request_id=rid_field,
+                timeout=timeout,
+                idle=idle,
+            )
+            record.stream = record.status == 101
+        finally:
+            record.end()
 
     def _nats_headers(
         self, scope: Scope, rid: str, timeout_ms: str, idle_ms: str | None

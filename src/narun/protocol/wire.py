@@ -35,6 +35,7 @@ __all__ = [
     "STREAM_IDLE_MS",
     "STREAM_METADATA",
     "TIMEOUT_MS",
+    "WEBSOCKET_METADATA",
     "cancel_subject",
     "format_addr",
     "format_timeout",
@@ -42,6 +43,7 @@ __all__ = [
     "parse_timeout",
     "parse_window",
     "stream_subject",
+    "websocket_subject",
 ]
 
 # Endpoint names and queue group, as Go narun registers them.
@@ -72,6 +74,15 @@ STREAM_IDLE_MS: Final = "Narun-Stream-Idle-Ms"
 """Request: the stream idle timeout in whole milliseconds."""
 STREAM_METADATA: Final = "narun.stream"
 """Micro service metadata key a streaming consumer sets to ``"1"``."""
+
+
+WEBSOCKET_METADATA: Final = "narun.websocket"
+"""Micro service metadata key a consumer serving WebSockets sets to ``"1"``."""
+
+
+def websocket_subject(service: str) -> str:
+    """The subject of WebSocket openings (consumers that serve WebSockets only)."""
+    return service + ".ws"
 
 
 def stream_subject(service: str) -> str:

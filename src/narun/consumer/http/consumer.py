@@ -10,11 +10,13 @@ from typing import Any, Literal, Unpack, cast
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from narun._types import ASGIApp, WSGIApp
 from narun.consumer.host import HostOptions, ServiceHost, serve
 from narun.consumer.http.asgi import ASGIBridge, Lifespan
 from narun.consumer.http.endpoint import HTTPEndpoint, refuse
+from narun.consumer.http.websocket import WebSocketSessions
 from narun.consumer.http.wsgi import wsgi_to_asgi
 from narun.consumer.service import Handler, Reply
 from narun.errors import ConfigError
@@ -84,6 +86,14 @@ class Consumer(ServiceHost):
         self._lifespan: Lifespan | None = None
         self._hub: StreamHub | None = None
         self._endpoint: HTTPEndpoint | None = None
+        self._websockets: WebSocketSessions | None = None
+        self._ws_sub: Subscription | None = None
+
+    def _metadata(self) -> dict[str, str]:
+        # WSGI has no WebSockets: such a consumer neither says nor serves it.
+        if self.interface == "wsgi":
+            return self.service_metadata
+        return {**self.service_metadata, wire.WEBSOCKET_METADATA: "1"}
 
     async def _open(self) -> None:
         self._lifespan = Lifespan(self.app)
@@ -100,6 +110,15 @@ class Consumer(ServiceHost):
                 self._endpoint.cancel(msg.data.decode("ascii", "replace"))
 
         await nc.subscribe(wire.cancel_subject(self.service), cb=on_cancel)
+        if self.interface == "asgi":
+            # WebSocket openings: any instance (queue group), outside the request limit.
+            state = self._lifespan.state if self._lifespan is not None else None
+            self._websockets = WebSocketSessions(self.app, self._hub, state=state)
+            self._ws_sub = await nc.subscribe(
+                wire.websocket_subject(self.service),
+                queue=wire.QUEUE_GROUP,
+                cb=self._websockets.on_msg,
+            )
         return (wire.stream_subject(self.service),)
 
     def _handler(self, nc: Client, recorder: RequestRecorder | None) -> Handler:
@@ -117,6 +136,14 @@ class Consumer(ServiceHost):
         return refuse  # Binary HTTP 503 for Go gateways, which read no ADR-32 errors
 
     async def _close(self) -> None:
+        if self._ws_sub is not None:
+            try:
+                await self._ws_sub.unsubscribe()
+            except Exception:
+                logger.debug("WebSocket subject unsubscribe failed", exc_info=True)
+            self._ws_sub = None
+        if self._websockets is not None:
+            await self._websockets.stop()
         if self._hub is not None:
             await self._hub.stop()
         if self._lifespan is not None:
