@@ -19,7 +19,14 @@ from pathlib import Path
 
 from bench.procs import ROOT, Procs, cpu_seconds, free_port
 
-__all__ = ["GRPCRow", "print_rows", "run_grpc", "unavailable"]
+__all__ = [
+    "GRPCRow",
+    "print_rows",
+    "print_stream_rows",
+    "run_grpc",
+    "run_grpc_stream",
+    "unavailable",
+]
 
 SERVICE = "greeter-bench"
 _PY = sys.executable
@@ -207,3 +214,43 @@ def print_rows(rows: list[GRPCRow]) -> None:
     for r in rows:
         cells = "  ".join(f"{role} {us:.1f}" for role, us in r.cpu_us.items())
         print(f"  {r.title:<20} c={r.concurrency:<3} {cells}")
+
+
+def run_grpc_stream(workdir: Path, *, messages: int) -> list[dict[str, float | str]]:
+    """One bidi ``Chat`` stream per target (``bench.grpc_stream_load``), one run each."""
+    rows: list[dict[str, float | str]] = []
+    for key, title, start in _TARGETS:
+        target_dir = workdir / f"grpc-stream-{key}"
+        target_dir.mkdir()
+        print(f"{title}, bidi stream of {messages} messages ...", flush=True)
+        with Procs(target_dir) as procs:
+            target, _ = start(procs, target_dir)
+            done = subprocess.run(
+                [_PY, "-m", "bench.grpc_stream_load", target, str(messages)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=600,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"gRPC stream load failed:\n{done.stdout}\n{done.stderr}")
+            out: dict[str, float | str] = json.loads(done.stdout.strip().splitlines()[-1])
+            out["target"], out["title"] = key, title
+            rows.append(out)
+    return rows
+
+
+def print_stream_rows(rows: list[dict[str, float | str]]) -> None:
+    """The bidi stream table: messages/s and round-trip delay, with the ratio to direct."""
+    direct = next((r for r in rows if r["target"] == "direct"), None)
+    print()
+    head = f"{'gRPC bidi Chat stream':<22}{'msgs/s':>10}{'x direct':>10}"
+    print(f"{head}{'rtt p50 ms':>12}{'p99 ms':>9}")
+    for r in rows:
+        rate = float(r["msgs_per_s"])
+        ratio = f"{rate / float(direct['msgs_per_s']):.2f}x" if direct else "-"
+        print(
+            f"{r['title']!s:<22}{rate:>10.0f}{ratio:>10}"
+            f"{float(r['rtt_p50_us']) / 1000:>12.3f}{float(r['rtt_p99_us']) / 1000:>9.3f}"
+        )

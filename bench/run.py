@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     notes: list[str] = []
     grpc_rows: list[grpc_bench.GRPCRow] = []
+    grpc_stream: list[dict[str, float | str]] = []
     codec: dict[str, float] | None = None
     streamed: list[stream_bench.StreamResult] = []
     ws_results: list[ws_bench.WSResult] = []
@@ -372,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs=args.runs,
                     warmup=args.warmup,
                 )
+                grpc_stream = grpc_bench.run_grpc_stream(
+                    workdir, messages=20_000 if args.quick else 100_000
+                )
         if not args.no_streams:
             print(f"streaming ({args.stream_mib} MiB each way) ...", flush=True)
             streamed = stream_bench.run_streams(args.stream_mib, workdir)
@@ -391,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nPeak RSS under load, {title}{whose}: {shown} MiB")
     if grpc_rows:
         grpc_bench.print_rows(grpc_rows)
+    if grpc_stream:
+        grpc_bench.print_stream_rows(grpc_stream)
     if codec:
         print("\nBinary HTTP codec, us per operation (best of 5):")
         for name, us in codec.items():
@@ -422,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "http": [asdict(r) for r in rows],
                 "grpc": [asdict(r) for r in grpc_rows],
+                "grpc_stream": grpc_stream,
                 "codec": codec,
                 "streams": [asdict(r) for r in streamed],
                 "websocket": [asdict(r) for r in ws_results],

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0bhello.proto\x12\x08hello.v1\"\x1f\n\x0fSayHelloRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x10SayHelloResponse\x12\x0f\n\x07message\x18\x01 \x01(\t2L\n\x07Greeter\x12\x41\n\x08SayHello\x12\x19.hello.v1.SayHelloRequest\x1a\x1a.hello.v1.SayHelloResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0bhello.proto\x12\x08hello.v1\"\x1f\n\x0fSayHelloRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x13SayHelloManyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x13\n\x0binterval_ms\x18\x03 \x01(\x05\"#\n\x10SayHelloResponse\x12\x0f\n\x07message\x18\x01 \x01(\t2\xdc\x01\n\x07Greeter\x12\x41\n\x08SayHello\x12\x19.hello.v1.SayHelloRequest\x1a\x1a.hello.v1.SayHelloResponse\x12K\n\x0cSayHelloMany\x12\x1d.hello.v1.SayHelloManyRequest\x1a\x1a.hello.v1.SayHelloResponse0\x01\x12\x41\n\x04\x43hat\x12\x19.hello.v1.SayHelloRequest\x1a\x1a.hello.v1.SayHelloResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAYHELLOREQUEST']._serialized_start=25
   _globals['_SAYHELLOREQUEST']._serialized_end=56
-  _globals['_SAYHELLORESPONSE']._serialized_start=58
-  _globals['_SAYHELLORESPONSE']._serialized_end=93
-  _globals['_GREETER']._serialized_start=95
-  _globals['_GREETER']._serialized_end=171
+  _globals['_SAYHELLOMANYREQUEST']._serialized_start=58
+  _globals['_SAYHELLOMANYREQUEST']._serialized_end=129
+  _globals['_SAYHELLORESPONSE']._serialized_start=131
+  _globals['_SAYHELLORESPONSE']._serialized_end=166
+  _globals['_GREETER']._serialized_start=169
+  _globals['_GREETER']._serialized_end=389
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,16 @@ class GreeterStub:
                 request_serializer=hello__pb2.SayHelloRequest.SerializeToString,
                 response_deserializer=hello__pb2.SayHelloResponse.FromString,
                 _registered_method=True)
+        self.SayHelloMany = channel.unary_stream(
+                '/hello.v1.Greeter/SayHelloMany',
+                request_serializer=hello__pb2.SayHelloManyRequest.SerializeToString,
+                response_deserializer=hello__pb2.SayHelloResponse.FromString,
+                _registered_method=True)
+        self.Chat = channel.stream_stream(
+                '/hello.v1.Greeter/Chat',
+                request_serializer=hello__pb2.SayHelloRequest.SerializeToString,
+                response_deserializer=hello__pb2.SayHelloResponse.FromString,
+                _registered_method=True)
 
 
 class GreeterServicer:
@@ -53,11 +63,35 @@ class GreeterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SayHelloMany(self, request, context):
+        """Server streaming: "Hello, <name>!" `count` times, `interval_ms` apart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Chat(self, request_iterator, context):
+        """Bidirectional: a reply to each name as it arrives (a chat).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GreeterServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'SayHello': grpc.unary_unary_rpc_method_handler(
                     servicer.SayHello,
+                    request_deserializer=hello__pb2.SayHelloRequest.FromString,
+                    response_serializer=hello__pb2.SayHelloResponse.SerializeToString,
+            ),
+            'SayHelloMany': grpc.unary_stream_rpc_method_handler(
+                    servicer.SayHelloMany,
+                    request_deserializer=hello__pb2.SayHelloManyRequest.FromString,
+                    response_serializer=hello__pb2.SayHelloResponse.SerializeToString,
+            ),
+            'Chat': grpc.stream_stream_rpc_method_handler(
+                    servicer.Chat,
                     request_deserializer=hello__pb2.SayHelloRequest.FromString,
                     response_serializer=hello__pb2.SayHelloResponse.SerializeToString,
             ),
@@ -88,6 +122,60 @@ class Greeter:
             request,
             target,
             '/hello.v1.Greeter/SayHello',
+            hello__pb2.SayHelloRequest.SerializeToString,
+            hello__pb2.SayHelloResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SayHelloMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hello.v1.Greeter/SayHelloMany',
+            hello__pb2.SayHelloManyRequest.SerializeToString,
+            hello__pb2.SayHelloResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Chat(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hello.v1.Greeter/Chat',
             hello__pb2.SayHelloRequest.SerializeToString,
             hello__pb2.SayHelloResponse.FromString,
             options,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import re
 import signal
 import subprocess
@@ -209,6 +210,43 @@ def test_example_client_prints_the_seed_json(stack: Stack) -> None:
     assert out.stdout == '{"message": "Hello, gRPC User!"}\n'
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--many", "3", "--interval-ms", "300"],
+            [f"Hello #{i}, gRPC User!" for i in (1, 2, 3)],
+        ),
+        (["--chat", "Ada", "Grace", "Linus"], ["Hello, Ada!", "Hello, Grace!", "Hello, Linus!"]),
+    ],
+    ids=["server-streaming", "bidi-chat"],
+)
+def test_example_client_streams(stack: Stack, args: list[str], expected: list[str]) -> None:
+    command = [sys.executable, "-m", "examples.grpc_hello.client", "--target", stack.target]
+    with subprocess.Popen([*command, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        lines = []
+        arrived = []
+        for line in proc.stdout:
+            lines.append(json.loads(line)["message"])
+            arrived.append(time.monotonic())
+        assert proc.wait(30) == 0
+    assert lines == expected
+    if args[0] == "--many":  # printed as they came, not all at the end
+        assert arrived[-1] - arrived[0] > 0.4
+
+
+def test_example_chat_rejects_an_empty_name(stack: Stack) -> None:
+    stub = hello_pb2_grpc.GreeterStub(stack.channel)
+    replies: Any = stub.Chat(
+        iter([hello_pb2.SayHelloRequest(name="a"), hello_pb2.SayHelloRequest()]), timeout=10
+    )
+    assert next(replies).message == "Hello, a!"
+    with pytest.raises(grpc.RpcError):
+        next(replies)
+    assert replies.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_two_services_in_one_consumer(stack: Stack) -> None:
     stub = hello_pb2_grpc.GreeterStub(stack.channel)
     assert stub.SayHello(hello_pb2.SayHelloRequest(name="a"), timeout=10).message == "Hello, a!"
@@ -283,40 +321,134 @@ def test_request_over_max_payload_is_resource_exhausted(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("probe", PROBES)
-def test_server_streaming_method_is_unimplemented(stack: Stack, probe: str) -> None:
-    call = stack.channel.unary_stream(f"/{probe}/ServerStream", None, None)
-    with pytest.raises(grpc.RpcError) as info:
-        list(call(b"x", timeout=10))
-    error: grpc.Call = info.value  # type: ignore[assignment]
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "streaming" in (error.details() or "")
+def test_server_streaming_messages_metadata_and_status(stack: Stack, probe: str) -> None:
+    call = stack.channel.unary_stream(f"/{probe}/Ticks", None, None)
+    responses = call(b"5", timeout=10)
+    got = list(responses)
+    assert [m.split(b":")[0] for m in got] == [b"0", b"1", b"2", b"3", b"4"]
+    initial = dict(responses.initial_metadata())
+    assert initial["kind"] == "ticks"
+    assert re.fullmatch(r"[0-9a-f]{16}", str(initial["x-request-id"]))
+    assert ("done", "yes") in responses.trailing_metadata()
+    assert responses.code() == grpc.StatusCode.OK
 
 
+@pytest.mark.parametrize("probe", PROBES)
+def test_server_streaming_messages_arrive_as_sent(stack: Stack, probe: str) -> None:
+    # Three messages 0.4 s apart: each must arrive long before the next is produced.
+    call = stack.channel.unary_stream(f"/{probe}/Ticks", None, None)
+    delays = []
+    for message in call(b"3,0.4", timeout=10):
+        delays.append(time.time() - float(message.split(b":")[1]))
+    assert len(delays) == 3
+    assert max(delays) < 0.3, delays
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_slow_client_slows_the_servicer(stack: Stack, probe: str) -> None:
+    # 600 messages of 32 KiB (19 MiB): far more than the stream's 1 MiB window and the
+    # HTTP/2 and socket buffers. While the client does not read, the servicer must wait:
+    # the last message is made only after the client resumed reading.
+    call = stack.channel.unary_stream(f"/{probe}/Ticks", None, None)
+    stream: Any = call(b"600,0,32768", timeout=60)
+    assert next(stream).startswith(b"0:")
+    time.sleep(2)
+    resumed = time.time()
+    rest = list(stream)
+    assert len(rest) == 599
+    assert [int(m.split(b":")[0]) for m in rest] == list(range(1, 600))
+    assert float(rest[-1].split(b":")[1]) > resumed
+
+
+@pytest.mark.parametrize("probe", PROBES)
 @pytest.mark.parametrize("messages", [0, 1, 2, 5])
-def test_client_streaming_call_is_unimplemented(stack: Stack, messages: int) -> None:
-    call = stack.channel.stream_unary("/narun.test.AsyncProbe/ClientStream", None, None)
-    with pytest.raises(grpc.RpcError) as info:
-        call(iter([b"m"] * messages), timeout=10)
-    error: grpc.Call = info.value  # type: ignore[assignment]
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_client_streaming(stack: Stack, probe: str, messages: int) -> None:
+    call = stack.channel.stream_unary(f"/{probe}/ClientStream", None, None)
+    parts = [f"m{i};".encode() for i in range(messages)]
+    assert call(iter(parts), timeout=10) == b"".join(parts)
 
 
-def test_interactive_bidi_stream_gets_a_status(stack: Stack) -> None:
-    # The client sends one message and waits for an answer before closing its side.
-    call = stack.channel.stream_stream("/narun.test.AsyncProbe/ClientStream", None, None)
-    stop = threading.Event()
+@pytest.mark.parametrize("method", ["Echo", "Ticks"])
+def test_no_request_message_for_a_unary_request_is_unimplemented(stack: Stack, method: str) -> None:
+    # A client that sends no message to a method that takes one (unary request).
+    call = stack.channel.stream_stream(f"/narun.test.AsyncProbe/{method}", None, None)
+    stream: Any = call(iter([]), timeout=10)
+    with pytest.raises(grpc.RpcError):
+        next(stream)
+    assert stream.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "exactly one request message" in (stream.details() or "")
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_bidi_is_interactive(stack: Stack, probe: str) -> None:
+    # Each answer comes back before the client sends its next message.
+    call = stack.channel.stream_stream(f"/{probe}/Bidi", None, None)
+    answers: queue.Queue[bytes] = queue.Queue()
+    sent: list[bytes] = []
 
     def requests() -> Iterator[bytes]:
-        yield b"m"
-        stop.wait(10)
+        for i in range(20):
+            message = f"n{i}".encode()
+            sent.append(message)
+            yield message
+            assert answers.get(timeout=5) == b"echo:" + message
 
-    try:
-        with pytest.raises(grpc.RpcError) as info:
-            list(call(requests(), timeout=10))
-    finally:
-        stop.set()
+    stream = call(requests(), timeout=20)
+    for answer in stream:
+        answers.put(answer)
+    assert len(sent) == 20
+    assert stream.code() == grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_bidi_servicer_abort_reaches_the_client(stack: Stack, probe: str) -> None:
+    call = stack.channel.stream_stream(f"/{probe}/Bidi", None, None)
+    stream: Any = call(iter([b"a", b"abort", b"never"]), timeout=10)
+    assert next(stream) == b"echo:a"
+    with pytest.raises(grpc.RpcError):
+        next(stream)
+    assert stream.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert stream.details() == "told to"
+    assert ("why", "asked") in (stream.trailing_metadata() or ())
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_bidi_many_messages_in_order(stack: Stack, probe: str) -> None:
+    call = stack.channel.stream_stream(f"/{probe}/Bidi", None, None)
+    sent = [f"{i:06d}".encode() * 50 for i in range(3000)]
+    got = list(call(iter(sent), timeout=60))
+    assert got == [b"echo:" + m for m in sent]
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_client_cancel_cancels_the_servicer(stack: Stack, probe: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    call = stack.channel.unary_stream(f"/{probe}/Forever", None, None)
+    stream: Any = call(str(report).encode(), timeout=30)
+    assert next(stream) == b"started"
+    stream.cancel()
+    deadline = time.monotonic() + 10
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert report.read_text() == "cancelled seen=True"
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_deadline_crosses_the_hop(stack: Stack, probe: str, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    call = stack.channel.unary_stream(f"/{probe}/Forever", None, None)
+    started = time.monotonic()
+    stream: Any = call(str(report).encode(), timeout=1.5)
+    assert next(stream) == b"started"
+    with pytest.raises(grpc.RpcError) as info:
+        next(stream)
     error: grpc.Call = info.value  # type: ignore[assignment]
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 10
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert report.read_text() == "cancelled seen=True"
 
 
 # -- metadata -------------------------------------------------------------------------
@@ -397,6 +529,35 @@ def test_route_timeout_is_deadline_exceeded(stack: Stack) -> None:
 
 
 # -- Go narun interop -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bidi-interactive", "client-stream"])
+def test_streaming_call_to_a_go_consumer_is_unimplemented_at_once(stack: Stack, kind: str) -> None:
+    # The fake Go consumer answers every call with one message; a streaming call must
+    # not be taken as unary, nor hang.
+    stop = threading.Event()
+
+    def requests() -> Iterator[bytes]:
+        yield b"first"
+        if kind == "client-stream":
+            yield b"second"
+        stop.wait(30)  # an interactive client keeps its side open
+
+    started = time.monotonic()
+    try:
+        if kind == "client-stream":
+            unary_answer = stack.channel.stream_unary("/go.Svc/Ok", None, None)
+            with pytest.raises(grpc.RpcError) as info:
+                unary_answer(requests(), timeout=30)
+        else:
+            answers: Any = stack.channel.stream_stream("/go.Svc/Ok", None, None)
+            with pytest.raises(grpc.RpcError) as info:
+                list(answers(requests(), timeout=30))
+    finally:
+        stop.set()
+    error: grpc.Call = info.value  # type: ignore[assignment]
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert time.monotonic() - started < 3
 
 
 def test_go_consumer_success_is_raw_bytes(stack: Stack) -> None:

@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support import Proc, Processes, free_port, start_gateway, unique_service
 from tests.support import wait_for_port as wait_port
@@ -154,13 +156,20 @@ def test_health_check_serving(stack: Stack, service: bytes) -> None:
     assert response == b"\x08\x01"  # status: SERVING
 
 
-def test_health_check_of_an_unknown_service_and_watch(stack: Stack) -> None:
+def test_health_check_of_an_unknown_service(stack: Stack) -> None:
     with pytest.raises(grpc.RpcError) as info:
         call(stack, CHECK, b"\x0a\x0bno.Such.Svc")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as info:
-        next(iter(stack.channel.unary_stream("/grpc.health.v1.Health/Watch", None, None)(b"")))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_health_watch_of_the_gateway(stack: Stack) -> None:
+    stub = health_pb2_grpc.HealthStub(stack.channel)
+    watch: Any = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    unknown: Any = stub.Watch(health_pb2.HealthCheckRequest(service="no.Such.Svc"), timeout=10)
+    assert next(unknown).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+    watch.cancel()
+    unknown.cancel()
 
 
 def test_ipv6_client_is_logged_and_seen_with_plain_brackets(

@@ -22,6 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -97,6 +98,35 @@ class AsyncProbe:
     async def ClientStream(self, requests: AsyncIterator[bytes], context: AioContext) -> bytes:
         return b"".join([r async for r in requests])
 
+    async def Ticks(self, request: bytes, context: AioContext) -> AsyncIterator[bytes]:
+        count, delay, size = _ticks(request)
+        await context.send_initial_metadata((("kind", "ticks"),))
+        for i in range(count):
+            if i and delay:
+                await asyncio.sleep(delay)
+            yield _tick(i, size)
+        context.set_trailing_metadata((("done", "yes"),))
+
+    async def Bidi(
+        self, requests: AsyncIterator[bytes], context: AioContext
+    ) -> AsyncIterator[bytes]:
+        async for message in requests:
+            if message == b"abort":
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, "told to", (("why", "asked"),)
+                )
+            yield b"echo:" + message
+
+    async def Forever(self, request: bytes, context: AioContext) -> AsyncIterator[bytes]:
+        # Reports how the call ended in the file named by the request.
+        yield b"started"
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            report = f"cancelled seen={context.cancelled()}"
+            await asyncio.to_thread(Path(request.decode()).write_text, report)
+            raise
+
 
 class SyncProbe:
     """The probe methods as plain functions (run on the consumer's thread pool)."""
@@ -134,6 +164,40 @@ class SyncProbe:
     def ClientStream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         return b"".join(requests)
 
+    def Ticks(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        count, delay, size = _ticks(request)
+        context.send_initial_metadata((("kind", "ticks"),))
+        for i in range(count):
+            if i and delay:
+                time.sleep(delay)
+            yield _tick(i, size)
+        context.set_trailing_metadata((("done", "yes"),))
+
+    def Bidi(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for message in requests:
+            if message == b"abort":
+                context.set_trailing_metadata((("why", "asked"),))
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "told to")
+            yield b"echo:" + message
+
+    def Forever(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield b"started"
+        while context.is_active():
+            time.sleep(0.05)
+        Path(request.decode()).write_text(f"cancelled seen={not context.is_active()}")
+
+
+def _ticks(request: bytes) -> tuple[int, float, int]:
+    """``count[,delay[,size]]``: how many messages, seconds apart, of about what size."""
+    count, delay, size, *_ = [*request.decode().split(","), "", "", ""]
+    return int(count), float(delay or 0), int(size or 0)
+
+
+def _tick(i: int, size: int) -> bytes:
+    """Message ``i`` of Ticks: ``i:<when it was made>:`` padded to ``size`` bytes."""
+    head = f"{i}:{time.time():.6f}:".encode()
+    return head + b"." * max(0, size - len(head))
+
 
 def probe_handlers(probe: AsyncProbe | SyncProbe) -> Handlers:
     """Method handlers without (de)serializers: raw bytes in and out."""
@@ -146,6 +210,9 @@ def probe_handlers(probe: AsyncProbe | SyncProbe) -> Handlers:
         "Metadata": grpc.unary_unary_rpc_method_handler(probe.Metadata),
         "ServerStream": grpc.unary_stream_rpc_method_handler(probe.ServerStream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(probe.ClientStream),
+        "Ticks": grpc.unary_stream_rpc_method_handler(probe.Ticks),
+        "Bidi": grpc.stream_stream_rpc_method_handler(probe.Bidi),
+        "Forever": grpc.unary_stream_rpc_method_handler(probe.Forever),
     }
 
 

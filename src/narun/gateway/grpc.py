@@ -7,11 +7,13 @@ payload, and the method, the client's metadata, deadline and address go in NATS 
 servicer set them. Every call ends with a definite status; nothing internal reaches the
 client.
 
-Streaming: the handler is registered as stream-unary so that it sees how many request
-messages the client sends (a grpc.aio unary handler leaves a client stream without
-messages hanging until its deadline). A call with no request message or with a second
-one ends UNIMPLEMENTED; a call with exactly one message is forwarded as unary, and a
-Python consumer answers UNIMPLEMENTED if the method is a streaming one.
+Streaming: a gRPC server cannot tell a method's kind from its name, so every call is
+taken as bidirectional. The first request message is forwarded at once as a unary NATS
+request that offers a stream (``Narun-Stream``); a narun consumer serving a streaming
+method answers by opening one, and :mod:`narun.gateway.grpcstreams` relays the rest of
+the call. A single-message reply is a unary answer - unless the client is still sending
+(a second message, or no half-close soon after the reply): then the consumer does not
+stream (a Go consumer) and the call ends UNIMPLEMENTED at once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -36,20 +39,27 @@ from narun.errors import (
     RequestTimeout,
 )
 from narun.gateway import health
+from narun.gateway.grpcstreams import relay
 from narun.gateway.wake import Waker, call_waking
 from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayGrpcRecord
-from narun.protocol import grpcwire
+from narun.protocol import grpcwire, wire
 from narun.protocol.grpcwire import GRPCStatus, GRPCWireError, Metadata, Metadatum, StatusCode
+from narun.protocol.stream import DEFAULT_IDLE_MS, WINDOW
 from narun.transport.requester import Requester
+from narun.transport.stream import StreamChannel
 
 __all__ = ["GRPCGateway"]
 
 logger = logging.getLogger(__name__)
 
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-_ONE_MESSAGE = "narun forwards unary calls: exactly one request message is required"
+_NO_STREAMS = "the backend service does not serve streaming calls"
+_HALF_CLOSE_WAIT = 0.05
+"""Seconds a unary answer waits for the client's half-close before the call counts as
+streaming (a unary client half-closes with its message)."""
+_WINDOW = str(WINDOW)
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
 
@@ -57,7 +67,9 @@ _Pairs = tuple[tuple[str, str | bytes], ...]
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     status: GRPCStatus
-    data: bytes = b""
+    data: bytes | None = None
+    """The response message to send (unary OK); None: none."""
+    initial_sent: bool = False
 
 
 def _error(exc: NarunError) -> _Outcome:
@@ -89,14 +101,19 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self._requester = requester
         self._tracer = tracing.LazyTracer("narun.gateway")
         # grpc.health.v1.Health/Check (unless a route forwards that service).
-        self._health = health.check_handler(
-            is_ready or (lambda: (self._requester() is not None, "")),
-            {r.grpc for r in config.grpc_routes},
-        )
+        ready = is_ready or (lambda: (self._requester() is not None, ""))
+        routed = {r.grpc for r in config.grpc_routes}
+        self._health = {
+            health.CHECK: health.check_handler(ready, routed),
+            health.WATCH: health.watch_handler(ready, routed),
+        }
         self._routes: dict[str, tuple[GRPCRoute, float]] = {
             r.grpc: (r, config.route_timeout(r)) for r in config.grpc_routes
         }
         self._server: grpc.aio.Server | None = None
+        idle = config.stream_idle_timeout_seconds
+        self._idle = idle
+        self._idle_ms = None if round(idle * 1000) == DEFAULT_IDLE_MS else str(round(idle * 1000))
         self.waker: Waker | None = None
         """Holds calls while a scaled-to-zero service starts (set by the owner)."""
         self.port: int | None = None
@@ -140,10 +157,10 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         parts = grpcwire.split_method(method)
         route = self._routes.get(parts[0]) if parts else None
         if route is None and parts is not None and parts[0] == health.SERVICE:
-            # Check is answered here; Watch (None) is UNIMPLEMENTED.
-            return self._health if method == health.CHECK else None
+            # Check and Watch are answered here.
+            return self._health.get(method)
         behavior = functools.partial(self._handle, method, route)
-        return grpc.stream_unary_rpc_method_handler(
+        return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=None
         )
 
@@ -153,7 +170,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         route: tuple[GRPCRoute, float] | None,
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext[bytes, bytes],
-    ) -> bytes:
+    ) -> None:
         metadata: _Pairs = tuple(context.invocation_metadata() or ())
         # Each call runs in a task of its own: the ID is not reset after it.
         record = GatewayGrpcRecord(
@@ -165,7 +182,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self._tracer,
         )
         try:
-            outcome = await self._call(method, route, context, record.span)
+            outcome = await self._call(method, route, context, record.span, record.request_id)
             record.status = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -178,7 +195,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             record.status = StatusCode.INTERNAL
         finally:
             record.end()
-        return await self._answer(context, outcome, record.request_id)
+        await self._answer(context, outcome, record.request_id)
 
     async def _call(
         self,
@@ -186,6 +203,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         route: tuple[GRPCRoute, float] | None,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
+        rid: str,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
@@ -194,32 +212,68 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 GRPCStatus(StatusCode.UNIMPLEMENTED, f"{what} is not routed by this gateway")
             )
         first = await context.read()
-        if first is _EOF:
-            return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
-        # Forward at once, and watch for a second request message meanwhile: a unary
-        # client half-closes right after its message, a streaming one may not.
-        forward = asyncio.ensure_future(self._forward(method, route, first, context, span))
-        more = asyncio.ensure_future(context.read())
+        no_message = first is _EOF
+        payload = b"" if no_message else bytes(first)
+        forward = asyncio.ensure_future(
+            self._forward(method, route, payload, no_message, context, span)
+        )
+        more = None if no_message else asyncio.ensure_future(context.read())
         try:
-            await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
-            # A failed read is the transport's business (it ends the call itself).
-            if more.done() and more.exception() is None and more.result() is not _EOF:
-                return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _ONE_MESSAGE))
-            return await forward
+            if more is not None:
+                await asyncio.wait((forward, more), return_when=asyncio.FIRST_COMPLETED)
+            result = await forward
+            if isinstance(result, StreamChannel):
+                return await self._relay(result, context, more, rid)
+            if more is None or result.status.code != StatusCode.OK:
+                return result  # an error is the answer, whatever the kind of call
+            if not more.done():
+                await asyncio.wait((more,), timeout=_HALF_CLOSE_WAIT)
+            if not more.done() or (
+                not more.cancelled() and more.exception() is None and more.result() is not _EOF
+            ):
+                # The client is still sending: a streaming call the consumer answered once.
+                return _Outcome(GRPCStatus(StatusCode.UNIMPLEMENTED, _NO_STREAMS))
+            return result
         finally:
             for task in (forward, more):
-                if not task.done():
+                if task is not None and not task.done():
                     task.cancel()
-            await asyncio.gather(forward, more, return_exceptions=True)
+            await asyncio.gather(*(t for t in (forward, more) if t), return_exceptions=True)
+
+    async def _relay(
+        self,
+        channel: StreamChannel,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+        more: asyncio.Future[Any] | None,
+        rid: str,
+    ) -> _Outcome:
+        sent = False
+
+        async def send_initial(initial: Metadata) -> None:
+            nonlocal sent
+            sent = True
+            await context.send_initial_metadata(_initial(initial, rid))
+
+        channel.start(self._idle)
+        active = None if self.metrics is None else self.metrics.active_streams
+        if active is not None:
+            active.inc()
+        try:
+            status = await relay(channel, context, pending=[], more=more, send_initial=send_initial)
+        finally:
+            if active is not None:
+                active.dec()
+        return _Outcome(status, initial_sent=sent)
 
     async def _forward(
         self,
         method: str,
         route: tuple[GRPCRoute, float],
         payload: bytes,
+        no_message: bool,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
-    ) -> _Outcome:
+    ) -> _Outcome | StreamChannel:
         service = route[0].service
         requester = self._requester()
         if requester is None:
@@ -241,14 +295,31 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             client_addr=grpcwire.peer_address(context.peer()),
             request_id=rid,
         )
+        # A stream is offered; a consumer takes it only for a streaming method.
+        headers[wire.STREAM] = _WINDOW
+        if self._idle_ms is not None:
+            headers[wire.STREAM_IDLE_MS] = self._idle_ms
+        if remaining is not None:
+            headers[wire.GRPC_DEADLINE_MS] = wire.format_timeout(remaining)
+        if no_message:
+            headers[wire.GRPC_NO_MESSAGE] = "1"
         try:
             with tracing.sending(self._tracer, span, service, headers, len(payload)):
                 retry = self.config.retry_seconds
                 if self.waker is None:
-                    reply = await requester.call(service, payload, headers, budget, retry)
+                    reply = await requester.call(
+                        service, payload, headers, budget, retry, body_follows=True
+                    )
                 else:
                     reply = await call_waking(
-                        requester, self.waker, service, payload, headers, budget, retry
+                        requester,
+                        self.waker,
+                        service,
+                        payload,
+                        headers,
+                        budget,
+                        retry,
+                        body_follows=True,
                     )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
@@ -258,6 +329,10 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)
         self._observe_nats(service, "success")
+        if reply.headers and wire.STREAM_CREDIT in reply.headers:
+            channel = requester.stream_of(reply)
+            if channel is not None:
+                return channel
         try:
             status = grpcwire.decode_reply(reply.headers)
         except GRPCWireError as exc:
@@ -275,17 +350,22 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     @staticmethod
     async def _answer(
         context: grpc.aio.ServicerContext[bytes, bytes], outcome: _Outcome, rid: str
-    ) -> bytes:
+    ) -> None:
         status = outcome.status
-        # The call's ID goes back in the initial metadata, in place of any the servicer set.
-        initial = (
-            *(m for m in grpcwire.forwardable(status.initial_metadata) if m.key != _RID),
-            Metadatum(_RID, rid),
-        )
         trailing = grpcwire.forwardable(status.trailing_metadata)
-        await context.send_initial_metadata(initial)
+        if not outcome.initial_sent:
+            await context.send_initial_metadata(_initial(status.initial_metadata, rid))
         if status.code != StatusCode.OK:
             await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
         if trailing:
             context.set_trailing_metadata(trailing)
-        return outcome.data
+        if outcome.data is not None:
+            await context.write(outcome.data)
+
+
+def _initial(metadata: Metadata, rid: str) -> Metadata:
+    """The servicer's initial metadata for the client, with the call's ID in place of any."""
+    return (
+        *(m for m in grpcwire.forwardable(metadata) if m.key != _RID),
+        Metadatum(_RID, rid),
+    )

@@ -2,9 +2,10 @@
 
 ``Check`` answers SERVING while the gateway can forward calls (connected to NATS, not
 shutting down) and NOT_SERVING otherwise, for the whole server (``service: ""``) and for
-every routed gRPC service; another service name is NOT_FOUND. ``Watch`` is not
-implemented (UNIMPLEMENTED), which probes such as ``grpc_health_probe`` and Kubernetes'
-``grpc`` probes do not use.
+every routed gRPC service; another service name is NOT_FOUND. ``Watch`` streams the
+same status at once and again whenever it changes (looked at every half second); an
+unknown service gets SERVICE_UNKNOWN, as the gRPC health protocol asks, and the stream
+stays open until the client ends it.
 
 The two messages are tiny (``HealthCheckRequest{string service = 1}``,
 ``HealthCheckResponse{ServingStatus status = 1}``), so they are read and written here by
@@ -14,7 +15,8 @@ the calls are then forwarded like any other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+import asyncio
+from collections.abc import AsyncIterator, Callable, Container
 
 import grpc
 import grpc.aio
@@ -23,15 +25,21 @@ __all__ = [
     "CHECK",
     "NOT_SERVING",
     "SERVICE",
+    "SERVICE_UNKNOWN",
     "SERVING",
+    "WATCH",
     "check_handler",
     "decode_check_request",
     "encode_check_response",
+    "watch_handler",
 ]
 
 SERVICE = "grpc.health.v1.Health"
 CHECK = f"/{SERVICE}/Check"
-SERVING, NOT_SERVING = 1, 2
+WATCH = f"/{SERVICE}/Watch"
+SERVING, NOT_SERVING, SERVICE_UNKNOWN = 1, 2, 3
+WATCH_INTERVAL = 0.5
+"""Seconds between two looks at the gateway's readiness for ``Watch``."""
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -95,4 +103,32 @@ def check_handler(
 
     return grpc.unary_unary_rpc_method_handler(
         check, request_deserializer=None, response_serializer=None
+    )
+
+
+def watch_handler(
+    is_ready: Callable[[], tuple[bool, str]], services: Container[str]
+) -> grpc.RpcMethodHandler[bytes, bytes]:
+    """The handler of ``Watch``: the status now, then each change, until the client ends."""
+
+    async def watch(
+        request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        try:
+            service = decode_check_request(request)
+        except (ValueError, UnicodeDecodeError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed HealthCheckRequest")
+        if service and service not in services:
+            yield encode_check_response(SERVICE_UNKNOWN)
+            await asyncio.Event().wait()  # until the client goes (the task is cancelled)
+        last = 0
+        while True:
+            status = SERVING if is_ready()[0] else NOT_SERVING
+            if status != last:
+                yield encode_check_response(status)
+                last = status
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    return grpc.unary_stream_rpc_method_handler(
+        watch, request_deserializer=None, response_serializer=None
     )

@@ -87,6 +87,8 @@ async def call_waking(
     headers: dict[str, str],
     timeout: float,
     retry: float,
+    *,
+    body_follows: bool = False,
 ) -> Msg:
     """:meth:`Requester.call`, but a "no responders" first wakes the service and waits.
 
@@ -95,7 +97,9 @@ async def call_waking(
     """
     started = time.monotonic()
     try:
-        reply = await requester.call(service, payload, headers, timeout, 0)
+        reply = await requester.call(
+            service, payload, headers, timeout, 0, body_follows=body_follows
+        )
     except NoResponders:
         woke = await waker.wake(service, timeout - (time.monotonic() - started))
     else:
@@ -103,4 +107,6 @@ async def call_waking(
             return reply
         woke = False  # refused unprocessed by a full instance: the usual retries
     left = max(0.001, timeout - (time.monotonic() - started))
-    return await requester.call(service, payload, headers, left, 0 if woke else retry)
+    return await requester.call(
+        service, payload, headers, left, 0 if woke else retry, body_follows=body_follows
+    )

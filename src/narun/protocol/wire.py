@@ -15,10 +15,12 @@ __all__ = [
     "BHTTP_CONTENT_TYPE",
     "CLIENT_ADDR",
     "CONTENT_TYPE",
+    "GRPC_DEADLINE_MS",
     "GRPC_INITIAL_METADATA",
     "GRPC_MESSAGE",
     "GRPC_METADATA",
     "GRPC_METHOD",
+    "GRPC_NO_MESSAGE",
     "GRPC_SERVICE_ENDPOINT",
     "GRPC_STATUS",
     "GRPC_TRAILING_METADATA",
@@ -146,3 +148,8 @@ GRPC_INITIAL_METADATA: Final = "Narun-Grpc-Initial-Metadata"
 """Reply: initial (header) metadata the servicer sent, same encoding as the request's."""
 GRPC_TRAILING_METADATA: Final = "Narun-Grpc-Trailing-Metadata"
 """Reply: trailing metadata the servicer set, same encoding as the request's."""
+GRPC_DEADLINE_MS: Final = "Narun-Grpc-Deadline-Ms"
+"""Request: the client's own deadline in ms (rounded up), when it set one; streamed calls
+run under it instead of ``Narun-Timeout-Ms``."""
+GRPC_NO_MESSAGE: Final = "Narun-Grpc-No-Message"
+"""Request (``1``): the client half-closed without any request message; the payload is empty."""

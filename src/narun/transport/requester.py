@@ -48,6 +48,8 @@ class Requester:
         self._streams: dict[str, StreamChannel] = {}
         # Streamed replies not yet taken by their caller (see stream_of).
         self._claims: dict[str, StreamChannel] = {}
+        # Requests whose streamed reply also carries a streamed request body (gRPC calls).
+        self._body_tokens: set[str] = set()
         self._ids = itertools.count()
         self._sub: Subscription | None = None
         # nats-py internals the fast publish path uses (present since nats-py 2.0).
@@ -98,7 +100,8 @@ class Requester:
             if hdrs and wire.STREAM_CREDIT in hdrs and msg.reply:
                 # A streamed reply: its frames follow on this subject. The channel exists
                 # before the next message is delivered (this callback runs serially).
-                channel = self._channel(token, body_streamed=False)
+                streamed = bool(self._body_tokens) and token in self._body_tokens
+                channel = self._channel(token, body_streamed=streamed)
                 self._claims[token] = channel
                 channel.feed(msg)
             fut.set_result(msg)
@@ -172,10 +175,18 @@ class Requester:
             raise PayloadTooLarge(f"{size} bytes > max_payload {self.nc.max_payload}")
 
     async def request(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        *,
+        body_follows: bool = False,
     ) -> Msg:
         """Send a request and return the reply message.
 
+        ``body_follows``: if the reply opens a stream, the request's body continues in
+        it too (a gRPC call's further request messages, ended by an END frame).
         Raises NotConnected (fast, while NATS is down), PayloadTooLarge, RequestTimeout,
         NoResponders, or NarunError for any other transport failure.
         """
@@ -195,6 +206,8 @@ class Requester:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Msg] = loop.create_future()
         self._pending[token] = fut
+        if body_follows:
+            self._body_tokens.add(token)
         timer = loop.call_later(timeout, self._expire, token)
         try:
             try:
@@ -223,6 +236,8 @@ class Requester:
         finally:
             timer.cancel()
             self._pending.pop(token, None)
+            if body_follows:
+                self._body_tokens.discard(token)
         hdrs = msg.headers
         if hdrs is not None and not msg.data and hdrs.get(_STATUS) == _NO_RESPONDERS:
             raise NoResponders(f"no responders on {subject}")
@@ -235,6 +250,8 @@ class Requester:
         headers: dict[str, str] | None,
         timeout: float,
         retry: float,
+        *,
+        body_follows: bool = False,
     ) -> Msg:
         """:meth:`request`, retried while no consumer has taken the request.
 
@@ -245,7 +262,7 @@ class Requester:
         run, so sending it again could run it twice.
         """
         if retry <= 0:
-            return await self.request(subject, payload, headers, timeout)
+            return await self.request(subject, payload, headers, timeout, body_follows=body_follows)
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + timeout
@@ -253,7 +270,9 @@ class Requester:
         delay = 0.025
         while True:
             try:
-                msg = await self.request(subject, payload, headers, deadline - loop.time())
+                msg = await self.request(
+                    subject, payload, headers, deadline - loop.time(), body_follows=body_follows
+                )
             except NoResponders:
                 if loop.time() + delay > retry_until:
                     raise

@@ -8,8 +8,9 @@ raw response message and the call's status and metadata (``narun.protocol.grpcwi
 
 ``async def`` servicer methods run on the event loop with an
 :class:`~narun.consumer.grpc.context.AsyncContext`; plain ones run on a thread pool with
-a :class:`~narun.consumer.grpc.context.SyncContext`. Unary methods only: a streaming
-method answers UNIMPLEMENTED.
+a :class:`~narun.consumer.grpc.context.SyncContext`. Streaming methods (client, server,
+bidirectional) are served over a stream (:mod:`narun.consumer.grpc.streaming`) when the
+gateway reads streams (``Narun-Stream``); otherwise they answer UNIMPLEMENTED.
 
 >>> async with GRPCConsumer(register, service="greeter") as consumer:  # doctest: +SKIP
 ...     await consumer.serve_forever()
@@ -32,6 +33,7 @@ import grpc
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from narun.consumer.grpc import streaming
 from narun.consumer.grpc.context import AsyncContext, CallContext, SyncContext
 from narun.consumer.host import HostOptions, ServiceHost, serve
 from narun.consumer.service import Handler, Reply
@@ -48,6 +50,8 @@ from narun.protocol.grpcwire import (
     Metadatum,
     StatusCode,
 )
+from narun.protocol.stream import DEFAULT_IDLE_MS, StreamError
+from narun.transport.stream import StreamHub
 
 if TYPE_CHECKING:
     pass
@@ -127,7 +131,11 @@ class GRPCTarget:
 
 def _is_async(behavior: Callable[..., Any]) -> bool:
     call = behavior if inspect.isroutine(behavior) else getattr(behavior, "__call__", None)  # noqa: B004
-    return inspect.iscoroutinefunction(behavior) or inspect.iscoroutinefunction(call)
+    return any(
+        check(f)
+        for f in (behavior, call)
+        for check in (inspect.iscoroutinefunction, inspect.isasyncgenfunction)
+    )
 
 
 def _status_reply(code: StatusCode, message: str) -> Reply:
@@ -182,8 +190,11 @@ class GRPCEndpoint:
         max_payload: int = 1024 * 1024,
         metrics: RequestRecorder | None = None,
         default_deadline: float | None = None,
+        hub: StreamHub | None = None,
     ) -> None:
         self.target = target
+        self.hub = hub
+        """Stream inboxes; None: streaming methods answer UNIMPLEMENTED."""
         self.executor = executor
         self.max_payload = max_payload
         self.metrics = metrics
@@ -224,24 +235,26 @@ class GRPCEndpoint:
             timeout=request.timeout if request.timeout is not None else self.default_deadline,
         )
         try:
-            return await self._call(request, method, msg.data, started)
+            return await self._call(request, method, msg, started)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("gRPC call %s failed inside narun", method)
             return _status_reply(StatusCode.INTERNAL, "Internal error")
 
-    async def _call(self, request: GRPCRequest, method: str, data: bytes, started: float) -> Reply:
+    async def _call(self, request: GRPCRequest, method: str, msg: Msg, started: float) -> Reply:
         handler = self.target.find(method, request.metadata)
         if handler is None:
             logger.info("gRPC method %s is not served here", method)
             return _status_reply(StatusCode.UNIMPLEMENTED, "Method not found!")
         behavior: Callable[[Any, Any], Any] | None = handler.unary_unary
         if handler.request_streaming or handler.response_streaming or behavior is None:
+            return await self._stream(handler, request, method, msg, started)
+        if (msg.headers or {}).get(wire.GRPC_NO_MESSAGE) == "1":
             return _status_reply(
-                StatusCode.UNIMPLEMENTED,
-                f"{method} is a streaming method; narun serves unary methods only",
+                StatusCode.UNIMPLEMENTED, "exactly one request message is required by this method"
             )
+        data = msg.data
         try:
             argument = (
                 data if handler.request_deserializer is None else handler.request_deserializer(data)
@@ -265,6 +278,48 @@ class GRPCEndpoint:
             return self._reply(method, status, response, handler.response_serializer)
         finally:
             context.finish()
+
+    async def _stream(
+        self, handler: Any, request: GRPCRequest, method: str, msg: Msg, started: float
+    ) -> Reply:
+        headers = msg.headers or {}
+        credit = wire.parse_window(headers.get(wire.STREAM))
+        if self.hub is None or credit is None or not msg.reply:
+            return _status_reply(
+                StatusCode.UNIMPLEMENTED,
+                f"{method} is a streaming method; its caller does not read streams",
+            )
+        idle_ms = wire.parse_window(headers.get(wire.STREAM_IDLE_MS)) or DEFAULT_IDLE_MS
+        deadline = wire.parse_timeout(headers.get(wire.GRPC_DEADLINE_MS))
+        request = dataclasses.replace(
+            request, timeout=deadline if deadline is not None else self.default_deadline
+        )
+        behavior = streaming.behavior(handler)
+        first = None if headers.get(wire.GRPC_NO_MESSAGE) == "1" else msg.data
+        channel = streaming.open_channel(self.hub, msg.reply, credit, idle_ms / 1000)
+        try:
+            status = await streaming.serve(
+                channel=channel,
+                handler=handler,
+                request=request,
+                first=first,
+                is_async=_is_async(behavior),
+                executor=self.executor,
+                started=started,
+            )
+        except StreamError as exc:
+            logger.info("%s: stream ended early: %s", method, exc)
+            await channel.abort(exc.code, exc.reason)  # if not the gateway's doing
+            status = GRPCStatus(StatusCode.CANCELLED, "Cancelled")
+        except asyncio.CancelledError:
+            if channel.state.abort_error is None:
+                raise  # the consumer is stopping
+            logger.info("%s: cancelled by the gateway: %s", method, channel.state.abort_error)
+            status = GRPCStatus(StatusCode.CANCELLED, "Cancelled")
+        finally:
+            channel.close()
+        error = None if status.code == StatusCode.OK else f"gRPC {grpcwire.code_name(status.code)}"
+        return Reply(headers=grpcwire.encode_reply(status), error=error, sent=True)
 
     async def _run(self, method: str, context: CallContext, call: Any) -> tuple[GRPCStatus, object]:
         budget = context.time_remaining()
@@ -332,6 +387,7 @@ class GRPCConsumer(ServiceHost):
     stream = "grpc"
     connection_name = "narun grpc consumer"
     overload_reply = _OVERLOADED
+    service_metadata = {wire.STREAM_METADATA: "1"}
 
     def __init__(self, register: Register | None = None, **options: Unpack[HostOptions]) -> None:
         super().__init__(**options)
@@ -343,6 +399,7 @@ class GRPCConsumer(ServiceHost):
             if self.target.empty:
                 raise ConfigError(f"{register!r} registered no gRPC service")
         self._executor: ThreadPoolExecutor | None = None
+        self._hub: StreamHub | None = None
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_GenericHandler]) -> None:
         """As ``grpc.Server.add_generic_rpc_handlers``."""
@@ -370,9 +427,18 @@ class GRPCConsumer(ServiceHost):
             max_payload=nc.max_payload,
             metrics=recorder,
             default_deadline=self.default_deadline,
+            hub=self._hub,
         )
 
+    async def _connected(self, nc: Client) -> tuple[str, ...]:
+        # Streamed calls: one inbox wildcard for every stream of this instance.
+        self._hub = StreamHub(nc)
+        await self._hub.start()
+        return ()
+
     async def _close(self) -> None:
+        if self._hub is not None:
+            await self._hub.stop()
         if self._executor is not None:
             # Threads still running past the drain timeout are left to finish on their own.
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -138,6 +138,12 @@ class CallContext:
             raise ValueError("Initial metadata no longer allowed!")
         self._initial = _metadata(initial_metadata)
 
+    def take_initial(self) -> Metadata:
+        """The initial metadata to send now; ``send_initial_metadata`` fails after this."""
+        if self._initial is None:
+            self._initial = ()
+        return self._initial
+
     def _mark_abort(
         self, code: object, details: str, trailing: Iterable[tuple[str, str | bytes]] | None
     ) -> None:
