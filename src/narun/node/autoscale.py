@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
@@ -58,9 +58,16 @@ class Autoscale:
     """Wakes and scales the autoscaled apps; see the module doc."""
 
     def __init__(
-        self, nc: Client, kv: KeyValue, *, node_id: str, on_change: Callable[[], None]
+        self,
+        nc: Client,
+        kv: KeyValue,
+        *,
+        node_id: str,
+        on_change: Callable[[], None],
+        read_specs: Callable[[], Awaitable[dict[str, AppSpec]]] | None = None,
     ) -> None:
         self._nc = nc
+        self._read_specs = read_specs
         self._kv = kv
         self._node_id = node_id
         self._on_change = on_change
@@ -153,6 +160,14 @@ class Autoscale:
     async def _on_wake(self, msg: Msg) -> None:
         service = msg.subject[len(WAKE_PREFIX) :]
         apps = [s for s in self._specs.values() if s.service_name == service]
+        if not apps and self._read_specs is not None:
+            # A wake can come right after `narun deploy`, before this node's next reconcile
+            # has seen the new spec: read the specs now rather than let the gateway answer
+            # 503 for an app that was just deployed.
+            with contextlib.suppress(Exception):
+                fresh = await self._read_specs()
+                self._specs.update({n: s for n, s in fresh.items() if s.autoscaled})
+                apps = [s for s in self._specs.values() if s.service_name == service]
         if not apps:
             return  # not ours: stay silent, so "no responders" tells the gateway nobody can
         answer = []

@@ -396,7 +396,11 @@ class NodeRunner:
             await self.nc.subscribe(control_subject(self.node_id), cb=self._on_control)
             scale_kv = await open_scale_bucket(self._b.js)
             self._autoscale = Autoscale(
-                self.nc, scale_kv, node_id=self.node_id, on_change=self._wake.set
+                self.nc,
+                scale_kv,
+                node_id=self.node_id,
+                on_change=self._wake.set,
+                read_specs=self._read_specs,
             )
             await self._autoscale.start()
             for bucket in ("app-configs", "narun-placements", "narun-secrets", SCALE_BUCKET):
@@ -535,7 +539,8 @@ class NodeRunner:
                 await asyncio.wait_for(self._wake.wait(), self.options.reconcile_interval)
             await asyncio.sleep(0.1)  # let a burst of changes settle
 
-    async def _reconcile(self) -> None:
+    async def _read_specs(self) -> dict[str, AppSpec]:
+        """The valid app specs in ``app-configs``, by name (a bad one logged once)."""
         b = self._b
         assert b is not None
         specs: dict[str, AppSpec] = {}
@@ -549,6 +554,12 @@ class NodeRunner:
                 continue
             if spec.name == name:
                 specs[name] = spec
+        return specs
+
+    async def _reconcile(self) -> None:
+        b = self._b
+        assert b is not None
+        specs = await self._read_specs()
         nodes: dict[str, NodeView] = {}
         for node_id, entry in (await read_all(b.nodes)).items():
             state = NodeState.decode(entry.value or b"")
