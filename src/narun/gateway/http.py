@@ -39,6 +39,7 @@ from narun.observe.metrics import GatewayMetrics
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
 from narun.protocol.bhttp import Request, Response, decode_response, encode_request
+from narun.protocol.fields import HOP_BY_HOP as CONNECTION_LEVEL
 from narun.protocol.fields import end_to_end
 from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, WINDOW, Frame, StreamError
 from narun.protocol.textreply import RETRY_AFTER, Field, send_text
@@ -48,19 +49,9 @@ __all__ = ["HTTPGateway"]
 
 logger = logging.getLogger(__name__)
 
-# Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1).
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-    }
-)
+# Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1): the
+# shared list, plus the old Proxy-Connection and Host (which becomes :authority).
+HOP_BY_HOP = CONNECTION_LEVEL | {b"proxy-connection", b"host"}
 # Content-Length is recomputed from the body actually read (and Host becomes :authority).
 # X-Request-ID: the gateway's own (the client's when well formed) replaces any other.
 _REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
