@@ -1,6 +1,6 @@
 """The node runner end to end: a JetStream nats-server, `narun node` processes, a gateway.
 
-Short heartbeats and expiry (``--heartbeat 0.5 --node-expiry 3``) keep it quick; every
+Short heartbeats and expiry (``--heartbeat 0.5 --node-expiry 5``) keep it quick; every
 test deploys an app of its own name. The apps come from the node's own environment
 (``tests.node_project.whoami:app`` on ``PYTHONPATH``); the artifact test deploys the same
 app from its project directory with its dependency.
@@ -37,7 +37,7 @@ from tests.support import (
 )
 
 APP = "tests.node_project.whoami:app"
-FAST = ["--heartbeat", "0.5", "--node-expiry", "3", "--reconcile-interval", "0.5"]
+FAST = ["--heartbeat", "0.5", "--node-expiry", "5", "--reconcile-interval", "0.5"]
 QUICK_RESTARTS = {"backoff_seconds": 0.2, "max_backoff_seconds": 1, "max_restarts": 3}
 
 
@@ -507,7 +507,8 @@ def test_deploy_a_project_directory_with_its_dependency(cluster: Cluster) -> Non
     out = ok(narun(cluster.url, *args, "--wait", "240"))
     assert "uploaded" in out
     runs = running(cluster.url, name)
-    assert {r["node"] for r in runs} == {"n1", "n2"}
+    logs = "\n".join(f"--- {n}\n{p.output()[-2000:]}" for n, p in cluster.nodes.items())
+    assert {r["node"] for r in runs} == {"n1", "n2"}, logs
     for run in runs:  # each runs in the venv the node built for this artifact's digest
         with open(f"/proc/{run['pid']}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")

@@ -515,7 +515,7 @@ class NodeRunner:
         await self._b.nodes.put(self.node_id, self.state().encode())
 
     async def _heartbeat(self) -> None:
-        last = 0.0
+        last = written_before = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._state_dirty.wait(), self.options.heartbeat)
@@ -527,6 +527,17 @@ class NodeRunner:
                 await self._put_state()
             except Exception as exc:
                 logger.warning("cannot write the node state: %s", exc)
+                continue
+            written = time.monotonic()
+            if written_before and written - written_before > self.options.node_expiry / 2:
+                # Past the expiry, other nodes count this one as gone and take its slots.
+                logger.warning(
+                    "node state written %.1fs after the previous one (expiry %gs): "
+                    "this node is slow or NATS is",
+                    written - written_before,
+                    self.options.node_expiry,
+                )
+            written_before = written
 
     async def _reconcile_loop(self) -> None:
         while True:
