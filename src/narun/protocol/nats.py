@@ -18,6 +18,7 @@ from narun.errors import NarunError
 
 __all__ = [
     "encode_hpub",
+    "encode_pub",
     "header_block",
     "header_size",
     "header_value",
@@ -68,12 +69,24 @@ def header_block(headers: dict[str, str]) -> bytes:
 def encode_hpub(subject: str, reply: str, block: bytes, payload: bytes) -> bytes:
     """The ``HPUB`` command for one message with header block ``block``.
 
-    ``subject`` and ``reply`` must be valid subjects (no whitespace): they are not
-    checked here.
+    ``subject`` and ``reply`` (may be "") must be valid subjects (no whitespace): they
+    are not checked here.
     """
     n = len(block)
-    head = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n".encode()
+    if reply:
+        head = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n".encode()
+    else:
+        head = f"HPUB {subject} {n} {n + len(payload)}\r\n".encode()
     return b"".join((head, block, payload, b"\r\n"))
+
+
+def encode_pub(subject: str, reply: str, payload: bytes) -> bytes:
+    """The ``PUB`` command for one message without headers (``reply`` may be "")."""
+    if reply:
+        head = f"PUB {subject} {reply} {len(payload)}\r\n".encode()
+    else:
+        head = f"PUB {subject} {len(payload)}\r\n".encode()
+    return b"".join((head, payload, b"\r\n"))
 
 
 _CRLF = b"\r\n"
