@@ -93,11 +93,23 @@ _CRLF = b"\r\n"
 _STATUS = "Status"
 _DESCRIPTION = "Description"
 _DERIVED = frozenset((_STATUS, _DESCRIPTION))
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+"""What ``bytes.strip()`` strips (``str.strip()`` strips more)."""
 
 
 def _header_lines(raw: bytes) -> dict[str, str]:
     """``Name: value`` lines as nats-py reads them: the last of a repeated name wins."""
     out: dict[str, str] = {}
+    if raw.isascii():  # the common case: one decode, then str operations
+        for text in raw.decode("ascii").split("\r\n"):
+            left, colon, right = text.partition(":")
+            if not colon:
+                continue
+            field = left.strip(_ASCII_SPACE)
+            if field and field.split() != [field]:
+                continue
+            out[field] = right.strip(_ASCII_SPACE)
+        return out
     for line in raw.split(_CRLF):
         if not line:
             continue
@@ -108,7 +120,7 @@ def _header_lines(raw: bytes) -> dict[str, str]:
             key = name.strip().decode("ascii")
         except UnicodeDecodeError:
             continue
-        if any(c.isspace() for c in key):
+        if key and key.split() != [key]:  # whitespace inside the name (str.isspace's)
             continue
         out[key] = value.strip().decode("utf-8", "replace")
     return out

@@ -286,6 +286,9 @@ _FAST_PUBLISH = (
     "_max_pending_size",
 )
 
+_fast_publish: dict[type[Client], bool] = {}
+"""Per client class: whether it has what :func:`publish` uses (set in ``__init__``)."""
+
 
 async def publish(
     nc: Client,
@@ -303,7 +306,10 @@ async def publish(
     :class:`narun.errors.NarunError` for a header name that is not a token. Uses
     ``Client.publish`` if the installed nats-py lacks the internals named above.
     """
-    if not all(hasattr(nc, attr) for attr in _FAST_PUBLISH):
+    fast = _fast_publish.get(type(nc))
+    if fast is None:
+        fast = _fast_publish[type(nc)] = all(hasattr(nc, attr) for attr in _FAST_PUBLISH)
+    if not fast:
         await nc.publish(subject, payload, reply=reply, headers=headers)
         return
     if nc.is_closed:
