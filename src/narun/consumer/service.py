@@ -153,6 +153,8 @@ class MicroService:
         self._overload = overload_reply or OVERLOADED
         self._tasks: set[asyncio.Task[None]] = set()
         self._refusals: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop
+        """The loop serving the requests (set by :meth:`start`)."""
         self._waiting: deque[Msg] = deque()
         self._extra_subjects = extra_subjects
         """More subjects served like the endpoint, same queue group (``<name>.stream``)."""
@@ -206,6 +208,7 @@ class MicroService:
     async def start(self) -> None:
         """Subscribe the endpoint and the monitoring subjects."""
         self.started = datetime.now(UTC)
+        self._loop = asyncio.get_running_loop()
         ep = self.endpoint
         for subject in (ep.subject, *self._extra_subjects):
             self._endpoint_sids.append(
@@ -287,7 +290,7 @@ class MicroService:
         else:
             # Full: refuse at once, unprocessed, so the gateway can try another
             # instance or answer 503 quickly instead of timing out.
-            task = asyncio.get_running_loop().create_task(self._refuse(msg))
+            task = self._loop.create_task(self._refuse(msg))
             self._refusals.add(task)
             task.add_done_callback(self._refusals.discard)
 
@@ -298,7 +301,8 @@ class MicroService:
         self._counters.record(0, reply.error)
 
     def _start(self, msg: Msg) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(msg))
+        # self._loop, not get_running_loop(): on Python 3.11 that is a getpid() syscall.
+        task = self._loop.create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -324,7 +328,10 @@ class MicroService:
         if not msg.reply or reply.sent:
             return reply.error
         try:
-            await publish(self._nc, msg.reply, reply.data, headers=reply.headers)
+            # Alone in flight: write now (a wake-up less); under load the replies of one
+            # loop turn go out together through nats-py's flusher.
+            alone = len(self._tasks) <= 1
+            await publish(self._nc, msg.reply, reply.data, headers=reply.headers, now=alone)
         except MaxPayloadError:
             logger.error(
                 "reply of %d bytes exceeds the NATS max_payload of %d bytes",

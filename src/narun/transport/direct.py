@@ -20,7 +20,9 @@ missing every subscription falls back to a plain nats-py one, with a warning):
   every ``MSG``/``HMSG``. It is shadowed on the client instance (not on the class) by a
   coroutine that serves direct sids and passes the others on to the original.
 - For :func:`publish`: ``Client._send_command``, ``_flush_pending``, ``_flush_queue``,
-  ``_pending_data_size`` and ``_max_pending_size``, used as ``Client.publish`` uses them.
+  ``_pending_data_size`` and ``_max_pending_size``, used as ``Client.publish`` uses them;
+  with ``now=True`` also ``_pending``, ``_transport._io_writer`` (nats-py's TCP and TLS
+  transports; others go through the flusher), as nats-py's flusher uses them.
 - For :meth:`DirectDispatch.drain` with ``keep``: ``Client._send_unsubscribe(sid)``.
 - ``Client._subs`` (sid -> ``Subscription``), ``Client.stats`` (``in_msgs``,
   ``in_bytes``) and the subscription's ``_received`` / ``_max_msgs`` / ``_future``, kept
@@ -297,8 +299,15 @@ async def publish(
     *,
     reply: str = "",
     headers: dict[str, str] | None = None,
+    now: bool = False,
 ) -> None:
     """``nc.publish`` without its per-call validation of subjects and header names.
+
+    ``now``: write to the socket at once instead of waking nats-py's flusher task, which
+    writes one event-loop turn later. That saves a wake-up for a lone message; but
+    messages published in one turn are best written together (nats-server reads one
+    packet instead of many), so callers ask for it only when they know little else is
+    going on (the consumer: when this is its only request in flight).
 
     For subjects known to be valid (a request's reply subject, our own names). Raises
     nats-py's errors as ``Client.publish`` does (closed, draining, outbound buffer full
@@ -334,5 +343,21 @@ async def publish(
     nc.stats["out_msgs"] += 1
     nc.stats["out_bytes"] += size
     await client._send_command(command)
+    if now and _write_now(client):
+        return
     if client._flush_queue is not None and client._flush_queue.empty():
         await client._flush_pending()
+
+
+def _write_now(nc: Any) -> bool:
+    """Write ``nc``'s pending commands to its socket at once, if nothing is queued there
+    (else nats-py's flusher task keeps them in order)."""
+    if not nc.is_connected:
+        return False
+    writer = getattr(nc._transport, "_io_writer", None)
+    if writer is None or writer.transport.get_write_buffer_size():
+        return False
+    writer.writelines(nc._pending)
+    nc._pending = []
+    nc._pending_data_size = 0
+    return True
