@@ -275,9 +275,13 @@ class GRPCEndpoint:
             )
             status, response = await self._run(method, context, future)
         try:
-            return self._reply(method, status, response, handler.response_serializer)
+            reply = self._reply(method, status, response, handler.response_serializer)
         finally:
             context.finish()
+        if reply.headers is not None and wire.STREAM in (msg.headers or {}):
+            # The gateway offered a stream: tell it that this method needs none.
+            reply.headers[wire.GRPC_UNARY] = "1"
+        return reply
 
     async def _stream(
         self, handler: Any, request: GRPCRequest, method: str, msg: Msg, started: float
