@@ -10,7 +10,9 @@ raw response message and the call's status and metadata (``narun.protocol.grpcwi
 :class:`~narun.consumer.grpc.context.AsyncContext`; plain ones run on a thread pool with
 a :class:`~narun.consumer.grpc.context.SyncContext`. Streaming methods (client, server,
 bidirectional) are served over a stream (:mod:`narun.consumer.grpc.streaming`) when the
-gateway reads streams (``Narun-Stream``); otherwise they answer UNIMPLEMENTED.
+gateway reads streams (``Narun-Stream``); otherwise they answer UNIMPLEMENTED. A unary
+method's answer to a request that offered a stream says ``Narun-Grpc-Unary``, so that the
+gateway takes its later calls on its unary path.
 
 >>> async with GRPCConsumer(register, service="greeter") as consumer:  # doctest: +SKIP
 ...     await consumer.serve_forever()
