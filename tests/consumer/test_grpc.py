@@ -115,6 +115,23 @@ async def test_unknown_method_is_unimplemented(executor: ThreadPoolExecutor) -> 
     assert status == GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not found!")
 
 
+class UnhashableBehavior:
+    """A servicer callable that cannot be a dict key (its kind cannot be kept)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, req: bytes, context: Any) -> bytes:
+        return b"sync:" + req
+
+
+async def test_callable_servicers_of_either_kind(executor: ThreadPoolExecutor) -> None:
+    for _ in range(2):  # also once their kind is known
+        reply, status = await call(UnhashableBehavior(), executor)
+        assert (reply.data, status) == (b"sync:in", GRPCStatus())
+        reply, status = await call(echo, executor)
+        assert (reply.data, status) == (b"in", GRPCStatus())
+
+
 async def test_a_unary_method_says_so_when_offered_a_stream(executor: ThreadPoolExecutor) -> None:
     offered, status = await call(echo, executor, request(b"in", {wire.STREAM: "65536"}))
     assert offered.data == b"in"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import functools
 import inspect
 import logging
 import time
@@ -132,12 +133,24 @@ class GRPCTarget:
 
 
 def _is_async(behavior: Callable[..., Any]) -> bool:
+    """Whether ``behavior`` is ``async`` (a coroutine or async generator function)."""
+    try:
+        return _is_async_kept(behavior)
+    except TypeError:  # not hashable
+        return _async_kind(behavior)
+
+
+def _async_kind(behavior: Callable[..., Any]) -> bool:
     call = behavior if inspect.isroutine(behavior) else getattr(behavior, "__call__", None)  # noqa: B004
     return any(
         check(f)
         for f in (behavior, call)
         for check in (inspect.iscoroutinefunction, inspect.isasyncgenfunction)
     )
+
+
+# A servicer's methods are the same objects on every call: their kind is looked up once.
+_is_async_kept = functools.lru_cache(maxsize=1024)(_async_kind)
 
 
 def _status_reply(code: StatusCode, message: str) -> Reply:
