@@ -8,20 +8,10 @@ inside it (both have paths the consumer counts).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.support import Processes
-from tests.support.frontstack import front_stack, get, seen
+from tests.support.frontstack import get, seen
 from tests.support.rawhttp import Conn
-
-
-@pytest.fixture(scope="module")
-def port(nats_url: str, logs: Path) -> Iterator[int]:
-    with Processes(logs, nats_url) as procs:
-        yield front_stack(procs)
 
 
 def inner(case: str) -> bytes:
@@ -78,15 +68,15 @@ CASES = {
 }
 
 
-def refused(port: int, case: str) -> None:
-    with Conn(port) as conn:
+def refused(front_port: int, case: str) -> None:
+    with Conn(front_port) as conn:
         conn.send(CASES[case])
         answer = conn.read_answer()
         assert answer.raw.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer.raw
         assert answer.header("connection") == "close"
         assert conn.is_closed()
-    assert seen(port, f"/echo/smuggled-{case}") == (0, 0, 0)
-    assert seen(port, f"/echo/outer-{case}").whole == 0
+    assert seen(front_port, f"/echo/smuggled-{case}") == (0, 0, 0)
+    assert seen(front_port, f"/echo/outer-{case}").whole == 0
 
 
 # Today's gateway streams a chunked body of unknown length to the consumer as it arrives,
@@ -102,19 +92,19 @@ _BEGUN_TODAY = pytest.mark.xfail(
     "case",
     [pytest.param(c, marks=_BEGUN_TODAY) if c == "chunk-data-too-long" else c for c in CASES],
 )
-def test_smuggling_attempt_is_400_closed_and_never_forwarded(port: int, case: str) -> None:
-    refused(port, case)
-    assert seen(port, f"/echo/outer-{case}") == (0, 0, 0)
+def test_smuggling_attempt_is_400_closed_and_never_forwarded(front_port: int, case: str) -> None:
+    refused(front_port, case)
+    assert seen(front_port, f"/echo/outer-{case}") == (0, 0, 0)
 
 
-def test_bad_chunk_framing_never_reaches_the_consumer_whole(port: int) -> None:
+def test_bad_chunk_framing_never_reaches_the_consumer_whole(front_port: int) -> None:
     case = "chunk-data-too-long"
-    refused(port, case)  # the outer request's body is never whole at the consumer
+    refused(front_port, case)  # the outer request's body is never whole at the consumer
 
 
-def test_a_clean_request_after_the_attempts_is_served(port: int) -> None:
-    with Conn(port) as conn:
+def test_a_clean_request_after_the_attempts_is_served(front_port: int) -> None:
+    with Conn(front_port) as conn:
         conn.send(get("/echo/clean"))
         assert conn.read_answer().status == 200
-    assert seen(port, "/echo/smuggled-") == (0, 0, 0)
-    assert seen(port, "/echo/clean") == (1, 1, 0)
+    assert seen(front_port, "/echo/smuggled-") == (0, 0, 0)
+    assert seen(front_port, "/echo/clean") == (1, 1, 0)

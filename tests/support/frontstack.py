@@ -8,11 +8,30 @@ from tests.support.procs import unique_service
 from tests.support.rawhttp import Conn
 from tests.support.stack import Processes
 
-__all__ = ["MAX_BODY", "Seen", "front_stack", "get", "post", "seen"]
+__all__ = [
+    "APP",
+    "FRONT_HEADER_TIMEOUT",
+    "FRONT_MAX_HEADER",
+    "FRONT_ROUTE_TIMEOUT",
+    "MAX_BODY",
+    "Seen",
+    "front_stack",
+    "get",
+    "post",
+    "seen",
+]
 
 APP = "tests.support.front_apps:app"
 MAX_BODY = 100
 """``max_body_bytes`` of the ``/echo/small/`` route."""
+FRONT_HEADER_TIMEOUT = 1.0
+"""``header_timeout_seconds`` of the gateway of the ``front_port`` fixture (tests/gateway)."""
+FRONT_ROUTE_TIMEOUT = 1.5
+"""The route timeout of the gateway of the ``front_port`` fixture (tests/gateway)."""
+FRONT_MAX_HEADER = 8192
+"""``max_header_bytes`` of the gateway of the ``front_port`` fixture (tests/gateway)."""
+
+
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 
