@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import signal
@@ -11,7 +12,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,31 @@ class Proc:
         return self.child.wait(timeout)
 
     def stop(self) -> int:
-        """SIGTERM and wait; SIGKILL if it does not exit in time."""
-        return self.child.stop(grace=40)
+        """SIGTERM and wait; SIGKILL if it does not exit in time, or if the wait is cut short.
+
+        Interrupted (Ctrl-C, a test timeout's exception) while it drains, it is killed
+        before the interruption goes on: nothing is left running.
+        """
+        try:
+            return self.child.stop(grace=40)
+        except BaseException:
+            self.child.kill()
+            raise
+
+
+@contextlib.contextmanager
+def stopped_on_error(proc: Proc) -> Iterator[Proc]:
+    """Give ``proc`` to the block; if the block raises anything, stop it before that goes on.
+
+    For the time between starting a process and handing it to whoever stops it (a
+    fixture's ``finally``, :class:`~tests.support.stack.Processes`): a readiness wait that
+    fails or is interrupted (``KeyboardInterrupt`` included) must not leave it running.
+    """
+    try:
+        yield proc
+    except BaseException:
+        proc.stop()
+        raise
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20) -> None:
@@ -135,15 +159,15 @@ def start_consumer(
     proc = Proc(
         ["serve", app_ref, "--service", service, "--nats-url", nats_url, *extra], log, env=env
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"consumer exited early:\n{proc.output()}")
-        if count_instances(nats_url, service, 0.1, nats_options) > instances_before:
-            return proc
-        time.sleep(0.05)
-    proc.stop()
-    raise RuntimeError(f"consumer {service} did not register:\n{proc.output()}")
+    with stopped_on_error(proc):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"consumer exited early:\n{proc.output()}")
+            if count_instances(nats_url, service, 0.1, nats_options) > instances_before:
+                return proc
+            time.sleep(0.05)
+        raise RuntimeError(f"consumer {service} did not register:\n{proc.output()}")
 
 
 def write_config(tmp: Path, config: dict[str, Any]) -> Path:
@@ -175,5 +199,6 @@ def start_gateway(
     }
     path = write_config(tmp, config)
     proc = Proc(["gateway", "-c", str(path)], tmp / f"{path.stem}.log", env=env)
-    wait_for_port(port, proc)
+    with stopped_on_error(proc):
+        wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"
