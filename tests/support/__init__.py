@@ -4,6 +4,7 @@
   loopback (built on :mod:`narun.supervise`), free ports, unique service names.
 - :mod:`~tests.support.stack`: :class:`~tests.support.stack.Processes`, one e2e stack's
   processes, all stopped (and checked to exit 0) when its block ends, however it ends.
+- :mod:`~tests.support.spans`: narun's tracing on for a test, the spans kept in memory.
 - :mod:`~tests.support.apps`, :mod:`~tests.support.grpc_apps`: the ASGI, WSGI and gRPC
   apps the e2e tests serve (``narun serve tests.support.apps:asgi_app``).
 - :mod:`~tests.support.natsauth`: NKeys, JWT chains and TLS files made on the spot.
