@@ -12,12 +12,14 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import nats
 import yaml
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from narun.supervise import Child, SuperviseError
 
@@ -202,3 +204,29 @@ def start_gateway(
     with stopped_on_error(proc):
         wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def gateway_to_responder(
+    tmp: Path,
+    nats_url: str,
+    nc: Client,
+    responder: Callable[[Msg], Awaitable[None]],
+    *,
+    methods: Sequence[str] = ("POST",),
+    **settings: Any,
+) -> AsyncIterator[str]:
+    """A gateway routing ``/x`` to a hand-made backend; yield the gateway's base URL.
+
+    ``responder`` answers the requests of a fresh service, subscribed on ``nc`` in the
+    queue group ``q`` (a Go-shaped or misbehaving consumer). ``settings`` are more gateway
+    config keys. When the block ends normally, the gateway must exit 0 on its stop.
+    """
+    service = unique_service("hand")
+    await nc.subscribe(service, queue="q", cb=responder)
+    await nc.flush()
+    route = {"path": "/x", "methods": list(methods), "service": service}
+    gateway, url = start_gateway(tmp, nats_url, [route], **settings)
+    with stopped_on_error(gateway):
+        yield url
+    assert gateway.stop() == 0, gateway.output()
