@@ -17,6 +17,7 @@ from narun.config.gateway import GatewayConfig
 from narun.gateway.discovery import RouteDiscovery
 from narun.gateway.edge import Edge
 from narun.gateway.http import HTTPGateway
+from narun.gateway.lifespan import serve_lifespan
 from narun.gateway.routetable import Resolution
 from narun.gateway.uvproto import HTTPToolsProtocol
 from narun.gateway.wake import Waker
@@ -170,19 +171,10 @@ class Gateway:
         await self.edge(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start(metrics_server=False, grpc_server=False)
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        async def start() -> None:
+            await self.start(metrics_server=False, grpc_server=False)
+
+        await serve_lifespan(receive, send, start=start, stop=self.stop)
 
 
 async def serve(
