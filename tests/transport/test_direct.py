@@ -288,3 +288,18 @@ def test_a_direct_msg_reads_as_a_nats_py_msg() -> None:
     assert isinstance(msg, Msg)
     assert (msg.subject, msg.reply, msg.data, msg.headers) == ("s", "r", b"d", {"A": "1"})
     assert direct.DirectMsg(Client(), "s", "", b"", b"").headers is None
+
+
+async def test_an_auto_unsubscribe_limit_is_kept(nc: Client) -> None:
+    subject = unique_service("limit")
+    got, handler = collector()
+    dispatch = DirectDispatch.of(nc)
+    sid = await dispatch.subscribe(subject, handler)
+    await nc._subs[sid].unsubscribe(limit=2)  # nats-py's own max_msgs, on our subscription
+    for i in range(5):
+        await nc.publish(subject, str(i).encode())
+    await nc.flush()
+    await until(lambda: len(got) == 2, "the first two messages")
+    await asyncio.sleep(0.1)
+    assert [g[2] for g in got] == [b"0", b"1"]
+    assert not dispatch.active(sid)
