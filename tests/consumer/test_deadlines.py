@@ -109,3 +109,14 @@ def test_a_deadline_needs_a_task() -> None:
     wheel = DeadlineWheel()
     with pytest.raises(RuntimeError), wheel.after(1):
         pass
+
+
+def test_a_wheel_finds_the_current_task_on_each_loop_it_is_used_from() -> None:
+    wheel = DeadlineWheel()
+
+    async def inside() -> bool:
+        return wheel.current_task() is asyncio.current_task()
+
+    # The wheel keeps the loop of its last use; a new loop must still be found.
+    assert asyncio.run(inside())
+    assert asyncio.run(inside())

@@ -241,3 +241,65 @@ async def test_without_the_internals_it_falls_back_to_plain_subscriptions(
     assert parse_header_block(got[1][3])[1] == "503"
     await dispatch.unsubscribe(sid)
     assert not dispatch.active(sid)
+
+
+@pytest.mark.parametrize(
+    ("reply", "headers"),
+    [("", None), ("_INBOX.x.1", None), ("", {"A": " 1 ", "B": "x\r\ny"}), ("r.2", {"C": "3"})],
+)
+async def test_publish_sends_what_nats_py_sends(
+    nc: Client, monkeypatch: pytest.MonkeyPatch, reply: str, headers: dict[str, str] | None
+) -> None:
+    sent: list[bytes] = []
+
+    async def capture(cmd: bytes, priority: bool = False) -> None:
+        sent.append(cmd)
+
+    monkeypatch.setattr(nc, "_send_command", capture)
+    out_msgs = nc.stats["out_msgs"]
+    await nc.publish("svc.a", b"payload\r\n", reply=reply, headers=headers)
+    await direct.publish(nc, "svc.a", b"payload\r\n", reply=reply, headers=headers)
+    assert nc.stats["out_msgs"] == out_msgs + 2
+    # The same message; nats-py writes a double space where the reply is empty.
+    line, rest = sent[0].split(b"\r\n", 1)
+    assert line.replace(b"  ", b" ") + b"\r\n" + rest == sent[1]
+
+
+async def test_publish_reaches_a_subscriber_and_refuses_what_nats_py_refuses(
+    nats_url: str,
+) -> None:
+    client = await nats.connect(nats_url)
+    subject = unique_service("pub")
+    sub = await client.subscribe(subject)
+    await direct.publish(client, subject, b"hi", headers={"K": "v"})
+    msg = await sub.next_msg(timeout=5)
+    assert (msg.data, msg.headers) == (b"hi", {"K": "v"})
+    too_big = b"x" * (client.max_payload - 5)
+    with pytest.raises(nats.errors.MaxPayloadError):  # the header block counts too
+        await direct.publish(client, subject, too_big, headers={"Key": "value"})
+    await client.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await direct.publish(client, subject, b"late")
+
+
+def test_a_direct_msg_reads_as_a_nats_py_msg() -> None:
+    raw = b"NATS/1.0\r\nA: 1\r\n\r\n"
+    msg = direct.DirectMsg(Client(), "s", "r", b"d", raw)
+    assert isinstance(msg, Msg)
+    assert (msg.subject, msg.reply, msg.data, msg.headers) == ("s", "r", b"d", {"A": "1"})
+    assert direct.DirectMsg(Client(), "s", "", b"", b"").headers is None
+
+
+async def test_an_auto_unsubscribe_limit_is_kept(nc: Client) -> None:
+    subject = unique_service("limit")
+    got, handler = collector()
+    dispatch = DirectDispatch.of(nc)
+    sid = await dispatch.subscribe(subject, handler)
+    await nc._subs[sid].unsubscribe(limit=2)  # nats-py's own max_msgs, on our subscription
+    for i in range(5):
+        await nc.publish(subject, str(i).encode())
+    await nc.flush()
+    await until(lambda: len(got) == 2, "the first two messages")
+    await asyncio.sleep(0.1)
+    assert [g[2] for g in got] == [b"0", b"1"]
+    assert not dispatch.active(sid)

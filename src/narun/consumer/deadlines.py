@@ -32,7 +32,7 @@ class Deadline:
         """True once the deadline has passed and the task was cancelled for it."""
 
     def __enter__(self) -> Deadline:
-        task = asyncio.current_task()
+        task = self._wheel.current_task()
         if task is None:
             raise RuntimeError("a Deadline must be entered inside a task")
         self._task = task
@@ -75,6 +75,18 @@ class DeadlineWheel:
         self._next = 0
         """The first slot not expired yet (valid while the timer runs)."""
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the last deadline: ``asyncio.current_task()`` without it asks for
+        the running loop, a ``getpid()`` system call on Python 3.11."""
+
+    def current_task(self) -> asyncio.Task[object] | None:
+        """``asyncio.current_task()``, with the loop kept from the last call."""
+        loop = self._loop
+        task = None if loop is None else asyncio.current_task(loop)
+        if task is None:
+            loop = self._loop = asyncio.get_running_loop()
+            task = asyncio.current_task(loop)
+        return task
 
     def after(self, seconds: float) -> Deadline:
         """A context manager that cancels the current task once ``seconds`` have passed."""

@@ -5,6 +5,11 @@ the handler inside that callback, which serializes every request. This service i
 hands each request to its own task under a concurrency limit, answers the ``$SRV``
 monitoring verbs itself with correct statistics, and drains: on :meth:`MicroService.stop`
 it stops taking requests, finishes the ones in flight, then goes away.
+
+The endpoint's requests come through :class:`narun.transport.direct.DirectDispatch`:
+straight from nats-py's parser to :meth:`MicroService._on_request`, which starts, queues
+or refuses each one on arrival (no nats-py ``Msg`` queue or subscription task on the
+way); replies go out through :func:`narun.transport.direct.publish`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -34,6 +38,7 @@ from narun.protocol.micro import (
     StatsResponse,
     control_subjects,
 )
+from narun.transport.direct import DirectDispatch, DirectMsg, publish
 
 __all__ = ["Handler", "MicroService", "Reply", "error_reply"]
 
@@ -147,11 +152,15 @@ class MicroService:
         """Requests allowed to wait for a slot; beyond that they are refused at once."""
         self._overload = overload_reply or OVERLOADED
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refusals: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop
+        """The loop serving the requests (set by :meth:`start`)."""
         self._waiting: deque[Msg] = deque()
-        self._endpoint_sub: Subscription | None = None
         self._extra_subjects = extra_subjects
         """More subjects served like the endpoint, same queue group (``<name>.stream``)."""
-        self._extra_subs: list[Subscription] = []
+        self._direct = DirectDispatch.of(nc)
+        self._endpoint_sids: list[int] = []
+        """The endpoint's subscriptions and the extra subjects' (direct dispatch)."""
         self._control_subs: list[Subscription] = []
         self._stopped = asyncio.Event()
 
@@ -199,13 +208,11 @@ class MicroService:
     async def start(self) -> None:
         """Subscribe the endpoint and the monitoring subjects."""
         self.started = datetime.now(UTC)
+        self._loop = asyncio.get_running_loop()
         ep = self.endpoint
-        self._endpoint_sub = await self._nc.subscribe(
-            ep.subject, queue=ep.queue_group, cb=self._dispatch
-        )
-        for subject in self._extra_subjects:
-            self._extra_subs.append(
-                await self._nc.subscribe(subject, queue=ep.queue_group, cb=self._dispatch)
+        for subject in (ep.subject, *self._extra_subjects):
+            self._endpoint_sids.append(
+                await self._direct.subscribe(subject, self._on_request, queue=ep.queue_group)
             )
         for verb, subject in control_subjects(self.identity.name, self.identity.id):
             self._control_subs.append(await self._nc.subscribe(subject, cb=self._control(verb)))
@@ -226,12 +233,10 @@ class MicroService:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        sub, self._endpoint_sub = self._endpoint_sub, None
-        subs = [sub, *self._extra_subs]
-        self._extra_subs = []
-        live = [sub for sub in subs if sub is not None and not self._nc.is_closed]
+        sids, self._endpoint_sids = self._endpoint_sids, []
+        live = [] if self._nc.is_closed else sids
         results = await asyncio.gather(
-            *(asyncio.wait_for(self._drain(sub), timeout) for sub in live), return_exceptions=True
+            *(asyncio.wait_for(self._drain(sid), timeout) for sid in live), return_exceptions=True
         )
         for result in results:
             if isinstance(result, Exception):
@@ -262,32 +267,22 @@ class MicroService:
         self._control_subs.clear()
         logger.info("service %s stopped", self.identity.name)
 
-    async def _drain(self, sub: Subscription) -> None:
-        """Unsubscribe ``sub`` and still serve what the server had already routed to it.
+    async def _drain(self, sid: int) -> None:
+        """Unsubscribe ``sid`` and still serve what the server had already routed to it.
 
         nats-py's ``Subscription.drain`` forgets the subscription as soon as the PONG
         after its UNSUB is in: a request that the server had routed to this queue member
         just before the UNSUB, but wrote to the socket after that PONG, is then dropped
         silently and its caller waits for its whole timeout (seen under load in the
         rolling-restart test as one 504 in 320). So the subscription is kept for
-        ``LATE_DELIVERY_GRACE`` more seconds before it is removed. Falls back to
-        ``sub.drain()`` if the installed nats-py lacks the internals used.
+        ``LATE_DELIVERY_GRACE`` more seconds before it is removed.
         """
-        nc: Any = self._nc
-        sid = getattr(sub, "_id", None)
-        queue = getattr(sub, "_pending_queue", None)
-        if sid is None or queue is None or not hasattr(nc, "_send_unsubscribe"):
-            await sub.drain()  # type: ignore[no-untyped-call]
-            return
-        await nc._send_unsubscribe(sid)
-        await nc.flush()
-        await asyncio.sleep(LATE_DELIVERY_GRACE)
-        await queue.join()
-        await sub.drain()  # type: ignore[no-untyped-call]  # nothing left: just forgets it
+        await self._direct.drain(sid, keep=LATE_DELIVERY_GRACE)
 
-    async def _dispatch(self, msg: Msg) -> None:
-        # Called by nats-py's per-subscription delivery loop, one message at a time, and
-        # never blocks it: each request is started, queued, or refused on arrival.
+    def _on_request(self, subject: bytes, reply: bytes, data: bytes, raw_headers: bytes) -> None:
+        # Runs inside nats-py's parser, once per request, and never blocks it: each
+        # request is started, queued, or refused on arrival.
+        msg = DirectMsg(self._nc, subject.decode(), reply.decode(), data, raw_headers)
         if len(self._tasks) < self.concurrency:
             self._start(msg)
         elif len(self._waiting) < self.backlog:
@@ -295,13 +290,19 @@ class MicroService:
         else:
             # Full: refuse at once, unprocessed, so the gateway can try another
             # instance or answer 503 quickly instead of timing out.
-            refusal = self._overload
-            reply = refusal if isinstance(refusal, Reply) else refusal(msg)
-            await self._respond(msg, reply)
-            self._counters.record(0, reply.error)
+            task = self._loop.create_task(self._refuse(msg))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
+
+    async def _refuse(self, msg: Msg) -> None:
+        refusal = self._overload
+        reply = refusal if isinstance(refusal, Reply) else refusal(msg)
+        await self._respond(msg, reply)
+        self._counters.record(0, reply.error)
 
     def _start(self, msg: Msg) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(msg))
+        # self._loop, not get_running_loop(): on Python 3.11 that is a getpid() syscall.
+        task = self._loop.create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -327,7 +328,10 @@ class MicroService:
         if not msg.reply or reply.sent:
             return reply.error
         try:
-            await self._nc.publish(msg.reply, reply.data, headers=reply.headers)
+            # Alone in flight: write now (a wake-up less); under load the replies of one
+            # loop turn go out together through nats-py's flusher.
+            alone = len(self._tasks) <= 1
+            await publish(self._nc, msg.reply, reply.data, headers=reply.headers, now=alone)
         except MaxPayloadError:
             logger.error(
                 "reply of %d bytes exceeds the NATS max_payload of %d bytes",

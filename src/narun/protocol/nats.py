@@ -18,6 +18,7 @@ from narun.errors import NarunError
 
 __all__ = [
     "encode_hpub",
+    "encode_pub",
     "header_block",
     "header_size",
     "header_value",
@@ -68,23 +69,47 @@ def header_block(headers: dict[str, str]) -> bytes:
 def encode_hpub(subject: str, reply: str, block: bytes, payload: bytes) -> bytes:
     """The ``HPUB`` command for one message with header block ``block``.
 
-    ``subject`` and ``reply`` must be valid subjects (no whitespace): they are not
-    checked here.
+    ``subject`` and ``reply`` (may be "") must be valid subjects (no whitespace): they
+    are not checked here.
     """
     n = len(block)
-    head = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n".encode()
+    if reply:
+        head = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n".encode()
+    else:
+        head = f"HPUB {subject} {n} {n + len(payload)}\r\n".encode()
     return b"".join((head, block, payload, b"\r\n"))
+
+
+def encode_pub(subject: str, reply: str, payload: bytes) -> bytes:
+    """The ``PUB`` command for one message without headers (``reply`` may be "")."""
+    if reply:
+        head = f"PUB {subject} {reply} {len(payload)}\r\n".encode()
+    else:
+        head = f"PUB {subject} {len(payload)}\r\n".encode()
+    return b"".join((head, payload, b"\r\n"))
 
 
 _CRLF = b"\r\n"
 _STATUS = "Status"
 _DESCRIPTION = "Description"
 _DERIVED = frozenset((_STATUS, _DESCRIPTION))
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+"""What ``bytes.strip()`` strips (``str.strip()`` strips more)."""
 
 
 def _header_lines(raw: bytes) -> dict[str, str]:
     """``Name: value`` lines as nats-py reads them: the last of a repeated name wins."""
     out: dict[str, str] = {}
+    if raw.isascii():  # the common case: one decode, then str operations
+        for text in raw.decode("ascii").split("\r\n"):
+            left, colon, right = text.partition(":")
+            if not colon:
+                continue
+            field = left.strip(_ASCII_SPACE)
+            if field and field.split() != [field]:
+                continue
+            out[field] = right.strip(_ASCII_SPACE)
+        return out
     for line in raw.split(_CRLF):
         if not line:
             continue
@@ -95,7 +120,7 @@ def _header_lines(raw: bytes) -> dict[str, str]:
             key = name.strip().decode("ascii")
         except UnicodeDecodeError:
             continue
-        if any(c.isspace() for c in key):
+        if key and key.split() != [key]:  # whitespace inside the name (str.isspace's)
             continue
         out[key] = value.strip().decode("utf-8", "replace")
     return out

@@ -19,6 +19,11 @@ missing every subscription falls back to a plain nats-py one, with a warning):
 - ``Client._process_msg(sid, subject, reply, data, headers)``: what the parser awaits for
   every ``MSG``/``HMSG``. It is shadowed on the client instance (not on the class) by a
   coroutine that serves direct sids and passes the others on to the original.
+- For :func:`publish`: ``Client._send_command``, ``_flush_pending``, ``_flush_queue``,
+  ``_pending_data_size`` and ``_max_pending_size``, used as ``Client.publish`` uses them;
+  with ``now=True`` also ``_pending``, ``_transport._io_writer`` (nats-py's TCP and TLS
+  transports; others go through the flusher), as nats-py's flusher uses them.
+- For :meth:`DirectDispatch.drain` with ``keep``: ``Client._send_unsubscribe(sid)``.
 - ``Client._subs`` (sid -> ``Subscription``), ``Client.stats`` (``in_msgs``,
   ``in_bytes``) and the subscription's ``_received`` / ``_max_msgs`` / ``_future``, kept
   as nats-py's own ``_process_msg`` keeps them.
@@ -40,10 +45,16 @@ from nats.aio.client import Client
 from nats.aio.client import __version__ as _NATS_VERSION
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    MaxPayloadError,
+    OutboundBufferLimitError,
+)
 
-from narun.protocol.nats import header_block
+from narun.protocol.nats import encode_hpub, encode_pub, header_block, parse_header_block
 
-__all__ = ["DirectDispatch", "Handler"]
+__all__ = ["DirectDispatch", "DirectMsg", "Handler", "publish"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,13 +154,23 @@ class DirectDispatch:
             return
         await sub.unsubscribe()
 
-    async def drain(self, sid: int) -> None:
+    async def drain(self, sid: int, *, keep: float = 0.0) -> None:
         """Unsubscribe ``sid`` but take the messages the server sent before it saw that
-        (a round trip); then the subscription is gone."""
-        sub = self._fallback.pop(sid, None) or self.nc._subs.get(sid)
+        (a round trip), and those arriving ``keep`` seconds more; then forget it.
+
+        ``keep`` covers messages the server routed to this queue member just before
+        the UNSUB but writes after the round trip's PONG (seen under load).
+        """
+        nc: Any = self.nc
+        sub = self._fallback.pop(sid, None) or nc._subs.get(sid)
         try:
-            if sub is not None and not (self.nc.is_closed or self.nc.is_draining):
-                await sub.drain()  # type: ignore[no-untyped-call]
+            if sub is None or nc.is_closed or nc.is_draining:
+                return
+            if keep > 0 and hasattr(nc, "_send_unsubscribe"):
+                await nc._send_unsubscribe(sid)
+                await nc.flush()
+                await asyncio.sleep(keep)
+            await sub.drain()  # (again) UNSUB, a round trip, what is queued; then forgets it
         finally:
             self._handlers.pop(sid, None)
 
@@ -228,3 +249,115 @@ def _block_of(headers: dict[str, str] | None) -> bytes:
     line = f"NATS/1.0 {status} {description}".rstrip() + "\r\n"
     lines = "".join(f"{k}: {v}\r\n" for k, v in rest.items())
     return (line + lines + "\r\n").encode()
+
+
+class DirectMsg(Msg):
+    """A received message for handlers written for nats-py's ``Msg``: the same
+    ``subject``, ``reply``, ``data`` and ``headers``, made without the dataclass's
+    ``__init__``; ``headers`` is parsed from the raw block on first use.
+    """
+
+    def __init__(self, nc: Client, subject: str, reply: str, data: bytes, raw: bytes) -> None:
+        self._client = nc
+        self.subject = subject
+        self.reply = reply
+        self.data = data
+        self.raw_headers = raw
+        """The ``NATS/1.0`` header block as received (b"" for none)."""
+        self._parsed: dict[str, str] | bool | None = False
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """The headers as nats-py's ``Msg.headers`` has them (None when there are none)."""
+        parsed = self._parsed
+        if parsed is False:
+            raw = self.raw_headers
+            parsed = self._parsed = (parse_header_block(raw)[0] or None) if raw else None
+        return parsed  # type: ignore[return-value]
+
+    @headers.setter
+    def headers(self, value: dict[str, str] | None) -> None:
+        self._parsed = value
+
+
+_FAST_PUBLISH = (
+    "_send_command",
+    "_flush_pending",
+    "_flush_queue",
+    "_pending_data_size",
+    "_max_pending_size",
+)
+
+_fast_publish: dict[type[Client], bool] = {}
+"""Per client class: whether it has what :func:`publish` uses (set in ``__init__``)."""
+
+
+async def publish(
+    nc: Client,
+    subject: str,
+    payload: bytes,
+    *,
+    reply: str = "",
+    headers: dict[str, str] | None = None,
+    now: bool = False,
+) -> None:
+    """``nc.publish`` without its per-call validation of subjects and header names.
+
+    ``now``: write to the socket at once instead of waking nats-py's flusher task, which
+    writes one event-loop turn later. That saves a wake-up for a lone message; but
+    messages published in one turn are best written together (nats-server reads one
+    packet instead of many), so callers ask for it only when they know little else is
+    going on (the consumer: when this is its only request in flight).
+
+    For subjects known to be valid (a request's reply subject, our own names). Raises
+    nats-py's errors as ``Client.publish`` does (closed, draining, outbound buffer full
+    while reconnecting, over ``max_payload``, counting the header block too) and
+    :class:`narun.errors.NarunError` for a header name that is not a token. Uses
+    ``Client.publish`` if the installed nats-py lacks the internals named above.
+    """
+    fast = _fast_publish.get(type(nc))
+    if fast is None:
+        fast = _fast_publish[type(nc)] = all(hasattr(nc, attr) for attr in _FAST_PUBLISH)
+    if not fast:
+        await nc.publish(subject, payload, reply=reply, headers=headers)
+        return
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
+    size = len(payload)
+    if headers is None:
+        command = encode_pub(subject, reply, payload)
+        total = size
+    else:
+        block = header_block(headers)
+        command = encode_hpub(subject, reply, block, payload)
+        total = size + len(block)
+    if total > nc.max_payload:
+        raise MaxPayloadError
+    client: Any = nc
+    if not nc.is_connected:
+        limit = client._max_pending_size
+        if limit <= 0 or size + client._pending_data_size > limit:
+            raise OutboundBufferLimitError
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += size
+    await client._send_command(command)
+    if now and _write_now(client):
+        return
+    if client._flush_queue is not None and client._flush_queue.empty():
+        await client._flush_pending()
+
+
+def _write_now(nc: Any) -> bool:
+    """Write ``nc``'s pending commands to its socket at once, if nothing is queued there
+    (else nats-py's flusher task keeps them in order)."""
+    if not nc.is_connected:
+        return False
+    writer = getattr(nc._transport, "_io_writer", None)
+    if writer is None or writer.transport.get_write_buffer_size():
+        return False
+    writer.writelines(nc._pending)
+    nc._pending = []
+    nc._pending_data_size = 0
+    return True

@@ -181,7 +181,7 @@ class HTTPEndpoint:
         headers: dict[str, str],
         body_streamed: bool,
     ) -> Exchange:
-        task = asyncio.current_task()
+        task = self._deadlines.current_task()  # the wheel keeps the loop: no getpid()
         assert task is not None
         self._running[reply] = task
         idle = wire.parse_timeout(headers.get(wire.STREAM_IDLE_MS))
