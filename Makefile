@@ -39,7 +39,8 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md
+bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md (installs wrk, caddy, nginx if missing)
+	@sh bench/tools.sh
 	$(PY) -m bench.run
 
 soak: $(STAMP)  ## 300,000 requests at saturation through the full path; RSS start/middle/end

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import grpc_bench
+from bench import grpc_bench, targets
 from bench import streams as stream_bench
 from bench import websocket as ws_bench
 from bench.codec import run_codec
@@ -34,14 +34,6 @@ from bench.stacks import STACKS, Stack, check
 from bench.wrk import RunResult, have_wrk, run_wrk, write_script
 
 MIB = 1024 * 1024
-TARGETS = {
-    "http64_vs_direct": 0.6,
-    "http64_vs_caddy": 1.5,
-    "http1_p50_added_ms": 0.2,
-    "grpc64_vs_direct": 0.6,
-    "codec_us": 20.0,
-    "gateway_rss_mib": 60.0,
-}
 
 
 @dataclass
@@ -194,56 +186,6 @@ def gateway_rss(rows: list[Row]) -> dict[str, list[float]]:
     return out
 
 
-def evaluate(
-    rows: list[Row],
-    grpc_rows: list[grpc_bench.GRPCRow],
-    codec: dict[str, float] | None,
-    rss: dict[str, list[float]],
-) -> list[tuple[str, str, bool | None]]:
-    """Each target: (what, measured, met); met is None when it could not be measured."""
-    by = {(r.stack, r.connections): r for r in rows}
-    out: list[tuple[str, str, bool | None]] = []
-    top = max((r.connections for r in rows), default=0)
-    low = min((r.connections for r in rows), default=0)
-    for stack in ("narun", "narun2"):
-        n = by.get((stack, top))
-        if n is None:
-            continue
-        d, c = by.get(("uvicorn", top)), by.get(("caddy", top))
-        if d:
-            x = n.rps / d.rps
-            t = TARGETS["http64_vs_direct"]
-            out.append((f"{n.title} @{top} >= {t}x direct uvicorn", f"{x:.2f}x", x >= t))
-        if c:
-            x = n.rps / c.rps
-            t = TARGETS["http64_vs_caddy"]
-            out.append((f"{n.title} @{top} >= {t}x Caddy", f"{x:.2f}x", x >= t))
-    n1, d1 = by.get(("narun", low)), by.get(("uvicorn", low))
-    if n1 and d1:
-        added = n1.p50_ms - d1.p50_ms
-        t = TARGETS["http1_p50_added_ms"]
-        out.append((f"narun @{low} adds <= {t} ms p50", f"+{added:.3f} ms", added <= t))
-    g = {(r.target, r.concurrency): r for r in grpc_rows}
-    gtop = max((r.concurrency for r in grpc_rows), default=0)
-    gn, gd = g.get(("narun", gtop)), g.get(("direct", gtop))
-    if gn and gd:
-        x = gn.rps / gd.rps
-        t = TARGETS["grpc64_vs_direct"]
-        out.append((f"gRPC narun @{gtop} >= {t}x direct grpc.aio", f"{x:.2f}x", x >= t))
-    else:
-        out.append(("gRPC narun >= 0.6x direct grpc.aio", "not measured", None))
-    if codec:
-        t = TARGETS["codec_us"]
-        v = codec["round_trip"]
-        out.append((f"codec encode+decode request+response <= {t:g} us", f"{v:.1f} us", v <= t))
-    for title, mibs in rss.items():
-        t = TARGETS["gateway_rss_mib"]
-        worst = max(mibs)
-        shown = " + ".join(f"{m:.1f}" for m in mibs)
-        out.append((f"{title} RSS under load <= {t:g} MiB each", f"{shown} MiB", worst <= t))
-    return out
-
-
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     model = ""
@@ -343,28 +285,35 @@ def main(argv: list[str] | None = None) -> int:
     codec: dict[str, float] | None = None
     streamed: list[stream_bench.StreamResult] = []
     ws_results: list[ws_bench.WSResult] = []
+    skipped: dict[str, str] = {}  # why a section or stack did not run ("not measured")
     with tempfile.TemporaryDirectory(prefix="narun-bench-") as tmp:
         workdir = Path(tmp)
         if not have_wrk():
             print("wrk is not installed (apt-get install wrk): SKIPPING every HTTP row")
+            skipped["http"] = "wrk is not installed"
         else:
             script = write_script(workdir)
             for stack in STACKS:
                 if stack.key not in args.stacks:
+                    skipped[stack.key] = "not in --stacks"
                     continue
                 missing = stack.missing()
                 if missing:
                     print(f"{stack.title}: {', '.join(missing)} not installed: SKIPPED")
+                    skipped[stack.key] = f"{', '.join(missing)} not installed"
                     continue
                 print(f"{stack.title} ...", flush=True)
                 stack_rows, stack_notes = bench_stack(stack, args, workdir, script)
                 rows += stack_rows
                 notes += stack_notes
-        if not args.no_grpc:
+        if args.no_grpc:
+            skipped["grpc"] = "--no-grpc"
+        else:
             reason = grpc_bench.unavailable()
             if reason:
                 print(f"gRPC rows SKIPPED: {reason}")
                 notes.append(f"gRPC rows skipped: {reason}")
+                skipped["grpc"] = reason
             else:
                 grpc_rows = grpc_bench.run_grpc(
                     workdir,
@@ -376,13 +325,17 @@ def main(argv: list[str] | None = None) -> int:
                 grpc_stream = grpc_bench.run_grpc_stream(
                     workdir, messages=20_000 if args.quick else 100_000
                 )
-        if not args.no_streams:
+        if args.no_streams:
+            skipped["streams"] = "--no-streams"
+        else:
             print(f"streaming ({args.stream_mib} MiB each way) ...", flush=True)
             streamed = stream_bench.run_streams(args.stream_mib, workdir)
         if not args.no_websocket:
             print("WebSocket echo ...", flush=True)
             ws_results = ws_bench.run_websocket(workdir, seconds=2.0 if args.quick else 5.0)
-    if not args.no_codec:
+    if args.no_codec:
+        skipped["codec"] = "--no-codec"
+    else:
         codec = run_codec(seconds=1.0 if args.quick else 2.5)
 
     if rows:
@@ -407,38 +360,33 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + ws_bench.report(ws_results, 32))
     for note in notes:
         print(f"note: {note}")
-    print("\nTargets:")
-    verdicts = evaluate(rows, grpc_rows, codec, rss)
-    for what, measured, met in verdicts:
-        mark = "n/a " if met is None else ("MET " if met else "MISS")
-        print(f"  [{mark}] {what}: {measured}")
     elapsed = time.monotonic() - started
     print(f"\n(done in {elapsed:.0f} s)")
     out = args.json or ROOT / "bench-results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": info,
-                "options": {
-                    "duration": args.duration,
-                    "runs": args.runs,
-                    "warmup": args.warmup,
-                    "connections": args.connections,
-                },
-                "http": [asdict(r) for r in rows],
-                "grpc": [asdict(r) for r in grpc_rows],
-                "grpc_stream": grpc_stream,
-                "codec": codec,
-                "streams": [asdict(r) for r in streamed],
-                "websocket": [asdict(r) for r in ws_results],
-                "targets": [{"what": w, "measured": m, "met": ok} for w, m, ok in verdicts],
-                "notes": notes,
-            },
-            indent=2,
-        )
-    )
+    results: dict[str, Any] = {
+        "machine": info,
+        "options": {
+            "duration": args.duration,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "connections": args.connections,
+            "stacks": args.stacks,
+        },
+        "http": [asdict(r) for r in rows],
+        "grpc": [asdict(r) for r in grpc_rows],
+        "grpc_stream": grpc_stream,
+        "codec": codec,
+        "streams": [asdict(r) for r in streamed],
+        "websocket": [asdict(r) for r in ws_results],
+        "skipped": skipped,
+        "notes": notes,
+    }
+    judged = targets.verdicts(results)
+    results["targets"] = [v.as_json() for v in judged]
+    out.write_text(json.dumps(results, indent=2))
     print(f"results written to {out}")
+    print("\n" + targets.render(judged))
     return 0
 
 

@@ -13,22 +13,21 @@ import argparse
 import asyncio
 import statistics
 import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from bench.procs import Procs, RssSampler, free_port
+from bench.pair import start_direct, start_narun
+from bench.procs import Procs, RssSampler
 
 __all__ = ["StreamResult", "main", "run_streams"]
 
 MIB = 1024 * 1024
 SERVICE = "benchstream"
-_PY = sys.executable
+APP = "bench.stream_app:app"
 
 
 @dataclass
@@ -101,66 +100,21 @@ def _measure(stack: str, url: str, pids: dict[str, list[int]], size: int) -> Str
 
 def run_streams(size_mib: int, workdir: Path) -> list[StreamResult]:
     """Measure direct uvicorn and narun (1 gateway, 1 consumer) with ``size_mib``."""
-    from narun.transport.server import find_nats_server
-
     size = size_mib * MIB
     results: list[StreamResult] = []
     with Procs(workdir) as procs:
-        port = free_port()
-        uv = procs.start(
-            "uvicorn-stream",
-            [
-                *(_PY, "-m", "uvicorn", "bench.stream_app:app"),
-                *("--host", "127.0.0.1", "--port", str(port)),
-                *("--loop", "uvloop", "--http", "httptools"),
-                *("--no-access-log", "--log-level", "warning"),
-            ],
+        direct = start_direct(procs, "uvicorn-stream", APP)
+        results.append(_measure("uvicorn (direct)", direct.url, direct.roles, size))
+        narun = start_narun(
+            procs,
+            workdir,
+            "stream",
+            APP,
+            SERVICE,
+            [{"path": "/", "methods": ["GET", "POST"], "service": SERVICE}],
+            request_timeout_seconds=30,
         )
-        uv.wait_for_port(port, timeout=30)
-        direct = {"uvicorn": procs.pids("uvicorn-stream")}
-        results.append(_measure("uvicorn (direct)", f"http://127.0.0.1:{port}", direct, size))
-
-        nats_port = free_port()
-        nats = procs.start(
-            "nats-server-stream", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)]
-        )
-        nats.wait_for_port(nats_port, timeout=30)
-        nats_url = f"nats://127.0.0.1:{nats_port}"
-        procs.start(
-            "consumer-stream",
-            [
-                *(_PY, "-m", "narun", "serve", "bench.stream_app:app", "--service", SERVICE),
-                *("--nats-url", nats_url, "--log-level", "warning"),
-            ],
-        )
-        gw_port = free_port()
-        config = workdir / "gateway-stream.yaml"
-        config.write_text(
-            textwrap.dedent(
-                f"""\
-                nats_url: "{nats_url}"
-                server_addr: "127.0.0.1:{gw_port}"
-                metrics_addr: ""
-                request_timeout_seconds: 30
-                routes:
-                  - path: "/"
-                    methods: ["GET", "POST"]
-                    service: "{SERVICE}"
-                """
-            )
-        )
-        gateway = procs.start(
-            "gateway-stream",
-            [_PY, "-m", "narun", "gateway", "-c", str(config), "--log-level", "warning"],
-        )
-        gateway.wait_for_port(gw_port, timeout=30)
-        time.sleep(1.0)  # the consumer registers
-        roles = {
-            "gateway": procs.pids("gateway-stream"),
-            "nats-server": procs.pids("nats-server-stream"),
-            "consumer": procs.pids("consumer-stream"),
-        }
-        results.append(_measure("narun (1 gateway)", f"http://127.0.0.1:{gw_port}", roles, size))
+        results.append(_measure("narun (1 gateway)", narun.url, narun.roles, size))
     return results
 
 

@@ -12,21 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from bench.procs import Procs, free_port
+from bench.pair import Started, start_direct, start_narun
+from bench.procs import Procs
 
 __all__ = ["WSResult", "main", "report", "run_websocket"]
 
 SERVICE = "benchws"
-_PY = sys.executable
+APP = "bench.ws_app:app"
 _MESSAGE = "x" * 64
 
 
@@ -83,62 +82,24 @@ def _measure(stack: str, url: str, clients: int, seconds: float) -> WSResult:
 
 def run_websocket(workdir: Path, *, clients: int = 32, seconds: float = 5.0) -> list[WSResult]:
     """Measure direct uvicorn and narun (1 gateway, 1 consumer)."""
-    from narun.transport.server import find_nats_server
-
     results: list[WSResult] = []
     with Procs(workdir) as procs:
-        port = free_port()
-        uv = procs.start(
-            "uvicorn-ws",
-            [
-                *(_PY, "-m", "uvicorn", "bench.ws_app:app"),
-                *("--host", "127.0.0.1", "--port", str(port)),
-                *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),
-                *("--no-access-log", "--log-level", "warning"),
-            ],
+        direct = start_direct(procs, "uvicorn-ws", APP, "--ws", "websockets-sansio")
+        results.append(_measure("uvicorn (direct)", _ws_url(direct), clients, seconds))
+        narun = start_narun(
+            procs,
+            workdir,
+            "ws",
+            APP,
+            SERVICE,
+            [{"path": "/ws/", "methods": ["GET"], "service": SERVICE, "websocket": True}],
         )
-        uv.wait_for_port(port, timeout=30)
-        direct = f"ws://127.0.0.1:{port}/ws/echo"
-        results.append(_measure("uvicorn (direct)", direct, clients, seconds))
-
-        nats_port = free_port()
-        nats = procs.start(
-            "nats-server-ws", [find_nats_server(), "-a", "127.0.0.1", "-p", str(nats_port)]
-        )
-        nats.wait_for_port(nats_port, timeout=30)
-        nats_url = f"nats://127.0.0.1:{nats_port}"
-        procs.start(
-            "consumer-ws",
-            [
-                *(_PY, "-m", "narun", "serve", "bench.ws_app:app", "--service", SERVICE),
-                *("--nats-url", nats_url, "--log-level", "warning"),
-            ],
-        )
-        gw_port = free_port()
-        config = workdir / "gateway-ws.yaml"
-        config.write_text(
-            textwrap.dedent(
-                f"""\
-                nats_url: "{nats_url}"
-                server_addr: "127.0.0.1:{gw_port}"
-                metrics_addr: ""
-                routes:
-                  - path: "/ws/"
-                    methods: ["GET"]
-                    service: "{SERVICE}"
-                    websocket: true
-                """
-            )
-        )
-        gateway = procs.start(
-            "gateway-ws",
-            [_PY, "-m", "narun", "gateway", "-c", str(config), "--log-level", "warning"],
-        )
-        gateway.wait_for_port(gw_port, timeout=30)
-        time.sleep(1.0)  # the consumer registers
-        narun = f"ws://127.0.0.1:{gw_port}/ws/echo"
-        results.append(_measure("narun (1 gateway)", narun, clients, seconds))
+        results.append(_measure("narun (1 gateway)", _ws_url(narun), clients, seconds))
     return results
+
+
+def _ws_url(stack: Started) -> str:
+    return "ws" + stack.url.removeprefix("http") + "/ws/echo"
 
 
 def report(results: list[WSResult], clients: int) -> str:

@@ -151,10 +151,21 @@ def _in_thread(make: Callable[[], Any]) -> Any:
 
 
 def live_nodes(url: str) -> dict[str, Any]:
-    try:
-        return _kv(url, "node-runner-states")
-    except Exception:
-        return {}
+    """The node states in the KV; {} before the first node made the bucket.
+
+    A failed read (a slow connect on a loaded machine) is retried, never taken for "no
+    nodes": an assertion on what runs must not see an empty cluster that is not empty.
+    """
+    for attempt in range(5):
+        try:
+            return _kv(url, "node-runner-states")
+        except nats.js.errors.BucketNotFoundError:
+            return {}
+        except Exception:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def instances(url: str, app: str) -> list[dict[str, Any]]:
