@@ -15,7 +15,7 @@ callbacks on the connection:
    ``Transfer-Encoding``, a ``Content-Length`` body (or none) small enough to be held
    whole, fits the edge's size caps, and tracing is off;
 2. once its body is parsed (if it is not complete within the route's timeout, the
-   request goes the ASGI way, which answers 408 in turn), the Binary HTTP request is
+   answer is 408, as on the ASGI path), the Binary HTTP request is
    made by the shared core (:mod:`narun.gateway.forward`) and published with
    :meth:`narun.transport.requester.Requester.send`: no task, no future, a timer for
    the timeout;
@@ -54,7 +54,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCy
 
 from narun._types import Scope
 from narun.config.gateway import HTTPRoute
-from narun.errors import NarunError, NoResponders, PayloadTooLarge, RequestTimeout
+from narun.errors import BodyTimeout, NarunError, NoResponders, PayloadTooLarge, RequestTimeout
 from narun.gateway.edge import Edge
 from narun.gateway.forward import (
     error_answer,
@@ -197,17 +197,21 @@ class FrontProtocol(HTTPToolsProtocol):
         super().data_received(data)
         if self._waiting is not None and self._body_timer is None:
             # The body did not all come with the head (a client may write them
-            # separately): wait for it up to the route's timeout, then let the ASGI
-            # path deal with the slow client (it answers 408 in its own time).
+            # separately): wait for it up to the route's timeout, then answer 408 as
+            # the ASGI path does.
             timeout = self.front.http.route_params(self._waiting[1])[0] if self.front else 0
             self._body_timer = self.loop.call_later(timeout, self._body_too_slow)
 
     def _body_too_slow(self) -> None:
         self._body_timer = None
         waiting = self._waiting
-        if waiting is not None:
+        if waiting is not None and self.front is not None:
             self._waiting = None
-            self.hand_over(waiting[0])
+            cycle, route = waiting
+            self.front.fast += 1
+            exchange = _Exchange(self, self.front, cycle, route)
+            timeout = self.front.http.route_params(route)[0]
+            exchange.refuse(BodyTimeout(f"request body not complete after {timeout}s"))
 
     def _stop_waiting(self) -> None:
         self._waiting = None
@@ -363,6 +367,11 @@ class _Exchange:
             self.hand_over()  # not connected, draining: the ASGI path has the answer
             return
         self.requester = requester
+
+    def refuse(self, exc: NarunError) -> None:
+        """Answer with ``exc`` without sending the request (counted in flight as sent)."""
+        self.record.count(self.front.http.in_flight)
+        self.fail(exc)
 
     def on_reply(self, outcome: Msg | NarunError) -> None:
         """The reply (or the error that ended the wait) is here: answer the client."""
