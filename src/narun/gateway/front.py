@@ -66,7 +66,7 @@ from narun.gateway.forward import (
 )
 from narun.gateway.http import HTTPGateway
 from narun.gateway.routing import Match
-from narun.gateway.uvproto import HTTPToolsProtocol
+from narun.gateway.uvproto import CoalescingTransport, HTTPToolsProtocol
 from narun.observe import requestid
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
@@ -274,7 +274,11 @@ class FrontProtocol(HTTPToolsProtocol):
         content += (b"\r\n", body)
         cycle.response_started = cycle.response_complete = True
         cycle.waiting_for_100_continue = False
-        self.transport.write(b"".join(content))
+        transport = self.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.write_whole(b"".join(content))  # one write already: no need to wait
+        else:
+            transport.write(b"".join(content))
         cycle.message_event.set()
         if not cycle.keep_alive:
             self.transport.close()

@@ -21,14 +21,14 @@ from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import MaxPayloadError, OutboundBufferLimitError
 
 from narun.errors import NarunError, NoResponders, NotConnected, PayloadTooLarge, RequestTimeout
 from narun.protocol import wire
-from narun.protocol.nats import encode_hpub, header_block, header_size
+from narun.protocol.nats import encode_hpub, header_block, header_size, parse_header_block
 from narun.protocol.stream import WINDOW, StreamState
 from narun.protocol.wire import OVERLOADED
+from narun.transport.direct import DirectDispatch
 from narun.transport.stream import StreamChannel
 
 __all__ = ["Requester"]
@@ -57,7 +57,7 @@ class Requester:
         # Requests whose streamed reply also carries a streamed request body (gRPC calls).
         self._body_tokens: set[str] = set()
         self._ids = itertools.count()
-        self._sub: Subscription | None = None
+        self._sid: int | None = None
         # nats-py internals the fast publish path uses (present since nats-py 2.0).
         self._fast = all(
             hasattr(nc, attr) for attr in ("_send_command", "_flush_pending", "_flush_queue")
@@ -66,7 +66,8 @@ class Requester:
     async def start(self) -> None:
         """Subscribe the reply wildcard. nats-py re-subscribes it after a reconnect."""
         self._prefix = self.nc.new_inbox() + "."
-        self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_reply)
+        self._direct = DirectDispatch.of(self.nc)
+        self._sid = await self._direct.subscribe(self._prefix + "*", self._on_direct)
 
     async def stop(self) -> None:
         """Fail every waiting request and drop the reply subscription."""
@@ -80,9 +81,9 @@ class Requester:
             on_reply(NotConnected("gateway is shutting down"))
         for channel in list(self._streams.values()):
             channel.close()
-        if self._sub is not None and not self.nc.is_closed:
-            await self._sub.unsubscribe()
-        self._sub = None
+        sid, self._sid = self._sid, None
+        if sid is not None:
+            await self._direct.unsubscribe(sid)
 
     async def _send(self, command: bytes, payload_size: int) -> None:
         """Queue an encoded message and wake the flusher, as ``Client.publish`` does."""
@@ -97,7 +98,14 @@ class Requester:
         if nc._flush_queue is not None and nc._flush_queue.empty():
             await nc._flush_pending()
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_direct(self, subject: bytes, reply: bytes, data: bytes, raw: bytes) -> None:
+        # Straight from nats-py's parser (narun.transport.direct): no pending queue, no
+        # subscription task. The Msg is what nats-py would have made.
+        headers = parse_header_block(raw)[0] or None if raw else None
+        msg = Msg(self.nc, subject.decode(), reply.decode(), data, headers)
+        self._on_reply(msg)
+
+    def _on_reply(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix) :]
         if self._streams:
             channel = self._streams.get(token)
