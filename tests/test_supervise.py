@@ -171,13 +171,18 @@ def test_a_child_without_its_own_group_is_signalled_alone(tmp_path: Path) -> Non
     assert child.stop(grace=20) == 0
 
 
-def test_wait_for_port(tmp_path: Path) -> None:
-    port = free_port()
+def _late_listener(port: int) -> list[str]:
+    """A child that opens ``port`` on loopback after 0.3 s, then idles."""
     script = (
         "import socket, time; time.sleep(0.3); s = socket.socket();"
         f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"
     )
-    child = Child.start([sys.executable, "-c", script])
+    return [sys.executable, "-c", script]
+
+
+def test_wait_for_port(tmp_path: Path) -> None:
+    port = free_port()
+    child = Child.start(_late_listener(port))
     try:
         child.wait_for_port(port, timeout=20)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
@@ -234,11 +239,7 @@ async def test_stop_async_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> 
 
 async def test_wait_for_port_async() -> None:
     port = free_port()
-    script = (
-        "import socket, time; time.sleep(0.3); s = socket.socket();"
-        f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)"
-    )
-    child = Child.start([sys.executable, "-c", script])
+    child = Child.start(_late_listener(port))
     try:
         await child.wait_for_port_async(port, timeout=20)
     finally:

@@ -79,6 +79,10 @@ async def echo(req: bytes, context: Any) -> bytes:
     return req
 
 
+async def boom(req: bytes, context: Any) -> bytes:
+    raise RuntimeError("boom")
+
+
 # -- the endpoint ---------------------------------------------------------------------
 
 
@@ -109,6 +113,49 @@ async def test_unknown_method_is_unimplemented(executor: ThreadPoolExecutor) -> 
     msg = message(b"", {wire.GRPC_METHOD: "/t.Svc/Other"})
     _, status = await call(echo, executor, msg)
     assert status == GRPCStatus(StatusCode.UNIMPLEMENTED, "Method not found!")
+
+
+class UnhashableBehavior:
+    """A servicer callable that cannot be a dict key (its kind cannot be kept)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, req: bytes, context: Any) -> bytes:
+        return b"sync:" + req
+
+
+async def test_callable_servicers_of_either_kind(executor: ThreadPoolExecutor) -> None:
+    for _ in range(2):  # also once their kind is known
+        reply, status = await call(UnhashableBehavior(), executor)
+        assert (reply.data, status) == (b"sync:in", GRPCStatus())
+        reply, status = await call(echo, executor)
+        assert (reply.data, status) == (b"in", GRPCStatus())
+
+
+async def test_a_unary_method_says_so_when_offered_a_stream(executor: ThreadPoolExecutor) -> None:
+    offered, status = await call(echo, executor, request(b"in", {wire.STREAM: "65536"}))
+    assert offered.data == b"in"
+    assert status == GRPCStatus()
+    assert offered.headers is not None
+    assert offered.headers[wire.GRPC_UNARY] == "1"
+    # Also when the servicer fails: the method's kind is what counts.
+    failed, status = await call(boom, executor, request(b"in", {wire.STREAM: "65536"}))
+    assert status.code == StatusCode.UNKNOWN
+    assert failed.headers is not None
+    assert failed.headers[wire.GRPC_UNARY] == "1"
+    # Not offered a stream: nothing to say.
+    plain, _ = await call(echo, executor)
+    assert plain.headers is not None
+    assert wire.GRPC_UNARY not in plain.headers
+
+
+async def test_a_streaming_method_never_says_unary(executor: ThreadPoolExecutor) -> None:
+    # No stream hub here: the offer cannot be taken, the answer is UNIMPLEMENTED.
+    msg = request(b"in", {wire.STREAM: "65536"})
+    reply, status = await call(echo, executor, msg, kind="unary_stream")
+    assert status.code == StatusCode.UNIMPLEMENTED
+    assert reply.headers is not None
+    assert wire.GRPC_UNARY not in reply.headers
 
 
 @pytest.mark.parametrize("kind", ["unary_stream", "stream_unary", "stream_stream"])

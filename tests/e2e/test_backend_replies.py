@@ -16,7 +16,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from narun.protocol import bhttp
-from tests.support import goshaped, start_consumer, start_gateway, unique_service
+from tests.support import (
+    gateway_to_responder,
+    goshaped,
+    start_consumer,
+    unique_service,
+)
 
 Responder = Callable[[Msg], Awaitable[None]]
 
@@ -31,21 +36,15 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 async def call_through_gateway(
     logs: Path, nats_url: str, nc: Client, responder: Responder
 ) -> httpx.Response:
-    service = unique_service("rogue")
-    await nc.subscribe(service, queue="q", cb=responder)
-    await nc.flush()
-    gateway, url = start_gateway(
-        logs, nats_url, [{"path": "/x", "methods": ["POST"], "service": service}]
-    )
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            response = await client.post("/x", content=b"ping")
-            # The gateway keeps serving after whatever the backend did.
-            again = await client.post("/x", content=b"ping")
-            assert again.status_code == response.status_code
-        return response
-    finally:
-        assert gateway.stop() == 0
+    async with (
+        gateway_to_responder(logs, nats_url, nc, responder) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        response = await client.post("/x", content=b"ping")
+        # The gateway keeps serving after whatever the backend did.
+        again = await client.post("/x", content=b"ping")
+        assert again.status_code == response.status_code
+    return response
 
 
 async def test_undecodable_reply_is_502(logs: Path, nats_url: str, nc: Client) -> None:
@@ -95,24 +94,19 @@ async def test_go_body_on_204_304_and_head_is_dropped(
         fields = [(b"content-type", b"text/plain"), (b"etag", b'"v1"')]
         await msg.respond(goshaped.response(status, fields, b"written by the handler"))
 
-    service = unique_service("go-204")
-    await nc.subscribe(service, queue="q", cb=go_consumer)
-    await nc.flush()
-    route = {"path": "/x", "methods": ["GET", "HEAD"], "service": service}
-    gateway, url = start_gateway(logs, nats_url, [route])
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            for method, status in [("GET", 204), ("GET", 304), ("HEAD", 200), ("GET", 204)]:
-                response = await client.request(method, "/x", params={"status": status})
-                assert response.status_code == status
-                assert response.content == b""
-                assert response.headers["etag"] == '"v1"'
-                assert "content-length" not in response.headers or method == "HEAD"
-            # The connection survived every one of them (no aborted response).
-            response = await client.get("/x", params={"status": 200})
-            assert response.content == b"written by the handler"
-    finally:
-        assert gateway.stop() == 0, gateway.output()
+    async with (
+        gateway_to_responder(logs, nats_url, nc, go_consumer, methods=("GET", "HEAD")) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        for method, status in [("GET", 204), ("GET", 304), ("HEAD", 200), ("GET", 204)]:
+            response = await client.request(method, "/x", params={"status": status})
+            assert response.status_code == status
+            assert response.content == b""
+            assert response.headers["etag"] == '"v1"'
+            assert "content-length" not in response.headers or method == "HEAD"
+        # The connection survived every one of them (no aborted response).
+        response = await client.get("/x", params={"status": 200})
+        assert response.content == b"written by the handler"
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from narun._types import ASGIApp, Message
 from narun.config.gateway import parse_config
 from narun.gateway import GatewayApp, create_app
+from narun.gateway.server import Gateway
 from tests.support import Proc, free_port, start_consumer, unique_service, write_config
 
 
@@ -134,6 +135,7 @@ async def test_mounted_without_lifespan_answers_503_and_says_why(
             await client.get("/api/echo/y")
     assert response.status_code == 503
     assert response.text == "Gateway is not connected to NATS\n"
+    assert response.headers["retry-after"] == "1"  # transient, like every other 503
     hints = [r.getMessage() for r in caplog.records if "lifespan" in r.getMessage()]
     assert len(hints) == 1  # logged once, not per request
     assert "gateway_app.lifespan()" in hints[0]
@@ -155,3 +157,34 @@ async def test_startup_failure_is_reported_through_the_lifespan() -> None:
     assert sent[0]["type"] == "lifespan.startup.failed"
     assert sent[0]["message"].startswith("cannot connect to NATS at nats://127.0.0.1:")
     assert not gateway.connected
+
+
+async def test_the_gateway_http_app_opens_and_drains_nats_through_its_lifespan(
+    nats_url: str, service: str
+) -> None:
+    gateway = Gateway(parse_config(gateway_config(nats_url, service), env={}))
+    incoming = [{"type": "lifespan.startup"}]
+    sent: list[Message] = []
+    answered, started = asyncio.Event(), asyncio.Event()
+
+    async def receive() -> Message:
+        if not incoming:
+            await started.wait()
+            return {"type": "lifespan.shutdown"}
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        answered.set()
+
+    lifespan = asyncio.create_task(gateway.http_app({"type": "lifespan"}, receive, send))
+    await asyncio.wait_for(answered.wait(), 10)
+    assert sent[0]["type"] == "lifespan.startup.complete"
+    assert gateway.readiness() == (True, "ok")
+    transport = httpx.ASGITransport(app=gateway.http_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        assert (await client.get("/echo/direct")).json()["path"] == "/echo/direct"
+    started.set()
+    await asyncio.wait_for(lifespan, 10)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert gateway.requester is None  # drained

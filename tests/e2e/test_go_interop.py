@@ -22,7 +22,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from narun.protocol import bhttp
-from tests.support import goshaped, start_consumer, start_gateway, unique_service
+from tests.support import (
+    gateway_to_responder,
+    goshaped,
+    start_consumer,
+    start_gateway,
+    unique_service,
+)
 from tests.support.interop_apps import HOP_FIELDS, KEPT_FIELDS
 
 GO_HEADERS = {"Content-Type": "application/bhttp"}
@@ -71,26 +77,20 @@ async def test_gateway_strips_hop_by_hop_fields_of_a_go_consumer(
     async def go_consumer(msg: Msg) -> None:
         await msg.respond(goshaped.response(200, [*KEPT_FIELDS, *HOP_FIELDS], b"end to end"))
 
-    service = unique_service("hop-gateway")
-    await nc.subscribe(service, queue="q", cb=go_consumer)
-    await nc.flush()
-    gateway, url = start_gateway(
-        logs, nats_url, [{"path": "/x", "methods": ["GET"], "service": service}]
-    )
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            for _ in range(2):  # and the connection stays usable
-                response = await client.get("/x")
-                assert response.status_code == 200
-                assert response.content == b"end to end"
-                assert response.headers["x-kept"] == "yes"
-                for name in ("x-private", "keep-alive", "upgrade", "te", "trailer"):
-                    assert name not in response.headers
-                assert not [k for k in response.headers if k.startswith("proxy-")]
-                assert response.headers.get("connection", "keep-alive") == "keep-alive"
-                assert "transfer-encoding" not in response.headers
-    finally:
-        assert gateway.stop() == 0, gateway.output()
+    async with (
+        gateway_to_responder(logs, nats_url, nc, go_consumer, methods=("GET",)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        for _ in range(2):  # and the connection stays usable
+            response = await client.get("/x")
+            assert response.status_code == 200
+            assert response.content == b"end to end"
+            assert response.headers["x-kept"] == "yes"
+            for name in ("x-private", "keep-alive", "upgrade", "te", "trailer"):
+                assert name not in response.headers
+            assert not [k for k in response.headers if k.startswith("proxy-")]
+            assert response.headers.get("connection", "keep-alive") == "keep-alive"
+            assert "transfer-encoding" not in response.headers
 
 
 # --- item 1: raw UTF-8 in the request target ---------------------------------------------

@@ -3,38 +3,42 @@ SIGKILL -> the servicer is cancelled. Both within a few idle timeouts, never a h
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from tests.support import free_port, start_consumer, start_gateway, unique_service, wait_for_port
+from tests.support import Proc, Processes, free_port, unique_service, wait_for_port
 
 IDLE = 1.5  # the stream idle timeout, seconds
 APP = "tests.support.grpc_apps:register"
 PROBE = "narun.test.AsyncProbe"
 
 
-def _routes(service: str) -> list[dict[str, Any]]:
-    return [{"grpc": PROBE, "service": service}]
+@contextlib.contextmanager
+def _stack(logs: Path, nats_url: str, name: str) -> Iterator[tuple[Proc, Proc, int]]:
+    """A gRPC consumer and a gateway in front of it (its gRPC port last); both stopped at
+    the end, however the block ends (one of them is killed on purpose)."""
+    service = unique_service(name)
+    port = free_port()
+    with Processes(logs, nats_url, check=False) as procs:
+        consumer = procs.consumer(APP, service, "--interface", "grpc")
+        gateway, _ = procs.gateway(
+            [{"grpc": PROBE, "service": service}],
+            grpc_addr=f"127.0.0.1:{port}",
+            stream_idle_timeout_seconds=IDLE,
+        )
+        wait_for_port(port, gateway)
+        yield consumer, gateway, port
 
 
 def test_consumer_sigkill_mid_stream_ends_the_call(logs: Path, nats_url: str) -> None:
-    service = unique_service("grpc-kill")
-    port = free_port()
-    consumer = start_consumer(logs, nats_url, APP, service, "--interface", "grpc")
-    gateway, _ = start_gateway(
-        logs,
-        nats_url,
-        _routes(service),
-        grpc_addr=f"127.0.0.1:{port}",
-        stream_idle_timeout_seconds=IDLE,
-    )
-    try:
-        wait_for_port(port, gateway)
+    with _stack(logs, nats_url, "grpc-kill") as (consumer, gateway, port):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_stream(f"/{PROBE}/Forever", None, None)
             stream: Any = call(str(logs / "unused").encode(), timeout=60)
@@ -45,27 +49,14 @@ def test_consumer_sigkill_mid_stream_ends_the_call(logs: Path, nats_url: str) ->
                 next(stream)
             assert stream.code() == grpc.StatusCode.UNAVAILABLE
             assert time.monotonic() - killed < 4 * IDLE + 2
-    finally:
-        consumer.stop()
         assert gateway.stop() == 0, gateway.output()
 
 
 def test_gateway_sigkill_mid_stream_cancels_the_servicer(
     logs: Path, nats_url: str, tmp_path: Path
 ) -> None:
-    service = unique_service("grpc-gwkill")
-    port = free_port()
     report = tmp_path / "report"
-    consumer = start_consumer(logs, nats_url, APP, service, "--interface", "grpc")
-    gateway, _ = start_gateway(
-        logs,
-        nats_url,
-        _routes(service),
-        grpc_addr=f"127.0.0.1:{port}",
-        stream_idle_timeout_seconds=IDLE,
-    )
-    try:
-        wait_for_port(port, gateway)
+    with _stack(logs, nats_url, "grpc-gwkill") as (consumer, gateway, port):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_stream(f"/{PROBE}/Forever", None, None)
             stream: Any = call(str(report).encode(), timeout=60)
@@ -75,6 +66,4 @@ def test_gateway_sigkill_mid_stream_cancels_the_servicer(
             while not report.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert report.read_text() == "cancelled seen=True"
-    finally:
-        gateway.stop()
         assert consumer.stop() == 0, consumer.output()

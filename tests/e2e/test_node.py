@@ -9,6 +9,7 @@ app from its project directory with its dependency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ from narun.transport.server import NATSServer
 from tests.support import (
     ROOT,
     Proc,
+    Processes,
     count_instances,
     free_port,
-    start_gateway,
+    stopped_on_error,
     unique_service,
 )
 
@@ -59,8 +61,12 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def start_node(cluster: Cluster, node_id: str, *extra: str) -> Proc:
-    """`narun node` with fast settings; waits until its state is in the KV."""
+def start_node(cluster: Cluster, node_id: str, *extra: str, timeout: float = 20) -> Proc:
+    """`narun node` with fast settings; waits until its state is in the KV.
+
+    If it is not there within ``timeout`` seconds (or the wait is interrupted), the node
+    is stopped before the error goes on.
+    """
     proc = Proc(
         [
             "node",
@@ -80,7 +86,8 @@ def start_node(cluster: Cluster, node_id: str, *extra: str) -> Proc:
         # PYTHONPATH on (whatever the suite itself was started with).
         env={"NODE_SECRET": "s3cret", "PYTHONPATH": _python_path()},  # secret: never passed
     )
-    wait_until(lambda: node_id in live_nodes(cluster.url), 20, f"node {node_id} up", proc)
+    with stopped_on_error(proc):
+        wait_until(lambda: node_id in live_nodes(cluster.url), timeout, f"node {node_id} up", proc)
     return proc
 
 
@@ -194,30 +201,34 @@ def alive(pid: int) -> bool:
         return True
 
 
+@contextlib.contextmanager
+def two_nodes(tmp: Path, kinds: Iterable[str], path: str, **settings: Any) -> Iterator[Cluster]:
+    """A JetStream NATS, nodes n1 (with metrics) and n2, and a gateway routing
+    ``path.format(kind)`` to a service of its own per kind (``settings``: more gateway
+    config). Everything is stopped when the block ends, however it ends."""
+    store = tmp / "js"
+    with (
+        NATSServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server,
+        Processes(tmp, server.url, check=False) as procs,
+    ):
+        c = Cluster(server.url, tmp, {}, "", {})
+        c.metrics_port = free_port()
+        n1 = start_node(c, "n1", "--metrics-addr", f"127.0.0.1:{c.metrics_port}")
+        c.nodes["n1"] = procs.add(n1)
+        c.nodes["n2"] = procs.add(start_node(c, "n2"))
+        c.routes = {k: unique_service(k) for k in kinds}
+        routes = [
+            {"path": path.format(k), "methods": ["GET"], "service": v} for k, v in c.routes.items()
+        ]
+        _, c.gateway_url = procs.gateway(routes, **settings)
+        yield c
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("node")
-    store = tmp / "js"
-    with NATSServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
-        c = Cluster(server.url, tmp, {}, "", {})
-        try:
-            c.metrics_port = free_port()
-            c.nodes["n1"] = start_node(c, "n1", "--metrics-addr", f"127.0.0.1:{c.metrics_port}")
-            c.nodes["n2"] = start_node(c, "n2")
-            kinds = ("web", "logs", "crash", "roll", "rm", "bad", "art")
-            names = {k: unique_service(k) for k in kinds}
-            c.routes = names
-            routes = [
-                {"path": f"/{k}/who", "methods": ["GET"], "service": v} for k, v in names.items()
-            ]
-            gateway, c.gateway_url = start_gateway(tmp, server.url, routes)
-            try:
-                yield c
-            finally:
-                gateway.stop()
-        finally:
-            for proc in c.nodes.values():
-                proc.stop()
+    kinds = ("web", "logs", "crash", "roll", "rm", "bad", "art")
+    with two_nodes(tmp_path_factory.mktemp("node"), kinds, "/{}/who") as c:
+        yield c
 
 
 def deploy(c: Cluster, name: str, *args: str, wait: float = 60) -> str:
@@ -436,43 +447,40 @@ def test_an_app_that_cannot_run_fails_with_the_reason(cluster: Cluster) -> None:
 
 def test_a_killed_node_s_instances_move_and_do_not_double(cluster: Cluster) -> None:
     name = unique_service("move")
-    a = start_node(cluster, "n3", "--label", "pool=move")
-    b = start_node(cluster, "n4", "--label", "pool=move")
-    procs = {"n3": a, "n4": b}
-    try:
-        deploy(cluster, name, "--replicas", "1", "--label", "pool=move")
-        [first] = running(cluster.url, name)
-        victim, other = first["node"], ({"n3", "n4"} - {first["node"]}).pop()
-        procs[victim].child.kill()
-        procs[victim].wait()
-        wait_until(lambda: not alive(first["pid"]), 10, "the dead node's instance ends with it")
-        moved = wait_until(
-            lambda: [i for i in running(cluster.url, name) if i["node"] == other],
-            30,
-            "the instance runs on the other node",
-        )
-        assert moved[0]["instance_id"] == first["instance_id"]
-        procs[victim] = start_node(cluster, victim, "--label", "pool=move")
-        time.sleep(3)  # several reconcile steps of the returned node
-        assert [i["node"] for i in instances(cluster.url, name)] == [other]
-        assert count_instances(cluster.url, name) == 1
+    with Processes(cluster.tmp, cluster.url, check=False) as stack:
+        procs = {n: stack.add(start_node(cluster, n, "--label", "pool=move")) for n in ("n3", "n4")}
+        try:
+            deploy(cluster, name, "--replicas", "1", "--label", "pool=move")
+            [first] = running(cluster.url, name)
+            victim, other = first["node"], ({"n3", "n4"} - {first["node"]}).pop()
+            procs[victim].child.kill()
+            procs[victim].wait()
+            wait_until(lambda: not alive(first["pid"]), 10, "the dead node's instance ends with it")
+            moved = wait_until(
+                lambda: [i for i in running(cluster.url, name) if i["node"] == other],
+                30,
+                "the instance runs on the other node",
+            )
+            assert moved[0]["instance_id"] == first["instance_id"]
+            procs[victim] = stack.add(start_node(cluster, victim, "--label", "pool=move"))
+            time.sleep(3)  # several reconcile steps of the returned node
+            assert [i["node"] for i in instances(cluster.url, name)] == [other]
+            assert count_instances(cluster.url, name) == 1
 
-        # SIGTERM: the node says shutting_down, stops its instance; the other takes over.
-        owner = procs[other]
-        pid = moved[0]["pid"]
-        seen = _watch_states(cluster.url, other, lambda: owner.signal(signal.SIGTERM))
-        assert owner.wait() == 0
-        assert "shutting_down" in seen
-        assert not alive(pid)
-        wait_until(
-            lambda: [i for i in running(cluster.url, name) if i["node"] == victim],
-            30,
-            "the instance runs on the remaining node",
-        )
-    finally:
-        narun(cluster.url, "apps", "rm", name)
-        for proc in procs.values():
-            proc.stop()
+            # SIGTERM: the node says shutting_down, stops its instance; the other takes over.
+            owner = procs[other]
+            pid = moved[0]["pid"]
+            seen = _watch_states(cluster.url, other, lambda: owner.signal(signal.SIGTERM))
+            assert owner.wait() == 0
+            assert "shutting_down" in seen
+            assert not alive(pid)
+            wait_until(
+                lambda: [i for i in running(cluster.url, name) if i["node"] == victim],
+                30,
+                "the instance runs on the remaining node",
+            )
+        finally:
+            narun(cluster.url, "apps", "rm", name)
 
 
 def _collect(
@@ -602,25 +610,27 @@ def test_a_nats_server_restart_keeps_instances_running(tmp_path: Path) -> None:
     port = free_port()
     jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
     server = NATSServer(port=port, extra_config=jetstream).start()
-    c = Cluster(server.url, tmp_path, {}, "", {})
-    node = start_node(c, "r1", "--node-expiry", "10")
-    name = unique_service("restart")
     try:
-        deploy(c, name, "--replicas", "1")
-        [before] = running(c.url, name)
-        server.stop()
-        time.sleep(1)
-        server = NATSServer(port=port, extra_config=jetstream).start()
-        wait_until(lambda: count_instances(c.url, name) == 1, 30, "the instance back on NATS")
-        assert alive(before["pid"])
-        [after] = wait_until(lambda: running(c.url, name), 30, "the node state back")
-        assert (after["pid"], after["run_id"]) == (before["pid"], before["run_id"])
-        assert after["restarts"] == 0
-        out = deploy(c, name, "--replicas", "2")  # and the node acts on new specs again
-        assert "2 instances running" in out
-        assert node.alive()
+        c = Cluster(server.url, tmp_path, {}, "", {})
+        node = start_node(c, "r1", "--node-expiry", "10")
+        name = unique_service("restart")
+        try:
+            deploy(c, name, "--replicas", "1")
+            [before] = running(c.url, name)
+            server.stop()
+            time.sleep(1)
+            server = NATSServer(port=port, extra_config=jetstream).start()
+            wait_until(lambda: count_instances(c.url, name) == 1, 30, "the instance back on NATS")
+            assert alive(before["pid"])
+            [after] = wait_until(lambda: running(c.url, name), 30, "the node state back")
+            assert (after["pid"], after["run_id"]) == (before["pid"], before["run_id"])
+            assert after["restarts"] == 0
+            out = deploy(c, name, "--replicas", "2")  # and the node acts on new specs again
+            assert "2 instances running" in out
+            assert node.alive()
+        finally:
+            node.stop()
     finally:
-        node.stop()
         server.stop()
 
 
@@ -654,18 +664,20 @@ def test_commands_on_a_nats_with_nothing_deployed(tmp_path: Path) -> None:
 def test_a_node_stops_its_instances_even_when_nats_is_gone(tmp_path: Path) -> None:
     jetstream = f'jetstream {{ store_dir: "{tmp_path / "js"}" }}'
     server = NATSServer(extra_config=jetstream).start()
-    c = Cluster(server.url, tmp_path, {}, "", {})
-    node = start_node(c, "g1")
-    name = unique_service("gone")
     try:
-        deploy(c, name, "--replicas", "1")
-        [run] = running(c.url, name)
+        c = Cluster(server.url, tmp_path, {}, "", {})
+        node = start_node(c, "g1")
+        name = unique_service("gone")
+        with stopped_on_error(node):
+            deploy(c, name, "--replicas", "1")
+            [run] = running(c.url, name)
+            server.stop(kill=True)
+            began = time.monotonic()
+            node.signal(signal.SIGTERM)
+            code = node.wait(timeout=60)
+            took = time.monotonic() - began
     finally:
-        server.stop(kill=True)
-    began = time.monotonic()
-    node.signal(signal.SIGTERM)
-    code = node.wait(timeout=60)
-    took = time.monotonic() - began
+        server.stop()
     assert code == 0, node.output()
     assert not alive(run["pid"])
     assert took < 40, f"{took:.1f}s"  # bounded NATS steps, not a hang

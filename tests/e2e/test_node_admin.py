@@ -21,7 +21,7 @@ import pytest
 
 from narun.transport.server import NATSServer
 from tests.e2e.test_node import FAST, instances, live_nodes, narun, ok, wait_until
-from tests.support import Proc, free_port, wait_for_port
+from tests.support import Proc, Processes, free_port, wait_for_port
 from tests.support.browser import Browser
 
 TOKEN = "admin-" + os.urandom(12).hex()
@@ -60,32 +60,31 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("admin")
-    with NATSServer(extra_config=f'jetstream {{ store_dir: "{tmp / "js"}" }}') as server:
+    with (
+        NATSServer(extra_config=f'jetstream {{ store_dir: "{tmp / "js"}" }}') as server,
+        Processes(tmp, server.url, check=False) as procs,
+    ):
         metrics_port, admin_port = free_port(), free_port()
-        node = Proc(
+        node = procs.add(Proc(
             ["node", "--node-id", "a1", "--data-dir", str(tmp / "a1"), "--nats-url", server.url,
              "--metrics-addr", f"127.0.0.1:{metrics_port}", *FAST],
             tmp / "node.log",
-        )  # fmt: skip
-        admin = None
-        try:
-            wait_until(lambda: "a1" in live_nodes(server.url), 20, "node a1 up", node)
-            admin = Proc(
+        ))  # fmt: skip
+        wait_until(lambda: "a1" in live_nodes(server.url), 20, "node a1 up", node)
+        admin = procs.add(
+            Proc(
                 ["admin", "--addr", f"127.0.0.1:{admin_port}", "--nats-url", server.url],
                 tmp / "admin.log",
                 env={"NARUN_ADMIN_TOKEN": TOKEN},
             )
-            wait_for_port(admin_port, admin)
-            yield Stack(
-                server.url,
-                tmp,
-                f"http://127.0.0.1:{admin_port}",
-                f"http://127.0.0.1:{metrics_port}",
-            )
-        finally:
-            if admin is not None:
-                admin.stop()
-            node.stop()
+        )
+        wait_for_port(admin_port, admin)
+        yield Stack(
+            server.url,
+            tmp,
+            f"http://127.0.0.1:{admin_port}",
+            f"http://127.0.0.1:{metrics_port}",
+        )
 
 
 def _deploy(stack: Stack, spec: dict[str, Any]) -> None:

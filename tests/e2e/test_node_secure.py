@@ -22,7 +22,7 @@ from narun.node import launcher as launch
 from narun.node.secrets import new_master_key
 from narun.transport.server import NATSServer
 from tests.e2e.test_node import FAST, _collect, _kv, instances, narun, ok, wait_until
-from tests.support import Proc
+from tests.support import Proc, stopped_on_error
 
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0,
@@ -59,7 +59,8 @@ def _start(url: str, tmp: Path, node_id: str, env: dict[str, str], *extra: str) 
     )  # fmt: skip
     from tests.e2e.test_node import live_nodes
 
-    wait_until(lambda: node_id in live_nodes(url), 20, f"node {node_id} up", proc)
+    with stopped_on_error(proc):
+        wait_until(lambda: node_id in live_nodes(url), 20, f"node {node_id} up", proc)
     return proc
 
 

@@ -18,39 +18,21 @@ import httpx
 import pytest
 import yaml
 
-from narun.transport.server import NATSServer
-from tests.e2e.test_node import APP, Cluster, instances, narun, ok, running, start_node, wait_until
-from tests.support import start_gateway, unique_service
+from tests.e2e.test_node import APP, Cluster, instances, narun, ok, running, two_nodes, wait_until
+from tests.support import unique_service
 
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("scale")
-    store = tmp / "js"
-    with NATSServer(extra_config=f'jetstream {{ store_dir: "{store}" }}') as server:
-        c = Cluster(server.url, tmp, {}, "", {})
-        try:
-            c.nodes["n1"] = start_node(c, "n1")
-            c.nodes["n2"] = start_node(c, "n2")
-            c.routes = {k: unique_service(k) for k in ("zero", "load", "nobody")}
-            routes = [
-                {"path": f"/{k}/", "methods": ["GET"], "service": v} for k, v in c.routes.items()
-            ]
-            gateway, c.gateway_url = start_gateway(
-                tmp,
-                server.url,
-                routes,
-                request_timeout_seconds=30,
-                wake_timeout_seconds=25,
-                dynamic_routes=[{"path_prefix": "/claimed/"}],
-            )
-            try:
-                yield c
-            finally:
-                gateway.stop()
-        finally:
-            for proc in c.nodes.values():
-                proc.stop()
+    with two_nodes(
+        tmp_path_factory.mktemp("scale"),
+        ("zero", "load", "nobody"),
+        "/{}/",
+        request_timeout_seconds=30,
+        wake_timeout_seconds=25,
+        dynamic_routes=[{"path_prefix": "/claimed/"}],
+    ) as c:
+        yield c
 
 
 def deploy_scaled(c: Cluster, name: str, **settings: object) -> str:

@@ -20,7 +20,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from narun.protocol import bhttp, wire
-from tests.support import Proc, start_consumer, start_gateway, unique_service
+from tests.support import Proc, gateway_to_responder, start_consumer, start_gateway, unique_service
 from tests.support.stream_apps import BLOCK, pattern, pattern_digest
 
 APPS = {"asgi": "tests.support.stream_apps:asgi_app", "wsgi": "tests.support.stream_apps:wsgi_app"}
@@ -213,7 +213,6 @@ def test_gateway_and_consumer_stay_alive(stack: Stack) -> None:
 async def test_go_shaped_consumer_gets_whole_requests_and_413_beyond(
     nats_url: str, logs: Path
 ) -> None:
-    service = unique_service("gocons")
     seen: list[dict[str, str]] = []
     nc = await nats.connect(nats_url)
     try:
@@ -224,25 +223,20 @@ async def test_go_shaped_consumer_gets_whole_requests_and_413_beyond(
             reply = bhttp.encode_response(bhttp.Response(status=200, content=request.content))
             await nc.publish(msg.reply, reply)  # Go replies carry no headers
 
-        await nc.subscribe(service, queue="q", cb=go_like)
-        await nc.flush()
-        gateway, url = start_gateway(
-            logs, nats_url, [{"path": "/x", "methods": ["POST"], "service": service}]
-        )
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-                small = await c.post("/x", content=b"hello")
-                assert small.status_code == 200
-                assert small.content == b"hello"
-                chunked = await c.post("/x", content=_upload_body(3 * BLOCK))
-                assert chunked.status_code == 200  # no streaming consumer: one message
-                assert len(chunked.content) == 3 * BLOCK
-                big = await c.post("/x", content=_upload_body(2 * MiB))
-                assert big.status_code == 413
-                declared = await c.post("/x", content=b"y" * (2 * MiB))
-                assert declared.status_code == 413
-        finally:
-            assert gateway.stop() == 0, gateway.output()
+        async with (
+            gateway_to_responder(logs, nats_url, nc, go_like) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as c,
+        ):
+            small = await c.post("/x", content=b"hello")
+            assert small.status_code == 200
+            assert small.content == b"hello"
+            chunked = await c.post("/x", content=_upload_body(3 * BLOCK))
+            assert chunked.status_code == 200  # no streaming consumer: one message
+            assert len(chunked.content) == 3 * BLOCK
+            big = await c.post("/x", content=_upload_body(2 * MiB))
+            assert big.status_code == 413
+            declared = await c.post("/x", content=b"y" * (2 * MiB))
+            assert declared.status_code == 413
     finally:
         await nc.close()
     assert len(seen) == 2  # the two that fit; nothing else reached it

@@ -17,8 +17,7 @@ from typing import Any
 import grpc.aio
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -26,10 +25,10 @@ from narun.config.gateway import parse_config
 from narun.consumer import Consumer
 from narun.consumer.grpc.consumer import GRPCConsumer
 from narun.gateway.server import Gateway
-from narun.observe import tracing
 from tests.support import unique_service
 from tests.support.apps import asgi_app
 from tests.support.grpc_apps import register
+from tests.support.spans import recorded_spans
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -42,13 +41,8 @@ def hex_id(value: int, width: int) -> str:
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_provider(provider)
-    yield exporter
-    tracing.use_provider(None)
-    provider.shutdown()
+    with recorded_spans() as spans:
+        yield spans
 
 
 @dataclass
@@ -90,6 +84,26 @@ def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> ReadableSpan:
     return span
 
 
+def client_trace(
+    spans: tuple[ReadableSpan, ...],
+) -> tuple[ReadableSpan, ReadableSpan, ReadableSpan]:
+    """The gateway's SERVER, NATS PRODUCER and consumer's CONSUMER span, checked to be one
+    chain in the client's trace: client span -> SERVER -> PRODUCER -> CONSUMER."""
+    server = by_kind(spans, SpanKind.SERVER)
+    send = by_kind(spans, SpanKind.PRODUCER)
+    process = by_kind(spans, SpanKind.CONSUMER)
+    assert {hex_id(s.context.trace_id, 32) for s in spans} == {CLIENT_TRACE}
+    assert server.parent is not None
+    assert hex_id(server.parent.span_id, 16) == CLIENT_SPAN
+    assert server.parent.is_remote
+    assert send.parent is not None
+    assert send.parent.span_id == server.context.span_id
+    assert process.parent is not None
+    assert process.parent.span_id == send.context.span_id
+    assert process.parent.is_remote  # it came over NATS
+    return server, send, process
+
+
 def attributes(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
@@ -101,20 +115,7 @@ async def test_gateway_span_is_the_parent_of_the_consumer_span(
     assert response.status_code == 200
     spans = exporter.get_finished_spans()
     assert len(spans) == 3, [s.name for s in spans]
-    server = by_kind(spans, SpanKind.SERVER)
-    send = by_kind(spans, SpanKind.PRODUCER)
-    process = by_kind(spans, SpanKind.CONSUMER)
-    # one trace: the client's
-    assert {hex_id(s.context.trace_id, 32) for s in spans} == {CLIENT_TRACE}
-    # client span -> gateway SERVER span -> NATS PRODUCER span -> consumer CONSUMER span
-    assert server.parent is not None
-    assert hex_id(server.parent.span_id, 16) == CLIENT_SPAN
-    assert server.parent.is_remote
-    assert send.parent is not None
-    assert send.parent.span_id == server.context.span_id
-    assert process.parent is not None
-    assert process.parent.span_id == send.context.span_id
-    assert process.parent.is_remote  # it came over NATS
+    server, send, process = client_trace(spans)
     assert server.name == "GET /echo/"
     assert attributes(server) | {"url.path": "/echo/traced"} == {
         "http.request.method": "GET",
@@ -202,16 +203,7 @@ async def test_grpc_call_is_one_trace_too(nats_url: str, exporter: InMemorySpanE
     finally:
         await gateway.stop()
     spans = exporter.get_finished_spans()
-    server = by_kind(spans, SpanKind.SERVER)
-    send = by_kind(spans, SpanKind.PRODUCER)
-    process = by_kind(spans, SpanKind.CONSUMER)
-    assert {hex_id(s.context.trace_id, 32) for s in spans} == {CLIENT_TRACE}
-    assert server.parent is not None
-    assert hex_id(server.parent.span_id, 16) == CLIENT_SPAN
-    assert send.parent is not None
-    assert send.parent.span_id == server.context.span_id
-    assert process.parent is not None
-    assert process.parent.span_id == send.context.span_id
+    server, _, process = client_trace(spans)
     assert server.name == "narun.test.AsyncProbe/Metadata"
     rpc = {"rpc.system": "grpc", "rpc.service": "narun.test.AsyncProbe", "rpc.method": "Metadata"}
     assert attributes(server) == {**rpc, "rpc.grpc.status_code": 0}

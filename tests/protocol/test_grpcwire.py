@@ -50,8 +50,20 @@ def test_text_encoding_examples() -> None:
 
 @pytest.mark.parametrize("bad", ["%", "%4", "%zz", "a b", "a,b", "%FF", "tab\there"])
 def test_malformed_text_is_rejected(bad: str) -> None:
+    for _ in range(2):  # also once seen (decoded texts are kept)
+        with pytest.raises(GRPCWireError):
+            grpcwire.decode_text(bad)
     with pytest.raises(GRPCWireError):
-        grpcwire.decode_text(bad)
+        grpcwire.decode_text(bad + "x" * 300)  # too long to be kept
+
+
+@pytest.mark.parametrize("text", ["plain-token", "agent/1.0 (linux; x)", "déjà vu", "é" * 300])
+def test_repeated_text_encodes_the_same(text: str) -> None:
+    # Short texts are kept once encoded or decoded; long ones are not: same results.
+    first = grpcwire.encode_text(text)
+    assert grpcwire.encode_text(text) == first
+    assert grpcwire.encode_text(text.encode()) == first
+    assert grpcwire.decode_text(first) == grpcwire.decode_text(first) == text
 
 
 # -- metadata -------------------------------------------------------------------------

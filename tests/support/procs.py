@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import signal
@@ -11,12 +12,14 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import nats
 import yaml
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from narun.supervise import Child, SuperviseError
 
@@ -73,8 +76,31 @@ class Proc:
         return self.child.wait(timeout)
 
     def stop(self) -> int:
-        """SIGTERM and wait; SIGKILL if it does not exit in time."""
-        return self.child.stop(grace=40)
+        """SIGTERM and wait; SIGKILL if it does not exit in time, or if the wait is cut short.
+
+        Interrupted (Ctrl-C, a test timeout's exception) while it drains, it is killed
+        before the interruption goes on: nothing is left running.
+        """
+        try:
+            return self.child.stop(grace=40)
+        except BaseException:
+            self.child.kill()
+            raise
+
+
+@contextlib.contextmanager
+def stopped_on_error(proc: Proc) -> Iterator[Proc]:
+    """Give ``proc`` to the block; if the block raises anything, stop it before that goes on.
+
+    For the time between starting a process and handing it to whoever stops it (a
+    fixture's ``finally``, :class:`~tests.support.stack.Processes`): a readiness wait that
+    fails or is interrupted (``KeyboardInterrupt`` included) must not leave it running.
+    """
+    try:
+        yield proc
+    except BaseException:
+        proc.stop()
+        raise
 
 
 def wait_for_port(port: int, proc: Proc, timeout: float = 20) -> None:
@@ -135,15 +161,15 @@ def start_consumer(
     proc = Proc(
         ["serve", app_ref, "--service", service, "--nats-url", nats_url, *extra], log, env=env
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"consumer exited early:\n{proc.output()}")
-        if count_instances(nats_url, service, 0.1, nats_options) > instances_before:
-            return proc
-        time.sleep(0.05)
-    proc.stop()
-    raise RuntimeError(f"consumer {service} did not register:\n{proc.output()}")
+    with stopped_on_error(proc):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"consumer exited early:\n{proc.output()}")
+            if count_instances(nats_url, service, 0.1, nats_options) > instances_before:
+                return proc
+            time.sleep(0.05)
+        raise RuntimeError(f"consumer {service} did not register:\n{proc.output()}")
 
 
 def write_config(tmp: Path, config: dict[str, Any]) -> Path:
@@ -175,5 +201,32 @@ def start_gateway(
     }
     path = write_config(tmp, config)
     proc = Proc(["gateway", "-c", str(path)], tmp / f"{path.stem}.log", env=env)
-    wait_for_port(port, proc)
+    with stopped_on_error(proc):
+        wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def gateway_to_responder(
+    tmp: Path,
+    nats_url: str,
+    nc: Client,
+    responder: Callable[[Msg], Awaitable[None]],
+    *,
+    methods: Sequence[str] = ("POST",),
+    **settings: Any,
+) -> AsyncIterator[str]:
+    """A gateway routing ``/x`` to a hand-made backend; yield the gateway's base URL.
+
+    ``responder`` answers the requests of a fresh service, subscribed on ``nc`` in the
+    queue group ``q`` (a Go-shaped or misbehaving consumer). ``settings`` are more gateway
+    config keys. When the block ends normally, the gateway must exit 0 on its stop.
+    """
+    service = unique_service("hand")
+    await nc.subscribe(service, queue="q", cb=responder)
+    await nc.flush()
+    route = {"path": "/x", "methods": list(methods), "service": service}
+    gateway, url = start_gateway(tmp, nats_url, [route], **settings)
+    with stopped_on_error(gateway):
+        yield url
+    assert gateway.stop() == 0, gateway.output()

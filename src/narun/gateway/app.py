@@ -30,8 +30,9 @@ from prometheus_client import CollectorRegistry
 from narun._types import Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, load_config
 from narun.errors import NotConnected
+from narun.gateway.lifespan import serve_lifespan
 from narun.gateway.server import Gateway
-from narun.protocol.textreply import send_text
+from narun.protocol.textreply import RETRY_AFTER, send_text
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -90,26 +91,18 @@ class GatewayApp:
                     "narun gateway app got a request before its lifespan started: when it is "
                     "mounted, enter `async with gateway_app.lifespan():` in the parent's lifespan"
                 )
-            await send_text(send, 503, NotConnected.public_message)
+            await send_text(send, 503, NotConnected.public_message, [RETRY_AFTER])
             return
         await self.gateway.edge(scope, receive, send)
 
     async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
         stack = contextlib.AsyncExitStack()
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await stack.enter_async_context(self.lifespan())
-                except Exception as exc:
-                    logger.error("narun gateway cannot start: %s", exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await stack.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(
+            receive,
+            send,
+            start=lambda: stack.enter_async_context(self.lifespan()),
+            stop=stack.aclose,
+        )
 
 
 def create_app(

@@ -14,6 +14,12 @@ method answers by opening one, and :mod:`narun.gateway.grpcstreams` relays the r
 the call. A single-message reply is a unary answer - unless the client is still sending
 (a second message, or no half-close soon after the reply): then the consumer does not
 stream (a Go consumer) and the call ends UNIMPLEMENTED at once.
+
+Unary calls take a cheaper path once their method is known to be unary: a narun consumer
+marks its answer to a unary method with ``Narun-Grpc-Unary`` when the request offered a
+stream, and the gateway then serves that method of that service with a stream-unary
+handler - one read, no stream offered, the reply and status sent in one go. An
+UNIMPLEMENTED answer on that path (the method became streaming) unlearns it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ streaming (a unary client half-closes with its message)."""
 _WINDOW = str(WINDOW)
 _RID = requestid.HEADER.decode()
 _Pairs = tuple[tuple[str, str | bytes], ...]
+_MAX_UNARY = 4096
+"""Known unary methods kept at most (the set starts over beyond)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,9 @@ class _Outcome:
     data: bytes | None = None
     """The response message to send (unary OK); None: none."""
     initial_sent: bool = False
+
+
+_INTERNAL = _Outcome(GRPCStatus(StatusCode.INTERNAL, "Internal server error"))
 
 
 def _error(exc: NarunError) -> _Outcome:
@@ -118,6 +129,8 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         """Holds calls while a scaled-to-zero service starts (set by the owner)."""
         self.port: int | None = None
         """The bound port once started (useful when ``grpc_addr`` asks for port 0)."""
+        self._unary: set[tuple[str, str]] = set()
+        """(service, method) pairs a consumer said are unary: served by :meth:`_unary_call`."""
 
     def set_dynamic_routes(self, routes: tuple[GRPCRoute, ...]) -> None:
         """Forward the static gRPC routes plus ``routes`` (claimed by services) from now on."""
@@ -159,10 +172,65 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if route is None and parts is not None and parts[0] == health.SERVICE:
             # Check and Watch are answered here.
             return self._health.get(method)
+        if route is not None and (route[0].service, method) in self._unary:
+            return grpc.stream_unary_rpc_method_handler(
+                functools.partial(self._unary_call, method, route),
+                request_deserializer=None,
+                response_serializer=None,
+            )
         behavior = functools.partial(self._handle, method, route)
         return grpc.stream_stream_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=None
         )
+
+    async def _unary_call(
+        self,
+        method: str,
+        route: tuple[GRPCRoute, float],
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> bytes:
+        """A call of a known unary method: forward its one message, answer in one batch.
+
+        The handler is stream-unary rather than unary so that a client that sends no
+        message gets the consumer's answer (grpc.aio leaves such a unary call hanging).
+        """
+        metadata: _Pairs = tuple(context.invocation_metadata() or ())
+        record = GatewayGrpcRecord(
+            method, route[0].service, metadata, context.peer, self.metrics, self._tracer
+        )
+        try:
+            first = await context.read()
+            no_message = first is _EOF
+            payload = b"" if no_message else bytes(first)
+            result = await self._forward(
+                method, route, payload, no_message, context, record.span, metadata, offer=False
+            )
+            # Offered no stream: the reply is a single message.
+            outcome = result if isinstance(result, _Outcome) else _INTERNAL
+            record.status = outcome.status.code
+            if outcome.status.code == StatusCode.UNIMPLEMENTED:
+                # Perhaps the method streams now: the next call offers a stream again.
+                self._unary.discard((route[0].service, method))
+        except asyncio.CancelledError:
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            record.status = StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
+            raise
+        except Exception:
+            logger.exception("gRPC %s failed", method)
+            outcome = _INTERNAL
+            record.status = StatusCode.INTERNAL
+        finally:
+            record.end()
+        status = outcome.status
+        await context.send_initial_metadata(_initial(status.initial_metadata, record.request_id))
+        trailing = grpcwire.forwardable(status.trailing_metadata)
+        if status.code != StatusCode.OK:
+            await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
+        if trailing:
+            context.set_trailing_metadata(trailing)
+        return outcome.data or b""
 
     async def _handle(
         self,
@@ -182,7 +250,9 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self._tracer,
         )
         try:
-            outcome = await self._call(method, route, context, record.span, record.request_id)
+            outcome = await self._call(
+                method, route, context, record.span, record.request_id, metadata
+            )
             record.status = outcome.status.code
         except asyncio.CancelledError:
             remaining = context.time_remaining()
@@ -191,7 +261,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
-            outcome = _Outcome(GRPCStatus(StatusCode.INTERNAL, "Internal server error"))
+            outcome = _INTERNAL
             record.status = StatusCode.INTERNAL
         finally:
             record.end()
@@ -204,6 +274,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
         rid: str,
+        metadata: _Pairs,
     ) -> _Outcome:
         if route is None:
             parts = grpcwire.split_method(method)
@@ -215,7 +286,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         no_message = first is _EOF
         payload = b"" if no_message else bytes(first)
         forward = asyncio.ensure_future(
-            self._forward(method, route, payload, no_message, context, span)
+            self._forward(method, route, payload, no_message, context, span, metadata)
         )
         more = None if no_message else asyncio.ensure_future(context.read())
         try:
@@ -273,7 +344,15 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         no_message: bool,
         context: grpc.aio.ServicerContext[bytes, bytes],
         span: Span | None,
+        pairs: _Pairs,
+        *,
+        offer: bool = True,
     ) -> _Outcome | StreamChannel:
+        """Send the call's first message over NATS; its answer, or the stream it opened.
+
+        ``offer``: offer a stream (the method's kind is unknown); a consumer that says
+        the method is unary gets its later calls on the unary path.
+        """
         service = route[0].service
         requester = self._requester()
         if requester is None:
@@ -285,7 +364,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 return _Outcome(GRPCStatus(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
             budget = min(budget, remaining)
         rid = requestid.current.get() or requestid.new_request_id()
-        metadata: Metadata = grpcwire.forwardable(context.invocation_metadata() or ())
+        metadata: Metadata = grpcwire.forwardable(pairs)
         # The servicer sees the call's ID (a malformed one from the client is replaced).
         metadata = (*(m for m in metadata if m.key != _RID), Metadatum(_RID, rid))
         headers = grpcwire.encode_request(
@@ -295,12 +374,13 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             client_addr=grpcwire.peer_address(context.peer()),
             request_id=rid,
         )
-        # A stream is offered; a consumer takes it only for a streaming method.
-        headers[wire.STREAM] = _WINDOW
-        if self._idle_ms is not None:
-            headers[wire.STREAM_IDLE_MS] = self._idle_ms
-        if remaining is not None:
-            headers[wire.GRPC_DEADLINE_MS] = wire.format_timeout(remaining)
+        if offer:
+            # A consumer takes the stream only for a streaming method.
+            headers[wire.STREAM] = _WINDOW
+            if self._idle_ms is not None:
+                headers[wire.STREAM_IDLE_MS] = self._idle_ms
+            if remaining is not None:
+                headers[wire.GRPC_DEADLINE_MS] = wire.format_timeout(remaining)
         if no_message:
             headers[wire.GRPC_NO_MESSAGE] = "1"
         try:
@@ -308,7 +388,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 retry = self.config.retry_seconds
                 if self.waker is None:
                     reply = await requester.call(
-                        service, payload, headers, budget, retry, body_follows=True
+                        service, payload, headers, budget, retry, body_follows=offer
                     )
                 else:
                     reply = await call_waking(
@@ -319,7 +399,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                         headers,
                         budget,
                         retry,
-                        body_follows=True,
+                        body_follows=offer,
                     )
         except PayloadTooLarge as exc:
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
@@ -329,10 +409,13 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             logger.warning("gRPC %s -> %s: %s", method, service, exc)
             return _error(exc)
         self._observe_nats(service, "success")
-        if reply.headers and wire.STREAM_CREDIT in reply.headers:
-            channel = requester.stream_of(reply)
-            if channel is not None:
-                return channel
+        if offer and reply.headers:
+            if wire.STREAM_CREDIT in reply.headers:
+                channel = requester.stream_of(reply)
+                if channel is not None:
+                    return channel
+            if reply.headers.get(wire.GRPC_UNARY) == "1":
+                self._learn_unary(service, method)
         try:
             status = grpcwire.decode_reply(reply.headers)
         except GRPCWireError as exc:
@@ -342,6 +425,11 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             logger.debug("gRPC %s -> %s: %s", method, service, grpcwire.code_name(status.code))
             return _Outcome(status)
         return _Outcome(status, reply.data)
+
+    def _learn_unary(self, service: str, method: str) -> None:
+        if len(self._unary) >= _MAX_UNARY:
+            self._unary.clear()
+        self._unary.add((service, method))
 
     def _observe_nats(self, service: str, status: str) -> None:
         if self.metrics is not None:

@@ -18,6 +18,7 @@ from narun.gateway.discovery import RouteDiscovery
 from narun.gateway.edge import Edge
 from narun.gateway.front import Front, protocol_for
 from narun.gateway.http import HTTPGateway
+from narun.gateway.lifespan import serve_lifespan
 from narun.gateway.routetable import Resolution
 from narun.gateway.wake import Waker
 from narun.observe.metrics import MULTIPROC_ENV, GatewayMetrics
@@ -170,19 +171,10 @@ class Gateway:
         await self.edge(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start(metrics_server=False, grpc_server=False)
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        async def start() -> None:
+            await self.start(metrics_server=False, grpc_server=False)
+
+        await serve_lifespan(receive, send, start=start, stop=self.stop)
 
 
 async def serve(

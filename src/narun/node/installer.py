@@ -24,7 +24,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tarfile
@@ -50,13 +49,13 @@ from narun.node.archive import (
     normalize_digest,
 )
 from narun.node.binfmt import HEAD_SIZE, executable_platform, go_platform
+from narun.node.command import run
 
 __all__ = ["Installed", "file_digest", "install"]
 
 logger = logging.getLogger(__name__)
 
 _MARKER = "installed.json"
-_PIP_TAIL = 3000
 # The runner's own interpreter settings must not reach pip or the app's interpreter.
 _DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONSAFEPATH")
 
@@ -282,17 +281,4 @@ def _unpack(archive: Path, home: Path) -> Manifest:
 
 
 def _run(command: list[str], *, cwd: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
-    logger.debug("running %s", command)
-    proc = subprocess.run(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        output = proc.stdout.decode(errors="replace").strip()
-        raise ArtifactError(f"{command[0]} exited with {proc.returncode}:\n{output[-_PIP_TAIL:]}")
+    run(command, cwd=cwd, env={k: v for k, v in os.environ.items() if k not in _DROPPED_ENV})

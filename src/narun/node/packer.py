@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import sysconfig
 import tarfile
@@ -37,15 +35,14 @@ from narun.node.archive import (
     parse_ignore,
     short_digest,
 )
+from narun.node.command import run
 from narun.node.installer import file_digest
 from narun.node.selfwheel import build_self_wheel
 
 __all__ = ["pack"]
 
-logger = logging.getLogger(__name__)
 
 _MTIME = 315532800  # 1980-01-01: every archive entry's time, so equal inputs pack alike
-_PIP_TAIL = 3000  # characters of pip's output quoted in an error
 
 
 def pack(source: Path, *, work_dir: Path) -> Artifact:
@@ -124,7 +121,11 @@ def _pack_python(source: Path, work_dir: Path) -> Artifact:
         command.append(str(narun_wheel))
         # pip builds a local project in place (build/, *.egg-info): it writes into the
         # staged copy, never into the user's directory, and only `files` are archived.
-        _run(command, cwd=project, what=f"resolving the dependencies of {source} with pip")
+        # Build backends (setuptools, hatchling, flit, ...) stamp wheels with this time
+        # instead of now: packing unchanged code again gives the same digest, so nothing
+        # new is uploaded or installed.
+        env = {"SOURCE_DATE_EPOCH": str(_MTIME), **os.environ}
+        run(command, cwd=project, env=env, what=f"resolving the dependencies of {source} with pip")
         wheel_names = tuple(sorted(p.name for p in wheels.glob("*.whl")))
         if narun_wheel.name not in wheel_names:
             raise ArtifactError(f"pip did not keep narun's wheel {narun_wheel.name}")
@@ -226,24 +227,3 @@ def _write_archive(
             path = wheels / name
             with path.open("rb") as f:
                 tar.addfile(entry(f"{WHEELS_DIR}/{name}", size=path.stat().st_size), f)
-
-
-def _run(command: list[str], *, cwd: Path, what: str) -> None:
-    """Run a pip command; a failure raises :class:`ArtifactError` with pip's last words."""
-    logger.debug("running %s", command)
-    # Build backends (setuptools, hatchling, flit, ...) stamp wheels with this time instead
-    # of now: packing unchanged code again gives the same digest, so nothing new is
-    # uploaded or installed.
-    env = {"SOURCE_DATE_EPOCH": str(_MTIME), **os.environ}
-    proc = subprocess.run(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        output = proc.stdout.decode(errors="replace").strip()
-        raise ArtifactError(f"{what} failed (exit {proc.returncode}):\n{output[-_PIP_TAIL:]}")

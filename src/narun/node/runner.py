@@ -135,6 +135,8 @@ class NodeRunner:
         self._slots: dict[tuple[str, int], Slot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
+        """Set by a wake: a request waits, so the next reconcile skips the settling pause."""
         self._state_dirty = asyncio.Event()
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100_000)
         self._shutting_down = False
@@ -399,7 +401,7 @@ class NodeRunner:
                 self.nc,
                 scale_kv,
                 node_id=self.node_id,
-                on_change=self._wake.set,
+                on_change=self._woken,
                 read_specs=self._read_specs,
             )
             await self._autoscale.start()
@@ -492,6 +494,11 @@ class NodeRunner:
     async def _on_change(self, msg: Any) -> None:
         self._wake.set()
 
+    def _woken(self) -> None:
+        """A wake raised an app from zero: reconcile now, a request waits for it."""
+        self._hurry.set()
+        self._wake.set()
+
     async def _publisher(self) -> None:
         while True:
             subject, data = await self._outbox.get()
@@ -548,7 +555,9 @@ class NodeRunner:
                 logger.warning("reconcile failed (retrying): %s", exc, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.reconcile_interval)
-            await asyncio.sleep(0.1)  # let a burst of changes settle
+            with contextlib.suppress(TimeoutError):  # let a burst of changes settle
+                await asyncio.wait_for(self._hurry.wait(), 0.1)
+            self._hurry.clear()
 
     async def _read_specs(self) -> dict[str, AppSpec]:
         """The valid app specs in ``app-configs``, by name (a bad one logged once)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -119,6 +120,12 @@ _TEXT_VALUE = re.compile(r"[\x20-\x7e]*")
 # Printable ASCII except space, '%' and ',' stays as is; every other byte is %XX.
 _LITERAL = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "%,")
 _ENCODED = re.compile(r"(?:[\x21-\x24\x26-\x2b\x2d-\x7e]|%[0-9A-Fa-f]{2})*")
+_PLAIN = re.compile(r"[\x21-\x24\x26-\x2b\x2d-\x7e]*")
+"""Text that :func:`encode_text` keeps as it is (and :func:`decode_text` therefore too)."""
+_TEXT_CACHE = 256
+"""Short texts whose percent-encoding is kept (values such as ``user-agent`` repeat on
+every call)."""
+_SHORT_TEXT = 256
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 # Generic texts for ADR-32 error codes that are not gRPC codes (a Go narun consumer
@@ -167,18 +174,37 @@ def encode_text(text: str | bytes) -> str:
     Bytes 0x21..0x7E other than ``%`` and ``,`` are kept; every other byte, space
     included, becomes ``%XX`` (upper-case hex).
     """
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return quote(data, safe=_LITERAL)
+    if isinstance(text, bytes):
+        return quote(text, safe=_LITERAL)
+    if _PLAIN.fullmatch(text):
+        return text
+    return _encode_short(text) if len(text) <= _SHORT_TEXT else _encode_str(text)
+
+
+def _encode_str(text: str) -> str:
+    return quote(text.encode("utf-8"), safe=_LITERAL)
+
+
+_encode_short = functools.lru_cache(maxsize=_TEXT_CACHE)(_encode_str)
 
 
 def decode_text(value: str) -> str:
     """Inverse of :func:`encode_text` for UTF-8 text. Raises :class:`GRPCWireError`."""
+    if _PLAIN.fullmatch(value):
+        return value
+    return _decode_short(value) if len(value) <= _SHORT_TEXT else _decode_escaped(value)
+
+
+def _decode_escaped(value: str) -> str:
     if not _ENCODED.fullmatch(value):
         raise GRPCWireError(f"bad percent-encoding: {value[:80]!r}")
     try:
         return unquote_to_bytes(value).decode("utf-8")
     except UnicodeDecodeError:
         raise GRPCWireError(f"not UTF-8 once decoded: {value[:80]!r}") from None
+
+
+_decode_short = functools.lru_cache(maxsize=_TEXT_CACHE)(_decode_escaped)
 
 
 def is_reserved_key(key: str) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "GRPC_SERVICE_ENDPOINT",
     "GRPC_STATUS",
     "GRPC_TRAILING_METADATA",
+    "GRPC_UNARY",
     "HTTP_SERVICE_ENDPOINT",
     "OVERLOADED",
     "QUEUE_GROUP",
@@ -153,3 +154,6 @@ GRPC_DEADLINE_MS: Final = "Narun-Grpc-Deadline-Ms"
 run under it instead of ``Narun-Timeout-Ms``."""
 GRPC_NO_MESSAGE: Final = "Narun-Grpc-No-Message"
 """Request (``1``): the client half-closed without any request message; the payload is empty."""
+GRPC_UNARY: Final = "Narun-Grpc-Unary"
+"""Reply (``1``) to a request that offered a stream: the method is unary (one message each
+way), so the gateway may serve its later calls without offering one."""

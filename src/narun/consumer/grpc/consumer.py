@@ -10,7 +10,9 @@ raw response message and the call's status and metadata (``narun.protocol.grpcwi
 :class:`~narun.consumer.grpc.context.AsyncContext`; plain ones run on a thread pool with
 a :class:`~narun.consumer.grpc.context.SyncContext`. Streaming methods (client, server,
 bidirectional) are served over a stream (:mod:`narun.consumer.grpc.streaming`) when the
-gateway reads streams (``Narun-Stream``); otherwise they answer UNIMPLEMENTED.
+gateway reads streams (``Narun-Stream``); otherwise they answer UNIMPLEMENTED. A unary
+method's answer to a request that offered a stream says ``Narun-Grpc-Unary``, so that the
+gateway takes its later calls on its unary path.
 
 >>> async with GRPCConsumer(register, service="greeter") as consumer:  # doctest: +SKIP
 ...     await consumer.serve_forever()
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import functools
 import inspect
 import logging
 import time
@@ -130,12 +133,24 @@ class GRPCTarget:
 
 
 def _is_async(behavior: Callable[..., Any]) -> bool:
+    """Whether ``behavior`` is ``async`` (a coroutine or async generator function)."""
+    try:
+        return _is_async_kept(behavior)
+    except TypeError:  # not hashable
+        return _async_kind(behavior)
+
+
+def _async_kind(behavior: Callable[..., Any]) -> bool:
     call = behavior if inspect.isroutine(behavior) else getattr(behavior, "__call__", None)  # noqa: B004
     return any(
         check(f)
         for f in (behavior, call)
         for check in (inspect.iscoroutinefunction, inspect.isasyncgenfunction)
     )
+
+
+# A servicer's methods are the same objects on every call: their kind is looked up once.
+_is_async_kept = functools.lru_cache(maxsize=1024)(_async_kind)
 
 
 def _status_reply(code: StatusCode, message: str) -> Reply:
@@ -275,9 +290,13 @@ class GRPCEndpoint:
             )
             status, response = await self._run(method, context, future)
         try:
-            return self._reply(method, status, response, handler.response_serializer)
+            reply = self._reply(method, status, response, handler.response_serializer)
         finally:
             context.finish()
+        if reply.headers is not None and wire.STREAM in (msg.headers or {}):
+            # The gateway offered a stream: tell it that this method needs none.
+            reply.headers[wire.GRPC_UNARY] = "1"
+        return reply
 
     async def _stream(
         self, handler: Any, request: GRPCRequest, method: str, msg: Msg, started: float
