@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any, cast
 
 import httptools
@@ -144,9 +143,6 @@ class Harness:
         self.state = ServerState()
         self.failures: list[object] = []
         self.loop.set_exception_handler(lambda _, ctx: self.failures.append(ctx))
-        # uvicorn logs the requests it refuses; the fuzz target has no use for the lines.
-        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-        logging.getLogger("narun").setLevel(logging.CRITICAL)
 
     async def _settle(self, proto: FrontProtocol) -> None:
         # Until no request is being served (a task, a fast request, the pipeline).

@@ -152,3 +152,17 @@ def test_error_answer_says_retry_after_on_503() -> None:
     assert body == b"No backend service available\n"
     fields, _ = error_answer(504, "x", rid)
     assert (b"retry-after", b"1") not in fields
+
+
+def test_a_failure_inside_the_fast_path_is_a_500_and_a_closed_connection(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("narun.gateway.front.to_bhttp", broken)
+    _, transport = harness.run([b"GET /a/ HTTP/1.1\r\n\r\nGET /a/ HTTP/1.1\r\n\r\n"])
+    assert answers(bytes(transport.written)) == [b"HTTP/1.1 500 Internal Server Error"]
+    assert b"connection: close" in bytes(transport.written)
+    assert transport.closed
+    assert harness.requester.sent == 0

@@ -88,6 +88,11 @@ _MAX_BODY = HIGH_WATER_LIMIT
 # What uvicorn refuses to write in a field (it then drops the connection).
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_FAILED: list[Field] = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"21"),
+    (b"connection", b"close"),
+]
 # Request fields that send a request the ASGI way.
 _NOT_PLAIN = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
 
@@ -237,9 +242,22 @@ class FrontProtocol(HTTPToolsProtocol):
     def _exchange(self, cycle: RequestResponseCycle, route: HTTPRoute) -> None:
         assert self.front is not None
         self.front.fast += 1
-        exchange = _Exchange(self, self.front, cycle, route)
-        self._serving = exchange
-        exchange.send()
+        exchange = None
+        try:
+            exchange = _Exchange(self, self.front, cycle, route)
+            self._serving = exchange
+            exchange.send()
+        except Exception:
+            # A bug, not a client's doing: answer 500 and drop the connection, as
+            # uvicorn does for an app that fails before answering.
+            logger.exception("the HTTP fast path failed on %s", route.path)
+            self._serving = None
+            if not cycle.response_started:
+                self.respond(cycle, 500, _FAILED, b"Internal Server Error")
+            if exchange is not None and not exchange.record.ended:
+                exchange.record.status = 500
+                exchange.record.end()
+            self.transport.close()
 
     def respond(
         self, cycle: RequestResponseCycle, status: int, fields: list[Field], body: bytes
