@@ -15,9 +15,7 @@ from nats.aio.msg import Msg
 from narun._types import Message, Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
-    BackendError,
     BadBackendReply,
-    BinaryHTTPError,
     BodyTimeout,
     NarunError,
     PayloadTooLarge,
@@ -47,7 +45,7 @@ from narun.observe import requestid, tracing
 from narun.observe.metrics import GatewayMetrics, UpDown
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
-from narun.protocol.bhttp import Response, decode_response, encode_request
+from narun.protocol.bhttp import Response, encode_request
 from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, Frame, StreamError
 from narun.protocol.textreply import RETRY_AFTER, Field, send_text
 from narun.transport.requester import Requester
@@ -429,14 +427,7 @@ class HTTPGateway:
                     pump.stop()
                     record.stream = False  # not a stream after all
                     return None  # nobody on <service>.stream: try the single-message form
-                if hdrs and (wire.SERVICE_ERROR in hdrs or wire.SERVICE_ERROR_CODE in hdrs):
-                    code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
-                    raise BackendError(hdrs.get(wire.SERVICE_ERROR, ""), code)
-                try:
-                    response = decode_response(head.data)
-                except BinaryHTTPError as exc:
-                    raise BadBackendReply(str(exc)) from None
-                return await _answer(scope, send, response, rid_field)
+                return await _answer(scope, send, reply_response(head), rid_field)
             return await relay_reply(
                 channel,
                 head,
