@@ -46,7 +46,7 @@ bench: $(STAMP)  ## side-by-side benchmark, see docs/benchmarks.md (installs wrk
 soak: $(STAMP)  ## 300,000 requests at saturation through the full path; RSS start/middle/end
 	$(PY) -m bench.soak --requests $${SOAK_REQUESTS:-300000} --connections 64
 
-fuzz: $(STAMP)  ## 1,000,000 coverage-guided inputs into the Binary HTTP decoders and the NATS header reader (atheris)
+fuzz: $(STAMP)  ## coverage-guided inputs into the Binary HTTP decoders, the NATS header reader and the gateway's HTTP front (atheris)
 	$(PY) -m pip install --quiet -e '.[fuzz]'
 	@echo "fuzzing the Binary HTTP decoders: $${FUZZ_RUNS:-1000000} runs (log: .fuzz.log)"
 	@$(PY) -m fuzz.fuzz_bhttp -runs=$${FUZZ_RUNS:-1000000} -print_final_stats=1 > .fuzz.log 2>&1 \
@@ -56,6 +56,10 @@ fuzz: $(STAMP)  ## 1,000,000 coverage-guided inputs into the Binary HTTP decoder
 	@$(PY) -m fuzz.fuzz_natsheaders -runs=$${FUZZ_RUNS:-1000000} -print_final_stats=1 > .fuzz-nats.log 2>&1 \
 		|| (tail -n 40 .fuzz-nats.log; exit 1)
 	@grep -E "^Done|stat::number_of_executed_units" .fuzz-nats.log
+	@echo "fuzzing the gateway's HTTP front: $${FUZZ_FRONT_RUNS:-20000} runs (log: .fuzz-front.log)"
+	@$(PY) -m fuzz.fuzz_front -runs=$${FUZZ_FRONT_RUNS:-20000} -print_final_stats=1 > .fuzz-front.log 2>&1 \
+		|| (tail -n 40 .fuzz-front.log; exit 1)
+	@grep -E "^Done|stat::number_of_executed_units" .fuzz-front.log
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

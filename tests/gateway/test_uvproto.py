@@ -79,3 +79,14 @@ async def test_nothing_is_written_once_the_connection_is_closing() -> None:
 async def test_everything_else_is_the_real_transport() -> None:
     _, proxy = make()
     assert proxy.get_extra_info("sockname") == ("127.0.0.1", 8080)
+
+
+async def test_a_whole_response_is_written_at_once_after_what_is_queued() -> None:
+    real, proxy = make()
+    proxy.write_whole(b"whole")
+    assert real.writes == [b"whole"]
+    proxy.write(b"queued")
+    proxy.write_whole(b"after")
+    assert real.writes == [b"whole"]
+    await asyncio.sleep(0)
+    assert real.writes == [b"whole", b"queuedafter"]

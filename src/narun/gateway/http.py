@@ -9,20 +9,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from urllib.parse import quote_from_bytes
 
 from nats.aio.msg import Msg
 
 from narun._types import Message, Receive, Scope, Send
 from narun.config.gateway import GatewayConfig, HTTPRoute
 from narun.errors import (
-    BackendError,
     BadBackendReply,
-    BinaryHTTPError,
     BodyTimeout,
     NarunError,
     PayloadTooLarge,
     RequestTimeout,
+)
+from narun.gateway.forward import (
+    RESPONSE_DROP,
+    content_length,
+    error_answer,
+    failure_status,
+    nats_headers,
+    reply_response,
+    response_fields,
+    to_bhttp,
 )
 from narun.gateway.routing import Match, MethodNotAllowed, Redirect, Router
 from narun.gateway.streams import (
@@ -35,40 +42,24 @@ from narun.gateway.streams import (
 from narun.gateway.wake import Waker, call_waking
 from narun.gateway.websocket import deny, relay_websocket
 from narun.observe import requestid, tracing
-from narun.observe.metrics import GatewayMetrics
+from narun.observe.metrics import GatewayMetrics, UpDown
 from narun.observe.record import GatewayHttpRecord
 from narun.protocol import golimits, wire
-from narun.protocol.bhttp import Request, Response, decode_response, encode_request
-from narun.protocol.fields import HOP_BY_HOP as CONNECTION_LEVEL
-from narun.protocol.fields import end_to_end
-from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, WINDOW, Frame, StreamError
+from narun.protocol.bhttp import Response, encode_request
+from narun.protocol.stream import ABORT_IDLE, DEFAULT_IDLE_MS, Frame, StreamError
 from narun.protocol.textreply import RETRY_AFTER, Field, send_text
 from narun.transport.requester import Requester
+from narun.transport.stream import StreamChannel
 
 __all__ = ["HTTPGateway"]
 
 logger = logging.getLogger(__name__)
 
-# Connection-level fields that a proxy must not forward (RFC 9110 section 7.6.1): the
-# shared list, plus the old Proxy-Connection and Host (which becomes :authority).
-HOP_BY_HOP = CONNECTION_LEVEL | {b"proxy-connection", b"host"}
-# Content-Length is recomputed from the body actually read (and Host becomes :authority).
-# X-Request-ID: the gateway's own (the client's when well formed) replaces any other.
-_REQUEST_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
-_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", requestid.HEADER}
-_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
-_WINDOW = str(WINDOW)
+_RESPONSE_DROP = RESPONSE_DROP
+_to_bhttp = to_bhttp
 # Room left in a NATS message for the request head and the NATS headers: a body larger
 # than max_payload less this is streamed (to consumers that can take it).
 _HEAD_ROOM = 16 * 1024
-
-
-def _service_error_status(code: str) -> int:
-    # The consumer's own deadline and overload answers keep their meaning; everything
-    # else a consumer reports as a service error is a bad gateway for the client.
-    if code in ("503", "504"):
-        return int(code)
-    return 502
 
 
 class HTTPGateway:
@@ -107,6 +98,24 @@ class HTTPGateway:
             for r in routes
             for t, i in ((config.route_timeout(r), config.route_stream_idle(r)),)
         }
+
+    def requester(self) -> Requester | None:
+        """The live :class:`Requester`, None while the gateway has no NATS connection."""
+        return self._requester()
+
+    def route_params(self, route: HTTPRoute) -> tuple[float, str, float, str | None, int | None]:
+        """Reply timeout (s and header value), stream idle (s and header), largest body."""
+        return self._route_params[id(route)]
+
+    @property
+    def tracing(self) -> bool:
+        """Whether requests get spans (an OpenTelemetry SDK is configured)."""
+        return self._tracer.get() is not None
+
+    @property
+    def in_flight(self) -> UpDown | None:
+        """The gauge of HTTP requests in flight."""
+        return self._in_flight
 
     def set_dynamic_routes(self, routes: tuple[HTTPRoute, ...]) -> None:
         """Route the static routes plus ``routes`` (claimed by services) from now on."""
@@ -231,56 +240,79 @@ class HTTPGateway:
             rh = reply.headers
             channel = requester.stream_of(reply) if rh and wire.STREAM_CREDIT in rh else None
             if channel is not None:
-                try:
-                    head = await channel.wait_head()
-                except StreamError as exc:
-                    raise stream_error(exc) from None
-                if not isinstance(head, Frame):
-                    raise BadBackendReply("streamed reply without a head")
-                record.stream = True
-                record.bytes_in = len(body)
-                active = None if metrics is None else metrics.active_streams
-                if active is not None:
-                    active.inc()
-                try:
-                    return await relay_reply(
-                        channel,
-                        head,
-                        send,
-                        method=scope["method"],
-                        idle=idle,
-                        extra=[rid_field],
-                        drop=_RESPONSE_DROP,
-                        receive=receive,
-                        record=record,
-                    )
-                finally:
-                    if active is not None:
-                        active.dec()
-            # ADR-32: either header marks an error reply (some peers send the code alone).
-            if rh and (wire.SERVICE_ERROR in rh or wire.SERVICE_ERROR_CODE in rh):
-                raise BackendError(
-                    rh.get(wire.SERVICE_ERROR, ""), rh.get(wire.SERVICE_ERROR_CODE, "")
+                return await self._stream_reply(
+                    channel, scope, receive, send, record, len(body), idle
                 )
-            try:
-                response = decode_response(reply.data)
-            except BinaryHTTPError as exc:
-                raise BadBackendReply(str(exc)) from None
-        except ClientGone as exc:
-            logger.info("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            return 499
-        except BackendError as exc:
-            status = _service_error_status(exc.code)
-            logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            return await _fail(send, status, exc.public_message, rid_field)
-        except NarunError as exc:
-            logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
-            return await _fail(send, exc.http_status, exc.public_message, rid_field)
-        except Exception:
-            logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service)
-            return await _fail(send, 500, "Internal server error", rid_field)
+            response = reply_response(reply)
+        except Exception as exc:
+            return await _failed(exc, scope, service, send, rid_field)
 
         return await _answer(scope, send, response, rid_field)
+
+    async def _stream_reply(
+        self,
+        channel: StreamChannel,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: GatewayHttpRecord,
+        body_size: int,
+        idle: float,
+    ) -> int:
+        """Relay the reply that ``channel`` opened (its head is on the way)."""
+        try:
+            head = await channel.wait_head()
+        except StreamError as exc:
+            raise stream_error(exc) from None
+        if not isinstance(head, Frame):
+            raise BadBackendReply("streamed reply without a head")
+        record.stream = True
+        record.bytes_in = body_size
+        metrics = self.metrics
+        active = None if metrics is None else metrics.active_streams
+        if active is not None:
+            active.inc()
+        try:
+            return await relay_reply(
+                channel,
+                head,
+                send,
+                method=scope["method"],
+                idle=idle,
+                extra=[_id_field(record)],
+                drop=_RESPONSE_DROP,
+                receive=receive,
+                record=record,
+            )
+        finally:
+            if active is not None:
+                active.dec()
+
+    async def resume_stream(
+        self,
+        channel: StreamChannel,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: GatewayHttpRecord,
+        body_size: int,
+        idle: float,
+    ) -> None:
+        """Serve a request from the point where its reply opened a stream, then end it.
+
+        The HTTP fast path (:mod:`narun.gateway.front`) sends unary requests itself and
+        hands a streamed reply over to this, in a task; ``record`` is the request's.
+        """
+        try:
+            try:
+                record.status = await self._stream_reply(
+                    channel, scope, receive, send, record, body_size, idle
+                )
+            except Exception as exc:
+                record.status = await _failed(exc, scope, record.service, send, _id_field(record))
+        finally:
+            channel.close()
+            record.end()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket opening: carried to the route's service, or refused with a status."""
@@ -323,15 +355,7 @@ class HTTPGateway:
     def _nats_headers(
         self, scope: Scope, rid: str, timeout_ms: str, idle_ms: str | None
     ) -> dict[str, str]:
-        headers = {wire.CONTENT_TYPE: wire.BHTTP_CONTENT_TYPE, wire.REQUEST_ID: rid}
-        client = scope.get("client")
-        if client:
-            headers[wire.CLIENT_ADDR] = wire.format_addr(client)
-        headers[wire.TIMEOUT_MS] = timeout_ms
-        headers[wire.STREAM] = _WINDOW
-        if idle_ms is not None:  # consumers assume the default (each header costs them ~2 us)
-            headers[wire.STREAM_IDLE_MS] = idle_ms
-        return headers
+        return nats_headers(scope.get("client"), rid, timeout_ms, idle_ms)
 
     async def _forward_streamed(
         self,
@@ -403,14 +427,7 @@ class HTTPGateway:
                     pump.stop()
                     record.stream = False  # not a stream after all
                     return None  # nobody on <service>.stream: try the single-message form
-                if hdrs and (wire.SERVICE_ERROR in hdrs or wire.SERVICE_ERROR_CODE in hdrs):
-                    code = hdrs.get(wire.SERVICE_ERROR_CODE, "")
-                    raise BackendError(hdrs.get(wire.SERVICE_ERROR, ""), code)
-                try:
-                    response = decode_response(head.data)
-                except BinaryHTTPError as exc:
-                    raise BadBackendReply(str(exc)) from None
-                return await _answer(scope, send, response, rid_field)
+                return await _answer(scope, send, reply_response(head), rid_field)
             return await relay_reply(
                 channel,
                 head,
@@ -457,28 +474,16 @@ async def _ended() -> Message:
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    return content_length(scope["headers"])
 
 
 async def _answer(
     scope: Scope, send: Send, response: Response, rid_field: tuple[bytes, bytes]
 ) -> int:
-    head = scope["method"] == "HEAD"
-    # RFC 9110 6.4.1: no content in a 204 or 304, nor in any answer to HEAD, whatever
-    # the backend sent (a Go consumer passes on what the handler wrote).
-    bodyless = head or response.status in (204, 304)
-    out = [(k, v) for k, v in end_to_end(response.headers) if k.lower() not in _RESPONSE_DROP]
-    if head:
-        out.extend((k, v) for k, v in response.headers if k.lower() == b"content-length")
-    elif not bodyless:
-        out.append((b"content-length", str(len(response.content)).encode()))
-    out.append(rid_field)
-    await send({"type": "http.response.start", "status": response.status, "headers": out})
-    await send({"type": "http.response.body", "body": b"" if bodyless else response.content})
-    return response.status
+    status, fields, body = response_fields(scope["method"], response, rid_field)
+    await send({"type": "http.response.start", "status": status, "headers": fields})
+    await send({"type": "http.response.body", "body": body})
+    return status
 
 
 async def _read_body(first: Message, receive: Receive, limit: int, timeout: float) -> bytes:
@@ -514,56 +519,25 @@ async def _read_rest(receive: Receive, message: Message, limit: int) -> bytes:
         message = await receive()
 
 
-def _to_bhttp(
-    scope: Scope,
-    body: bytes,
-    request_id: tuple[bytes, bytes] | None = None,
-    *,
-    content_length: int | None = -1,
-) -> Request:
-    """The Binary HTTP request of ``scope`` with content ``body``.
-
-    ``content_length``: -1 (the default) sends ``len(body)``; for a streamed body, the
-    whole body's declared length, or None to send no ``content-length``.
-    """
-    authority = ""
-    headers: list[tuple[bytes, bytes]] = []
-    for name, value in scope["headers"]:
-        if name in _REQUEST_DROP:
-            if name == b"host":
-                authority = value.decode("latin-1")
-            continue
-        headers.append((name, value))
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-    query: bytes = scope.get("query_string", b"")
-    target = raw_path + b"?" + query if query else raw_path
-    if not target.isascii():
-        # Raw UTF-8 (or other) bytes in the request line: percent-encode them, as a
-        # browser would have, so that the Binary HTTP control data stays ASCII.
-        target = quote_from_bytes(target, safe=_PRINTABLE_ASCII).encode("ascii")
-    if content_length == -1:
-        if len(body) or scope["method"] in ("POST", "PUT", "PATCH"):
-            headers.append((b"content-length", str(len(body)).encode()))
-    elif content_length is not None:
-        headers.append((b"content-length", str(content_length).encode()))
-    if request_id is not None:
-        headers.append(request_id)
-    return Request(
-        method=scope["method"],
-        scheme=scope.get("scheme", "http"),
-        authority=authority,
-        path=target.decode("latin-1"),
-        headers=tuple(headers),
-        content=body,
-    )
-
-
 def _id_field(record: GatewayHttpRecord) -> tuple[bytes, bytes]:
     return (requestid.HEADER, record.request_id.encode())
 
 
+async def _failed(exc: Exception, scope: Scope, service: str, send: Send, rid_field: Field) -> int:
+    """Answer a request that failed with ``exc``; return the status (499: no answer)."""
+    if isinstance(exc, ClientGone):
+        logger.info("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
+        return 499
+    if isinstance(exc, NarunError):
+        logger.warning("%s %s -> %s: %s", scope["method"], scope["path"], service, exc)
+        return await _fail(send, failure_status(exc), exc.public_message, rid_field)
+    logger.exception("%s %s -> %s failed", scope["method"], scope["path"], service, exc_info=exc)
+    return await _fail(send, 500, "Internal server error", rid_field)
+
+
 async def _fail(send: Send, status: int, message: str, rid_field: Field) -> int:
     # Every 503 here is transient (NATS down, nobody serving, all instances busy).
-    fields = (rid_field, RETRY_AFTER) if status == 503 else (rid_field,)
-    await send_text(send, status, message, fields)
+    fields, body = error_answer(status, message, rid_field)
+    await send({"type": "http.response.start", "status": status, "headers": fields})
+    await send({"type": "http.response.body", "body": body})
     return status

@@ -16,10 +16,10 @@ from narun.config.addr import parse_addr
 from narun.config.gateway import GatewayConfig
 from narun.gateway.discovery import RouteDiscovery
 from narun.gateway.edge import Edge
+from narun.gateway.front import Front, protocol_for
 from narun.gateway.http import HTTPGateway
 from narun.gateway.lifespan import serve_lifespan
 from narun.gateway.routetable import Resolution
-from narun.gateway.uvproto import HTTPToolsProtocol
 from narun.gateway.wake import Waker
 from narun.observe.metrics import MULTIPROC_ENV, GatewayMetrics
 from narun.observe.ops import OpsApp, OpsServer, UvicornServer, bind, nats_readiness
@@ -190,6 +190,8 @@ async def serve(
     gateway = Gateway(config)
     gateway.reuse_port = reuse_port
     await gateway.start()
+    front = Front(gateway.http, gateway.edge)
+    gateway.metrics.registry.register(front.collector())
     host, port = parse_addr(config.server_addr)
     sockets = [bind(config.server_addr, reuse_port=True)] if reuse_port else None
     server = UvicornServer(
@@ -199,12 +201,9 @@ async def serve(
             port=port,
             lifespan="off",
             proxy_headers=False,  # X-Forwarded-*: narun.gateway.edge, with trusted_proxies
-            # httptools, one write per response, bounded header reading
-            http=type(
-                "HTTPToolsProtocol",
-                (HTTPToolsProtocol,),
-                {"header_timeout": config.header_timeout_seconds},
-            ),
+            # httptools, plain requests without ASGI, one write per response,
+            # bounded header reading
+            http=protocol_for(front, config.header_timeout_seconds),
             loop="none",
             log_config=None,
             access_log=False,

@@ -34,6 +34,13 @@ class CoalescingTransport:
             self._loop.call_soon(self.flush)
         self._buffer.append(bytes(data))
 
+    def write_whole(self, data: bytes) -> None:
+        """Write ``data``, a whole response, at once (after what is queued, if anything)."""
+        if self._buffer:
+            self._buffer.append(data)
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def flush(self) -> None:
         """Write what is queued now (dropped if the connection is already closing)."""
         buffer = self._buffer

@@ -99,12 +99,18 @@ class Record:
     """Whether :meth:`end` has run."""
     _gauge: UpDown | None = None
     _token: Token[str | None] | None = None
+    _bound = True
 
-    def __init__(self, request_id: str, *, restore: bool = False) -> None:
+    def __init__(self, request_id: str, *, restore: bool = False, bind: bool = True) -> None:
         self.started = time.perf_counter()
         """:func:`time.perf_counter` when the request began."""
         self.request_id = request_id
-        """The request's ID, current in the task from now on."""
+        """The request's ID, current in the task from now on (unless not ``bind``)."""
+        if not bind:
+            # Served by callbacks rather than one task (the gateway's HTTP fast path):
+            # the ID is made current only around the access line.
+            self._bound = False
+            return
         token = requestid.current.set(request_id)
         if restore:
             self._token = token
@@ -137,7 +143,28 @@ class Record:
                 msg += " in=%d out=%d"
                 args += (self.bytes_in, self.bytes_out)
                 fields["bytes_in"], fields["bytes_out"] = self.bytes_in, self.bytes_out
-            log.access(msg, args, fields)
+            if self._bound:
+                log.access(msg, args, fields)
+            else:
+                token = requestid.current.set(self.request_id)
+                try:
+                    log.access(msg, args, fields)
+                finally:
+                    requestid.current.reset(token)
+        if self._token is not None:
+            requestid.current.reset(self._token)
+
+    def discard(self) -> None:
+        """Close the books without counting the request: another record takes it over."""
+        if self.ended:
+            return
+        self.ended = True
+        gauge = self._gauge
+        if gauge is not None:
+            gauge.dec()
+        span = self.span
+        if span is not None:
+            span.end()
         if self._token is not None:
             requestid.current.reset(self._token)
 
@@ -170,9 +197,14 @@ class GatewayHttpRecord(Record):
     """The service the request goes to, ``-`` until routed."""
 
     def __init__(
-        self, scope: Scope, metrics: GatewayMetrics | None, tracer: tracing.LazyTracer | None
+        self,
+        scope: Scope,
+        metrics: GatewayMetrics | None,
+        tracer: tracing.LazyTracer | None,
+        *,
+        bind: bool = True,
     ) -> None:
-        super().__init__(requestid.from_headers(scope["headers"]), restore=True)
+        super().__init__(requestid.from_headers(scope["headers"]), restore=True, bind=bind)
         self.scope = scope
         self.method: str = scope["method"]
         self._metrics = metrics

@@ -17,17 +17,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import MaxPayloadError, OutboundBufferLimitError
 
 from narun.errors import NarunError, NoResponders, NotConnected, PayloadTooLarge, RequestTimeout
 from narun.protocol import wire
-from narun.protocol.nats import encode_hpub, header_block, header_size
+from narun.protocol.nats import encode_hpub, header_block, header_size, parse_header_block
 from narun.protocol.stream import WINDOW, StreamState
 from narun.protocol.wire import OVERLOADED
+from narun.transport.direct import DirectDispatch
 from narun.transport.stream import StreamChannel
 
 __all__ = ["Requester"]
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 
+OnReply = Callable[["Msg | NarunError"], None]
+"""What :meth:`Requester.send` calls once: with the reply, or the error that ended the wait."""
+
 
 class Requester:
     """Sends NATS requests on one connection and awaits their replies."""
@@ -45,13 +49,15 @@ class Requester:
         self.nc = nc
         self._prefix = ""
         self._pending: dict[str, asyncio.Future[Msg]] = {}
+        # Requests sent with send(): their reply callback and timeout timer.
+        self._callbacks: dict[str, tuple[OnReply, asyncio.TimerHandle]] = {}
         self._streams: dict[str, StreamChannel] = {}
         # Streamed replies not yet taken by their caller (see stream_of).
         self._claims: dict[str, StreamChannel] = {}
         # Requests whose streamed reply also carries a streamed request body (gRPC calls).
         self._body_tokens: set[str] = set()
         self._ids = itertools.count()
-        self._sub: Subscription | None = None
+        self._sid: int | None = None
         # nats-py internals the fast publish path uses (present since nats-py 2.0).
         self._fast = all(
             hasattr(nc, attr) for attr in ("_send_command", "_flush_pending", "_flush_queue")
@@ -60,7 +66,8 @@ class Requester:
     async def start(self) -> None:
         """Subscribe the reply wildcard. nats-py re-subscribes it after a reconnect."""
         self._prefix = self.nc.new_inbox() + "."
-        self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_reply)
+        self._direct = DirectDispatch.of(self.nc)
+        self._sid = await self._direct.subscribe(self._prefix + "*", self._on_direct)
 
     async def stop(self) -> None:
         """Fail every waiting request and drop the reply subscription."""
@@ -68,11 +75,15 @@ class Requester:
             if not fut.done():
                 fut.set_exception(NotConnected("gateway is shutting down"))
         self._pending.clear()
+        callbacks, self._callbacks = self._callbacks, {}
+        for on_reply, timer in callbacks.values():
+            timer.cancel()
+            on_reply(NotConnected("gateway is shutting down"))
         for channel in list(self._streams.values()):
             channel.close()
-        if self._sub is not None and not self.nc.is_closed:
-            await self._sub.unsubscribe()
-        self._sub = None
+        sid, self._sid = self._sid, None
+        if sid is not None:
+            await self._direct.unsubscribe(sid)
 
     async def _send(self, command: bytes, payload_size: int) -> None:
         """Queue an encoded message and wake the flusher, as ``Client.publish`` does."""
@@ -87,7 +98,14 @@ class Requester:
         if nc._flush_queue is not None and nc._flush_queue.empty():
             await nc._flush_pending()
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_direct(self, subject: bytes, reply: bytes, data: bytes, raw: bytes) -> None:
+        # Straight from nats-py's parser (narun.transport.direct): no pending queue, no
+        # subscription task. The Msg is what nats-py would have made.
+        headers = parse_header_block(raw)[0] or None if raw else None
+        msg = Msg(self.nc, subject.decode(), reply.decode(), data, headers)
+        self._on_reply(msg)
+
+    def _on_reply(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix) :]
         if self._streams:
             channel = self._streams.get(token)
@@ -96,15 +114,25 @@ class Requester:
                 return
         fut = self._pending.pop(token, None)
         if fut is not None and not fut.done():
-            hdrs = msg.headers
-            if hdrs and wire.STREAM_CREDIT in hdrs and msg.reply:
-                # A streamed reply: its frames follow on this subject. The channel exists
-                # before the next message is delivered (this callback runs serially).
-                streamed = bool(self._body_tokens) and token in self._body_tokens
-                channel = self._channel(token, body_streamed=streamed)
-                self._claims[token] = channel
-                channel.feed(msg)
+            self._claim_stream(token, msg)
             fut.set_result(msg)
+            return
+        entry = self._callbacks.pop(token, None) if self._callbacks else None
+        if entry is not None:
+            on_reply, timer = entry
+            timer.cancel()
+            self._claim_stream(token, msg)
+            on_reply(msg)
+
+    def _claim_stream(self, token: str, msg: Msg) -> None:
+        hdrs = msg.headers
+        if hdrs and wire.STREAM_CREDIT in hdrs and msg.reply:
+            # A streamed reply: its frames follow on this subject. The channel exists
+            # before the next message is delivered (this callback runs serially).
+            streamed = bool(self._body_tokens) and token in self._body_tokens
+            channel = self._channel(token, body_streamed=streamed)
+            self._claims[token] = channel
+            channel.feed(msg)
 
     def _channel(self, token: str, *, body_streamed: bool) -> StreamChannel:
         state = StreamState(is_gateway=True, body_streamed=body_streamed, window=WINDOW)
@@ -167,6 +195,62 @@ class Requester:
         fut = self._pending.pop(token, None)
         if fut is not None and not fut.done():
             fut.set_exception(RequestTimeout(f"no reply within the timeout ({token})"))
+
+    def send(
+        self, subject: str, block: bytes, payload: bytes, timeout: float, on_reply: OnReply
+    ) -> str:
+        """Publish a request now, without a task or a future; return its token.
+
+        ``block`` is the request's NATS header block (:func:`header_block`). ``on_reply``
+        is called once, from the reply subscription, with the reply message (a
+        no-responders status message included: the caller decides), or after
+        ``timeout`` seconds with :class:`RequestTimeout`, or with :class:`NotConnected`
+        on :meth:`stop`; never if :meth:`forget` comes first. The message joins
+        nats-py's command buffer, so the requests of one loop step leave in one write.
+        Raises :class:`PayloadTooLarge`, :class:`NotConnected` or :class:`NarunError`
+        at once when the request cannot be sent; ``on_reply`` is then never called.
+        """
+        nc = self.nc
+        if not self._fast or not nc.is_connected:
+            raise NotConnected("not connected to NATS")
+        if nc.is_draining_pubs:
+            raise NarunError("NATS connection is draining")
+        size = len(block) + len(payload)
+        if size > nc.max_payload:
+            raise PayloadTooLarge(f"{size} bytes > max_payload {nc.max_payload}")
+        token = str(next(self._ids))
+        command = encode_hpub(subject, self._prefix + token, block, payload)
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire_callback, token)
+        self._callbacks[token] = (on_reply, timer)
+        nc.stats["out_msgs"] += 1
+        nc.stats["out_bytes"] += len(payload)
+        nc._pending.append(command)
+        nc._pending_data_size += len(command)
+        queue = nc._flush_queue
+        if queue is not None and queue.empty():
+            # What Client._flush_pending does, without a coroutine: wake the flusher,
+            # which writes everything buffered in this loop step at once.
+            queue.put_nowait(asyncio.get_running_loop().create_future())
+        return token
+
+    def forget(self, token: str, service: str) -> None:
+        """Stop waiting for the reply to the :meth:`send` request ``token``.
+
+        The instances of ``service`` are told to cancel it, and a stream its reply
+        opened but nobody took is closed.
+        """
+        entry = self._callbacks.pop(token, None)
+        if entry is not None:
+            entry[1].cancel()
+        self.cancel(service, self._prefix + token)
+        unclaimed = self._claims.pop(token, None)
+        if unclaimed is not None:
+            unclaimed.close()
+
+    def _expire_callback(self, token: str) -> None:
+        entry = self._callbacks.pop(token, None)
+        if entry is not None:
+            entry[0](RequestTimeout(f"no reply within the timeout ({token})"))
 
     def check_size(self, payload: bytes, headers: dict[str, str] | None) -> None:
         """Raise :class:`PayloadTooLarge` if the message cannot fit in ``max_payload``."""
