@@ -54,7 +54,7 @@ from nats.errors import (
 
 from narun.protocol.nats import encode_hpub, encode_pub, header_block, parse_header_block
 
-__all__ = ["DirectDispatch", "DirectMsg", "Handler", "publish"]
+__all__ = ["DirectDispatch", "DirectMsg", "Handler", "publish", "write_now"]
 
 logger = logging.getLogger(__name__)
 
@@ -343,15 +343,17 @@ async def publish(
     nc.stats["out_msgs"] += 1
     nc.stats["out_bytes"] += size
     await client._send_command(command)
-    if now and _write_now(client):
+    if now and write_now(client):
         return
     if client._flush_queue is not None and client._flush_queue.empty():
         await client._flush_pending()
 
 
-def _write_now(nc: Any) -> bool:
+def write_now(nc: Any) -> bool:
     """Write ``nc``'s pending commands to its socket at once, if nothing is queued there
-    (else nats-py's flusher task keeps them in order)."""
+    (else nats-py's flusher task keeps them in order). False: the flusher must do it.
+
+    Uses ``Client._transport._io_writer``, ``_pending`` and ``_pending_data_size``."""
     if not nc.is_connected:
         return False
     writer = getattr(nc._transport, "_io_writer", None)

@@ -28,7 +28,7 @@ from narun.protocol import wire
 from narun.protocol.nats import encode_hpub, header_block, header_size, parse_header_block
 from narun.protocol.stream import WINDOW, StreamState
 from narun.protocol.wire import OVERLOADED
-from narun.transport.direct import DirectDispatch
+from narun.transport.direct import DirectDispatch, write_now
 from narun.transport.stream import StreamChannel
 
 __all__ = ["Requester"]
@@ -226,6 +226,11 @@ class Requester:
         nc.stats["out_bytes"] += len(payload)
         nc._pending.append(command)
         nc._pending_data_size += len(command)
+        if len(self._callbacks) == 1 and not self._pending and write_now(nc):
+            # The only request in flight: written now, not one loop turn later by the
+            # flusher (a wake-up less at one connection). Under load the requests of
+            # one loop step still leave together through the flusher.
+            return token
         queue = nc._flush_queue
         if queue is not None and queue.empty():
             # What Client._flush_pending does, without a coroutine: wake the flusher,
