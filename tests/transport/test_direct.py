@@ -158,6 +158,7 @@ async def test_drain_takes_what_was_sent_before_it(nc: Client, nats_url: str) ->
     got, handler = collector()
     dispatch = DirectDispatch.of(nc)
     sid = await dispatch.subscribe(subject, handler)
+    await nc.flush()  # the server has the SUB before another connection publishes
     sender = await nats.connect(nats_url)
     try:
         for i in range(50):
@@ -208,6 +209,7 @@ async def test_the_subscription_survives_a_server_restart(own_nats_server: NATSS
         await asyncio.to_thread(own_nats_server.stop)
         await asyncio.to_thread(own_nats_server.start)
         await asyncio.wait_for(reconnected.wait(), 20)
+        await client.flush()  # the re-sent SUB is in before another connection publishes
         sender = await nats.connect(own_nats_server.url)
         try:
             await sender.publish(subject, b"after")
