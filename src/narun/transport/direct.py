@@ -54,7 +54,15 @@ from nats.errors import (
 
 from narun.protocol.nats import encode_hpub, encode_pub, header_block, parse_header_block
 
-__all__ = ["DirectDispatch", "DirectMsg", "Handler", "publish", "write_now"]
+__all__ = [
+    "DirectDispatch",
+    "DirectMsg",
+    "Handler",
+    "fast_publish",
+    "publish",
+    "send_command",
+    "write_now",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -315,16 +323,9 @@ async def publish(
     :class:`narun.errors.NarunError` for a header name that is not a token. Uses
     ``Client.publish`` if the installed nats-py lacks the internals named above.
     """
-    fast = _fast_publish.get(type(nc))
-    if fast is None:
-        fast = _fast_publish[type(nc)] = all(hasattr(nc, attr) for attr in _FAST_PUBLISH)
-    if not fast:
+    if not fast_publish(nc):
         await nc.publish(subject, payload, reply=reply, headers=headers)
         return
-    if nc.is_closed:
-        raise ConnectionClosedError
-    if nc.is_draining_pubs:
-        raise ConnectionDrainingError
     size = len(payload)
     if headers is None:
         command = encode_pub(subject, reply, payload)
@@ -333,6 +334,28 @@ async def publish(
         block = header_block(headers)
         command = encode_hpub(subject, reply, block, payload)
         total = size + len(block)
+    await send_command(nc, command, size, total, now=now)
+
+
+def fast_publish(nc: Client) -> bool:
+    """Whether ``nc`` has the nats-py internals :func:`publish` and :func:`send_command`
+    use (else :func:`publish` falls back to ``Client.publish``)."""
+    fast = _fast_publish.get(type(nc))
+    if fast is None:
+        fast = _fast_publish[type(nc)] = all(hasattr(nc, attr) for attr in _FAST_PUBLISH)
+    return fast
+
+
+async def send_command(
+    nc: Client, command: bytes, size: int, total: int, *, now: bool = False
+) -> None:
+    """Queue an encoded ``PUB``/``HPUB`` ``command`` on ``nc`` (only if
+    :func:`fast_publish`), as :func:`publish` does: ``size`` is its payload's length,
+    ``total`` that plus the header block's. Raises what :func:`publish` raises."""
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
     if total > nc.max_payload:
         raise MaxPayloadError
     client: Any = nc
