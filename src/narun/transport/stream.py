@@ -366,7 +366,9 @@ class StreamChannel:
         self._last_out = self._loop.time()
         size = FRAME_HEADER + n
         command = b"".join((pub_line(peer, size), data_header(seq), *pieces, b"\r\n"))
-        await send_command(self.nc, command, size, size)
+        # A frame is big enough to go to the socket at once (no flusher wake-up, no
+        # second join with whatever else is queued).
+        await send_command(self.nc, command, size, size, now=True)
 
     async def _send_abort(self, error: StreamError) -> None:
         try:
