@@ -24,6 +24,9 @@ missing every subscription falls back to a plain nats-py one, with a warning):
   with ``now=True`` also ``_pending``, ``_transport._io_writer`` (nats-py's TCP and TLS
   transports; others go through the flusher), as nats-py's flusher uses them.
 - For :meth:`DirectDispatch.drain` with ``keep``: ``Client._send_unsubscribe(sid)``.
+- ``nats.aio.client.DEFAULT_BUFFER_SIZE``, the most bytes nats-py's read loop asks the
+  socket for at a time (32 KiB): raised to :data:`READ_SIZE` for the whole process when
+  the first dispatcher is installed (see :func:`raise_read_size`).
 - ``Client._subs`` (sid -> ``Subscription``), ``Client.stats`` (``in_msgs``,
   ``in_bytes``) and the subscription's ``_received`` / ``_max_msgs`` / ``_future``, kept
   as nats-py's own ``_process_msg`` keeps them.
@@ -41,6 +44,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.aio.client as _nats_client
 from nats.aio.client import Client
 from nats.aio.client import __version__ as _NATS_VERSION
 from nats.aio.msg import Msg
@@ -55,11 +59,13 @@ from nats.errors import (
 from narun.protocol.nats import encode_hpub, encode_pub, header_block, parse_header_block
 
 __all__ = [
+    "READ_SIZE",
     "DirectDispatch",
     "DirectMsg",
     "Handler",
     "fast_publish",
     "publish",
+    "raise_read_size",
     "send_command",
     "write_now",
 ]
@@ -72,6 +78,20 @@ parser for every ``MSG``/``HMSG`` of the subscription; must not block or raise (
 exception is logged and swallowed); ``raw_headers`` is ``b""`` for a ``MSG``, else the
 whole ``NATS/1.0`` header block as received (see
 :func:`narun.protocol.nats.parse_header_block`)."""
+
+READ_SIZE = 256 * 1024
+"""What nats-py's read loop asks the socket for at a time once a dispatcher is installed:
+a whole stream frame, instead of eight 32 KiB reads (each a parser pass and two copies)."""
+
+
+def raise_read_size(size: int = READ_SIZE) -> None:
+    """Let nats-py's read loop take up to ``size`` bytes per read (process-wide, never
+    lowered). The read returns what the socket has; memory stays bounded by the
+    stream window, and nats-py's reader keeps at most a couple of reads buffered."""
+    current = getattr(_nats_client, "DEFAULT_BUFFER_SIZE", None)
+    if isinstance(current, int) and current < size:
+        _nats_client.DEFAULT_BUFFER_SIZE = size
+
 
 _PROCESS_MSG_PARAMS = ["sid", "subject", "reply", "data", "headers"]
 _SUB_ATTRS = ("_received", "_max_msgs", "_future", "_id")
@@ -124,6 +144,7 @@ class DirectDispatch:
                 missing,
             )
             return
+        raise_read_size()
         self._original: Callable[[int, bytes, bytes, bytes, bytes | None], Awaitable[None]]
         self._original = nc._process_msg  # type: ignore[assignment]
         # An instance attribute shadows the method: the parser awaits this one.

@@ -209,7 +209,7 @@ class StreamChannel:
             await self._send(Frame(Kind.CREDIT, self.state.next_seq(), value=grant))
         return chunk
 
-    async def write(self, data: bytes | memoryview) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` as DATA frames, waiting for credit as needed.
 
         Writes smaller than a frame are gathered: what was written during one step of
