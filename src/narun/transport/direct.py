@@ -26,7 +26,8 @@ missing every subscription falls back to a plain nats-py one, with a warning):
 - For :meth:`DirectDispatch.drain` with ``keep``: ``Client._send_unsubscribe(sid)``.
 - ``nats.aio.client.DEFAULT_BUFFER_SIZE``, the most bytes nats-py's read loop asks the
   socket for at a time (32 KiB): raised to :data:`READ_SIZE` for the whole process when
-  the first dispatcher is installed (see :func:`raise_read_size`).
+  the first dispatcher is installed, or before :func:`narun.transport.connect.connect`
+  connects, which also sizes the socket reader's buffer (see :func:`raise_read_size`).
 - ``Client._subs`` (sid -> ``Subscription``), ``Client.stats`` (``in_msgs``,
   ``in_bytes``) and the subscription's ``_received`` / ``_max_msgs`` / ``_future``, kept
   as nats-py's own ``_process_msg`` keeps them.
