@@ -14,7 +14,10 @@ application reads.
 
 :class:`StreamHub` is a wildcard inbox subscription shared by every stream of one
 process (the consumer's side); the gateway routes frames through its
-:class:`~narun.transport.requester.Requester`'s reply subscription instead.
+:class:`~narun.transport.requester.Requester`'s reply subscription instead. Both are
+:class:`~narun.transport.direct.DirectDispatch` subscriptions: a frame reaches
+:meth:`StreamChannel.feed_frame` straight from nats-py's parser. A DATA frame leaves as
+one ``PUB`` command joined from the pieces written (see docs/architecture.md, *Streams*).
 """
 
 from __future__ import annotations
