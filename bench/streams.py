@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.pair import start_direct, start_narun
-from bench.procs import Procs, RssSampler
+from bench.procs import Procs, RssSampler, cpu_seconds
 
 __all__ = ["StreamResult", "main", "run_streams"]
 
@@ -40,6 +40,10 @@ class StreamResult:
     sse_p50_ms: float
     sse_p99_ms: float
     rss_peak_mib: dict[str, float] = field(default_factory=dict)
+    cpu_down_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of each role during the download."""
+    cpu_up_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of each role during the upload."""
 
 
 def _curl(args: list[str], stdin: int | None = None) -> float:
@@ -84,8 +88,11 @@ async def _sse(url: str, events: int, gap: float) -> list[float]:
 def _measure(stack: str, url: str, pids: dict[str, list[int]], size: int) -> StreamResult:
     everyone = [pid for group in pids.values() for pid in group]
     with RssSampler(everyone, interval=0.1) as rss:
+        before = cpu_seconds(everyone)
         down = _download(url, size)
+        middle = cpu_seconds(everyone)
         up = _upload(url, size)
+        after = cpu_seconds(everyone)
     delays = asyncio.run(_sse(url, 200, 0.01))
     peak = {role: max(rss.peak[p] for p in group) / MIB for role, group in pids.items()}
     return StreamResult(
@@ -95,7 +102,18 @@ def _measure(stack: str, url: str, pids: dict[str, list[int]], size: int) -> Str
         sse_p50_ms=statistics.median(delays),
         sse_p99_ms=statistics.quantiles(delays, n=100)[98],
         rss_peak_mib=peak,
+        cpu_down_s=_cpu_by_role(pids, before, middle),
+        cpu_up_s=_cpu_by_role(pids, middle, after),
     )
+
+
+def _cpu_by_role(
+    pids: dict[str, list[int]], start: dict[int, float], end: dict[int, float]
+) -> dict[str, float]:
+    return {
+        role: sum(end.get(p, 0.0) - start.get(p, 0.0) for p in group)
+        for role, group in pids.items()
+    }
 
 
 def run_streams(size_mib: int, workdir: Path) -> list[StreamResult]:
@@ -141,6 +159,13 @@ def report(results: list[StreamResult], size_mib: int) -> str:
             for r in results
         )
     )
+    for r in results:
+        lines.append(
+            f"CPU seconds, {r.stack}: down "
+            + ", ".join(f"{role} {s:.2f}" for role, s in r.cpu_down_s.items())
+            + "; up "
+            + ", ".join(f"{role} {s:.2f}" for role, s in r.cpu_up_s.items())
+        )
     return "\n".join(lines)
 
 

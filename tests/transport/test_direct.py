@@ -305,3 +305,19 @@ async def test_an_auto_unsubscribe_limit_is_kept(nc: Client) -> None:
     await asyncio.sleep(0.1)
     assert [g[2] for g in got] == [b"0", b"1"]
     assert not dispatch.active(sid)
+
+
+def test_read_size_is_raised_never_lowered() -> None:
+    import nats.aio.client as nats_client
+
+    from narun.transport.direct import READ_SIZE, raise_read_size
+
+    before = nats_client.DEFAULT_BUFFER_SIZE
+    try:
+        nats_client.DEFAULT_BUFFER_SIZE = 32768
+        raise_read_size()
+        assert nats_client.DEFAULT_BUFFER_SIZE == READ_SIZE
+        raise_read_size(1024)
+        assert nats_client.DEFAULT_BUFFER_SIZE == READ_SIZE
+    finally:
+        nats_client.DEFAULT_BUFFER_SIZE = before

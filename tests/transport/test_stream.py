@@ -270,3 +270,35 @@ async def test_small_writes_are_gathered_into_frames_in_order(nc: Client) -> Non
     assert b"".join(pieces) == b"".join(b"%04d," % i for i in range(1000))
     assert len(pieces) < 10  # gathered, not one frame per write
     await requester.stop()
+
+
+async def test_a_writer_that_reuses_its_buffer_still_sends_what_it_wrote(nc: Client) -> None:
+    # Writes are kept as pieces until their frame leaves; a bytearray or a view of one
+    # may change once write() returns, so what was written then is what must arrive.
+    service = unique_service("reuse")
+    await _consumer(nc, wire.stream_subject(service), _echo)
+    requester = Requester(nc)
+    await requester.start()
+    channel = await requester.open_stream(
+        wire.stream_subject(service), b"h", {wire.STREAM: str(WINDOW)}
+    )
+    channel.start(5.0)
+    expected = bytearray()
+
+    async def upload() -> None:
+        buf = bytearray(100_000)
+        for i in range(40):
+            buf[:] = bytes((i,)) * len(buf)
+            expected.extend(buf)
+            await channel.write(buf if i % 2 else memoryview(buf)[: len(buf)])
+        await channel.end()
+
+    uploader = asyncio.create_task(upload())
+    head = await asyncio.wait_for(channel.wait_head(), 10)
+    assert isinstance(head, Frame)
+    got = bytearray()
+    while (chunk := await asyncio.wait_for(channel.read(), 10)) is not None:
+        got.extend(chunk)
+    await uploader
+    assert got == expected
+    await requester.stop()

@@ -23,6 +23,7 @@ __all__ = [
     "header_size",
     "header_value",
     "parse_header_block",
+    "pub_line",
 ]
 
 # "NATS/1.0\r\n" ... "\r\n": the fixed part of a NATS header block.
@@ -78,6 +79,12 @@ def encode_hpub(subject: str, reply: str, block: bytes, payload: bytes) -> bytes
     else:
         head = f"HPUB {subject} {n} {n + len(payload)}\r\n".encode()
     return b"".join((head, block, payload, b"\r\n"))
+
+
+def pub_line(subject: str, size: int) -> bytes:
+    """The ``PUB`` line (no reply) for a payload of ``size`` bytes that follows it, then
+    CR LF: for callers that join the command from parts themselves."""
+    return f"PUB {subject} {size}\r\n".encode()
 
 
 def encode_pub(subject: str, reply: str, payload: bytes) -> bytes:

@@ -37,6 +37,7 @@ __all__ = [
     "Kind",
     "StreamError",
     "StreamState",
+    "data_header",
     "decode",
     "encode",
     "encode_data",
@@ -119,6 +120,11 @@ class Frame:
 def encode_data(seq: int, data: bytes) -> bytes:
     """A DATA frame (the hot path: no :class:`Frame` object)."""
     return _HEAD.pack(Kind.DATA, seq) + data
+
+
+def data_header(seq: int) -> bytes:
+    """The first :data:`FRAME_HEADER` bytes of DATA frame ``seq`` (its body follows)."""
+    return _HEAD.pack(Kind.DATA, seq)
 
 
 def encode(frame: Frame) -> bytes:

@@ -25,6 +25,7 @@ from narun.transport.auth import (
     telling_error,
     wants_tls,
 )
+from narun.transport.direct import raise_read_size
 
 __all__ = ["DEFAULT_NATS_URL", "connect", "drain"]
 
@@ -86,6 +87,8 @@ async def connect(
     }
     settings.update(connect_options(auth))
     settings.update(options)
+    # Before connecting: nats-py sizes the socket reader's buffer from it as it connects.
+    raise_read_size()
     attempt = asyncio.ensure_future(nats.connect(**settings))
     try:
         # A failed TLS handshake leaves nats-py waiting forever for the socket to close

@@ -24,6 +24,10 @@ missing every subscription falls back to a plain nats-py one, with a warning):
   with ``now=True`` also ``_pending``, ``_transport._io_writer`` (nats-py's TCP and TLS
   transports; others go through the flusher), as nats-py's flusher uses them.
 - For :meth:`DirectDispatch.drain` with ``keep``: ``Client._send_unsubscribe(sid)``.
+- ``nats.aio.client.DEFAULT_BUFFER_SIZE``, the most bytes nats-py's read loop asks the
+  socket for at a time (32 KiB): raised to :data:`READ_SIZE` for the whole process when
+  the first dispatcher is installed, or before :func:`narun.transport.connect.connect`
+  connects, which also sizes the socket reader's buffer (see :func:`raise_read_size`).
 - ``Client._subs`` (sid -> ``Subscription``), ``Client.stats`` (``in_msgs``,
   ``in_bytes``) and the subscription's ``_received`` / ``_max_msgs`` / ``_future``, kept
   as nats-py's own ``_process_msg`` keeps them.
@@ -41,6 +45,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.aio.client as _nats_client
 from nats.aio.client import Client
 from nats.aio.client import __version__ as _NATS_VERSION
 from nats.aio.msg import Msg
@@ -54,7 +59,17 @@ from nats.errors import (
 
 from narun.protocol.nats import encode_hpub, encode_pub, header_block, parse_header_block
 
-__all__ = ["DirectDispatch", "DirectMsg", "Handler", "publish", "write_now"]
+__all__ = [
+    "READ_SIZE",
+    "DirectDispatch",
+    "DirectMsg",
+    "Handler",
+    "fast_publish",
+    "publish",
+    "raise_read_size",
+    "send_command",
+    "write_now",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +79,20 @@ parser for every ``MSG``/``HMSG`` of the subscription; must not block or raise (
 exception is logged and swallowed); ``raw_headers`` is ``b""`` for a ``MSG``, else the
 whole ``NATS/1.0`` header block as received (see
 :func:`narun.protocol.nats.parse_header_block`)."""
+
+READ_SIZE = 256 * 1024
+"""What nats-py's read loop asks the socket for at a time once a dispatcher is installed:
+a whole stream frame, instead of eight 32 KiB reads (each a parser pass and two copies)."""
+
+
+def raise_read_size(size: int = READ_SIZE) -> None:
+    """Let nats-py's read loop take up to ``size`` bytes per read (process-wide, never
+    lowered). The read returns what the socket has; memory stays bounded by the
+    stream window, and nats-py's reader keeps at most a couple of reads buffered."""
+    current = getattr(_nats_client, "DEFAULT_BUFFER_SIZE", None)
+    if isinstance(current, int) and current < size:
+        _nats_client.DEFAULT_BUFFER_SIZE = size
+
 
 _PROCESS_MSG_PARAMS = ["sid", "subject", "reply", "data", "headers"]
 _SUB_ATTRS = ("_received", "_max_msgs", "_future", "_id")
@@ -116,6 +145,7 @@ class DirectDispatch:
                 missing,
             )
             return
+        raise_read_size()
         self._original: Callable[[int, bytes, bytes, bytes, bytes | None], Awaitable[None]]
         self._original = nc._process_msg  # type: ignore[assignment]
         # An instance attribute shadows the method: the parser awaits this one.
@@ -315,16 +345,9 @@ async def publish(
     :class:`narun.errors.NarunError` for a header name that is not a token. Uses
     ``Client.publish`` if the installed nats-py lacks the internals named above.
     """
-    fast = _fast_publish.get(type(nc))
-    if fast is None:
-        fast = _fast_publish[type(nc)] = all(hasattr(nc, attr) for attr in _FAST_PUBLISH)
-    if not fast:
+    if not fast_publish(nc):
         await nc.publish(subject, payload, reply=reply, headers=headers)
         return
-    if nc.is_closed:
-        raise ConnectionClosedError
-    if nc.is_draining_pubs:
-        raise ConnectionDrainingError
     size = len(payload)
     if headers is None:
         command = encode_pub(subject, reply, payload)
@@ -333,6 +356,28 @@ async def publish(
         block = header_block(headers)
         command = encode_hpub(subject, reply, block, payload)
         total = size + len(block)
+    await send_command(nc, command, size, total, now=now)
+
+
+def fast_publish(nc: Client) -> bool:
+    """Whether ``nc`` has the nats-py internals :func:`publish` and :func:`send_command`
+    use (else :func:`publish` falls back to ``Client.publish``)."""
+    fast = _fast_publish.get(type(nc))
+    if fast is None:
+        fast = _fast_publish[type(nc)] = all(hasattr(nc, attr) for attr in _FAST_PUBLISH)
+    return fast
+
+
+async def send_command(
+    nc: Client, command: bytes, size: int, total: int, *, now: bool = False
+) -> None:
+    """Queue an encoded ``PUB``/``HPUB`` ``command`` on ``nc`` (only if
+    :func:`fast_publish`), as :func:`publish` does: ``size`` is its payload's length,
+    ``total`` that plus the header block's. Raises what :func:`publish` raises."""
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
     if total > nc.max_payload:
         raise MaxPayloadError
     client: Any = nc

@@ -100,7 +100,13 @@ class Requester:
 
     def _on_direct(self, subject: bytes, reply: bytes, data: bytes, raw: bytes) -> None:
         # Straight from nats-py's parser (narun.transport.direct): no pending queue, no
-        # subscription task. The Msg is what nats-py would have made.
+        # subscription task. A stream's frames go to its channel as they are; else the
+        # Msg is what nats-py would have made.
+        if self._streams:
+            channel = self._streams.get(subject[len(self._prefix) :].decode())
+            if channel is not None and channel.peer is not None:
+                channel.feed_frame(data)
+                return
         headers = parse_header_block(raw)[0] or None if raw else None
         msg = Msg(self.nc, subject.decode(), reply.decode(), data, headers)
         self._on_reply(msg)

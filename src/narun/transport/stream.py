@@ -14,7 +14,10 @@ application reads.
 
 :class:`StreamHub` is a wildcard inbox subscription shared by every stream of one
 process (the consumer's side); the gateway routes frames through its
-:class:`~narun.transport.requester.Requester`'s reply subscription instead.
+:class:`~narun.transport.requester.Requester`'s reply subscription instead. Both are
+:class:`~narun.transport.direct.DirectDispatch` subscriptions: a frame reaches
+:meth:`StreamChannel.feed_frame` straight from nats-py's parser. A DATA frame leaves as
+one ``PUB`` command joined from the pieces written (see docs/architecture.md, *Streams*).
 """
 
 from __future__ import annotations
@@ -28,23 +31,26 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from narun.protocol import wire
+from narun.protocol.nats import pub_line
 from narun.protocol.stream import (
     ABORT_BAD_PEER,
     ABORT_IDLE,
     DEFAULT_IDLE_MS,
     FIN,
+    FRAME_HEADER,
     Frame,
     Kind,
     StreamError,
     StreamState,
+    data_header,
     decode,
     encode,
     encode_data,
     frame_data_size,
 )
+from narun.transport.direct import DirectDispatch, DirectMsg, fast_publish, publish, send_command
 
 __all__ = ["StreamChannel", "StreamHub"]
 
@@ -88,8 +94,11 @@ class StreamChannel:
         self._chunks: deque[bytes] = deque()
         self._reader: asyncio.Future[None] | None = None
         self._writers: list[asyncio.Future[None]] = []
-        self._out = bytearray()
-        """Body bytes written and not yet sent (at most a frame's worth and one write)."""
+        self._out: deque[bytes | memoryview] = deque()
+        """Body bytes written and not yet sent (at most a frame's worth and one write),
+        as the pieces written: a frame's command is joined from them in one copy."""
+        self._out_size = 0
+        self._fast = fast_publish(nc)
         self._flush_task: asyncio.Task[None] | None = None
         self._header: asyncio.Future[Frame | Msg] = self._loop.create_future()
         self._ready: asyncio.Future[bool] = self._loop.create_future()
@@ -125,8 +134,15 @@ class StreamChannel:
             self.state.credit = credit
             if not self._ready.done():
                 self._ready.set_result(True)
+        self.feed_frame(msg.data)
+
+    def feed_frame(self, data: bytes) -> None:
+        """Take one frame of the peer's direction, once the peer's inbox is known (the
+        hot path: what :meth:`feed` does after the first message, without a ``Msg``)."""
+        if self._done:
+            return
         try:
-            frame = self.state.receive(decode(msg.data))
+            frame = self.state.receive(decode(data))
         except StreamError as exc:
             self._broken(exc)
             return
@@ -196,7 +212,7 @@ class StreamChannel:
             await self._send(Frame(Kind.CREDIT, self.state.next_seq(), value=grant))
         return chunk
 
-    async def write(self, data: bytes | memoryview) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` as DATA frames, waiting for credit as needed.
 
         Writes smaller than a frame are gathered: what was written during one step of
@@ -209,10 +225,15 @@ class StreamChannel:
             raise error
         if self._done:
             raise _CLOSED
-        self._out += data
-        if len(self._out) >= self.frame_size:
+        if not data:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse its buffer once we return
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= self.frame_size:
             await self._flush(self.frame_size)
-        if self._out and self._flush_task is None:
+        if self._out_size and self._flush_task is None:
             self._flush_task = self._loop.create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
@@ -226,14 +247,13 @@ class StreamChannel:
     async def _flush(self, keep_below: int) -> None:
         """Send buffered body bytes until fewer than ``keep_below`` are left."""
         state = self.state
-        out = self._out
-        while len(out) >= keep_below:
+        while self._out_size >= keep_below:
             error = state.abort_error
             if error is not None:
                 raise error
             if self._done:
                 raise _CLOSED
-            n = min(state.credit - state.sent, self.frame_size, len(out))
+            n = min(state.credit - state.sent, self.frame_size, self._out_size)
             if n <= 0 or self.peer is None:
                 waiter = self._loop.create_future()
                 self._writers.append(waiter)
@@ -244,11 +264,30 @@ class StreamChannel:
                         self._writers.remove(waiter)
                 continue
             # Take the bytes and their sequence number in one step: frames leave in order.
-            payload = encode_data(state.next_seq(), bytes(out[:n]))
-            del out[:n]
+            seq = state.next_seq()
+            pieces = self._take(n)
             state.sent_data(n)
             self.bytes_out += n
-            await self._publish(payload)
+            await self._publish_data(seq, pieces, n)
+
+    def _take(self, n: int) -> list[bytes | memoryview]:
+        """The first ``n`` buffered body bytes, as pieces (no copy)."""
+        out = self._out
+        pieces: list[bytes | memoryview] = []
+        need = n
+        while need:
+            piece = out[0]
+            size = len(piece)
+            if size <= need:
+                pieces.append(out.popleft())
+                need -= size
+            else:
+                view = memoryview(piece)
+                pieces.append(view[:need])
+                out[0] = view[need:]
+                need = 0
+        self._out_size -= n
+        return pieces
 
     async def flush(self) -> None:
         """Send whatever is buffered now (waiting for credit as needed)."""
@@ -314,9 +353,25 @@ class StreamChannel:
         headers = self._first_headers
         if headers is not None:
             self._first_headers = None
-            await self.nc.publish(peer, payload, reply=self.inbox, headers=headers)
+            await publish(self.nc, peer, payload, reply=self.inbox, headers=headers)
         else:
-            await self.nc.publish(peer, payload)
+            await publish(self.nc, peer, payload)
+
+    async def _publish_data(self, seq: int, pieces: list[bytes | memoryview], n: int) -> None:
+        """Publish DATA frame ``seq`` with the ``n`` body bytes of ``pieces``: the whole
+        ``PUB`` command is joined at once, the body's one copy on this side."""
+        peer = self.peer
+        if peer is None:
+            return
+        if not self._fast or self._first_headers is not None:
+            await self._publish(encode_data(seq, b"".join(pieces)))
+            return
+        self._last_out = self._loop.time()
+        size = FRAME_HEADER + n
+        command = b"".join((pub_line(peer, size), data_header(seq), *pieces, b"\r\n"))
+        # A frame is big enough to go to the socket at once (no flusher wake-up, no
+        # second join with whatever else is queued).
+        await send_command(self.nc, command, size, size, now=True)
 
     async def _send_abort(self, error: StreamError) -> None:
         try:
@@ -406,9 +461,11 @@ class StreamHub:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self._prefix = ""
+        self._cut = 0
         self._channels: dict[str, StreamChannel] = {}
         self._ids = itertools.count()
-        self._sub: Subscription | None = None
+        self._direct: DirectDispatch | None = None
+        self._sid: int | None = None
 
     @property
     def active(self) -> int:
@@ -418,18 +475,20 @@ class StreamHub:
     async def start(self) -> None:
         """Subscribe the inbox wildcard."""
         self._prefix = self.nc.new_inbox() + "."
-        self._sub = await self.nc.subscribe(self._prefix + "*", cb=self._on_msg)
+        self._cut = len(self._prefix)
+        self._direct = DirectDispatch.of(self.nc)
+        self._sid = await self._direct.subscribe(self._prefix + "*", self._on_frame)
 
     async def stop(self) -> None:
         """Unsubscribe; open streams stop receiving."""
         for channel in list(self._channels.values()):
             channel.close()
-        if self._sub is not None and not self.nc.is_closed:
+        sid, self._sid = self._sid, None
+        if sid is not None and self._direct is not None and not self.nc.is_closed:
             try:
-                await self._sub.unsubscribe()
+                await self._direct.unsubscribe(sid)
             except Exception:
                 logger.debug("stream inbox unsubscribe failed", exc_info=True)
-        self._sub = None
 
     def open(
         self,
@@ -455,7 +514,12 @@ class StreamHub:
         self._channels[token] = channel
         return channel
 
-    async def _on_msg(self, msg: Msg) -> None:
-        channel = self._channels.get(msg.subject[len(self._prefix) :])
-        if channel is not None:
-            channel.feed(msg)
+    def _on_frame(self, subject: bytes, reply: bytes, data: bytes, raw: bytes) -> None:
+        # Straight from nats-py's parser (narun.transport.direct): no Msg, no task.
+        channel = self._channels.get(subject[self._cut :].decode())
+        if channel is None:
+            return
+        if channel.peer is not None:
+            channel.feed_frame(data)
+        else:
+            channel.feed(DirectMsg(self.nc, subject.decode(), reply.decode(), data, raw))
