@@ -213,9 +213,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 # Perhaps the method streams now: the next call offers a stream again.
                 self._unary.discard((route[0].service, method))
         except asyncio.CancelledError:
-            remaining = context.time_remaining()
-            expired = remaining is not None and remaining <= 0
-            record.status = StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
+            record.status = _ended_status(context)
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
@@ -255,9 +253,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             )
             record.status = outcome.status.code
         except asyncio.CancelledError:
-            remaining = context.time_remaining()
-            expired = remaining is not None and remaining <= 0
-            record.status = StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
+            record.status = _ended_status(context)
             raise
         except Exception:
             logger.exception("gRPC %s failed", method)
@@ -449,6 +445,14 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             context.set_trailing_metadata(trailing)
         if outcome.data is not None:
             await context.write(outcome.data)
+
+
+def _ended_status(context: grpc.aio.ServicerContext[bytes, bytes]) -> StatusCode:
+    """The status of a call cancelled under the gateway: its deadline passed, or the
+    client cancelled it."""
+    remaining = context.time_remaining()
+    expired = remaining is not None and remaining <= 0
+    return StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
 
 
 def _initial(metadata: Metadata, rid: str) -> Metadata:
