@@ -9,9 +9,9 @@ decodes must also re-encode and decode to the same value.
 
 from __future__ import annotations
 
-import sys
-
 import atheris
+
+import fuzz
 
 with atheris.instrument_imports():
     from narun.errors import BinaryHTTPError
@@ -65,15 +65,7 @@ def check(data: bytes) -> None:
 
 def main() -> None:
     """Run atheris with the command-line arguments (``-runs=N`` etc.)."""
-    import os
-    import tempfile
-
-    corpus = tempfile.mkdtemp(prefix="bhttp-corpus-")
-    for i, seed in enumerate(SEEDS):
-        with open(os.path.join(corpus, f"seed{i}"), "wb") as fh:
-            fh.write(seed)
-    atheris.Setup([*sys.argv, corpus], check)
-    atheris.Fuzz()
+    fuzz.run(check, SEEDS, "bhttp")
 
 
 if __name__ == "__main__":

@@ -5,14 +5,14 @@ fast path and its hand-over to the ASGI app) on a fake connection with a request
 answers at once; :func:`fuzz.front_harness.check` says what must hold. The first input
 byte chooses where the bytes are split into two reads (0: one read).
 
-    python -m fuzz.fuzz_front -runs=200000         # what `make fuzz` runs
+    python -m fuzz.fuzz_front -runs=20000          # what `make fuzz` runs
 """
 
 from __future__ import annotations
 
-import sys
-
 import atheris
+
+import fuzz
 
 # Only narun's own code is instrumented: instrumenting uvicorn, nats-py, pydantic and
 # the rest would take most of a minute at every start.
@@ -41,18 +41,11 @@ def check(data: bytes) -> None:
 def main() -> None:
     """Run atheris with the command-line arguments (``-runs=N`` etc.)."""
     import logging
-    import os
-    import tempfile
 
     # uvicorn and the gateway log the requests they refuse: no use for the lines here.
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     logging.getLogger("narun").setLevel(logging.CRITICAL)
-    corpus = tempfile.mkdtemp(prefix="front-corpus-")
-    for i, seed in enumerate(SEEDS):
-        with open(os.path.join(corpus, f"seed{i}"), "wb") as fh:
-            fh.write(seed)
-    atheris.Setup([*sys.argv, corpus], check)
-    atheris.Fuzz()
+    fuzz.run(check, SEEDS, "front")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ answer (it raises on some blocks nats-server never sends) ours must be the same 
 
 from __future__ import annotations
 
-import sys
-
 import atheris
+
+import fuzz
 
 with atheris.instrument_imports():
     from narun.protocol.nats import header_value, parse_header_block
@@ -56,15 +56,7 @@ def check(data: bytes) -> None:
 
 def main() -> None:
     """Run atheris with the command-line arguments (``-runs=N`` etc.)."""
-    import os
-    import tempfile
-
-    corpus = tempfile.mkdtemp(prefix="natsheaders-corpus-")
-    for i, seed in enumerate(SEEDS):
-        with open(os.path.join(corpus, f"seed{i}"), "wb") as fh:
-            fh.write(seed[len(b"NATS/1.0") :])
-    atheris.Setup([*sys.argv, corpus], check)
-    atheris.Fuzz()
+    fuzz.run(check, (seed[len(b"NATS/1.0") :] for seed in SEEDS), "natsheaders")
 
 
 if __name__ == "__main__":
