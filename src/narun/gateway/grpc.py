@@ -221,13 +221,7 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             record.status = StatusCode.INTERNAL
         finally:
             record.end()
-        status = outcome.status
-        await context.send_initial_metadata(_initial(status.initial_metadata, record.request_id))
-        trailing = grpcwire.forwardable(status.trailing_metadata)
-        if status.code != StatusCode.OK:
-            await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
-        if trailing:
-            context.set_trailing_metadata(trailing)
+        await self._close(context, outcome, record.request_id)
         return outcome.data or b""
 
     async def _handle(
@@ -435,6 +429,16 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _answer(
         context: grpc.aio.ServicerContext[bytes, bytes], outcome: _Outcome, rid: str
     ) -> None:
+        await GRPCGateway._close(context, outcome, rid)
+        if outcome.data is not None:
+            await context.write(outcome.data)
+
+    @staticmethod
+    async def _close(
+        context: grpc.aio.ServicerContext[bytes, bytes], outcome: _Outcome, rid: str
+    ) -> None:
+        """Initial metadata (unless already sent), then a failure status as an abort, or
+        the trailing metadata of a success; the message itself is the caller's."""
         status = outcome.status
         trailing = grpcwire.forwardable(status.trailing_metadata)
         if not outcome.initial_sent:
@@ -443,8 +447,6 @@ class GRPCGateway(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             await context.abort(grpc.StatusCode[status.code.name], status.message, trailing)
         if trailing:
             context.set_trailing_metadata(trailing)
-        if outcome.data is not None:
-            await context.write(outcome.data)
 
 
 def _ended_status(context: grpc.aio.ServicerContext[bytes, bytes]) -> StatusCode:
