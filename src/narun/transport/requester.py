@@ -4,7 +4,8 @@ nats-py's ``Client.request`` does the same multiplexing but wraps every wait in
 ``asyncio.wait_for``; this keeps the hot path to one future and one timer handle, and
 turns every outcome into a reply or a :class:`narun.errors.NarunError`.
 
-Requests are published by :func:`encode_hpub` plus nats-py's command buffer rather than
+Requests are published by :func:`narun.transport.direct.publish` (or, for the HTTP fast
+path, :func:`encode_hpub` straight into nats-py's command buffer) rather than
 ``Client.publish``, which re-validates the subject, the reply subject and every header
 name with regular expressions and goes through five coroutine calls per message: that
 was a tenth of the gateway's CPU per request. The subjects are ours (validated service
@@ -25,10 +26,10 @@ from nats.errors import MaxPayloadError, OutboundBufferLimitError
 
 from narun.errors import NarunError, NoResponders, NotConnected, PayloadTooLarge, RequestTimeout
 from narun.protocol import wire
-from narun.protocol.nats import encode_hpub, header_block, header_size, parse_header_block
+from narun.protocol.nats import encode_hpub, header_size, parse_header_block
 from narun.protocol.stream import WINDOW, StreamState
 from narun.protocol.wire import OVERLOADED
-from narun.transport.direct import DirectDispatch, write_now
+from narun.transport.direct import DirectDispatch, fast_publish, publish, write_now
 from narun.transport.stream import StreamChannel
 
 __all__ = ["Requester"]
@@ -58,10 +59,6 @@ class Requester:
         self._body_tokens: set[str] = set()
         self._ids = itertools.count()
         self._sid: int | None = None
-        # nats-py internals the fast publish path uses (present since nats-py 2.0).
-        self._fast = all(
-            hasattr(nc, attr) for attr in ("_send_command", "_flush_pending", "_flush_queue")
-        )
 
     async def start(self) -> None:
         """Subscribe the reply wildcard. nats-py re-subscribes it after a reconnect."""
@@ -84,19 +81,6 @@ class Requester:
         sid, self._sid = self._sid, None
         if sid is not None:
             await self._direct.unsubscribe(sid)
-
-    async def _send(self, command: bytes, payload_size: int) -> None:
-        """Queue an encoded message and wake the flusher, as ``Client.publish`` does."""
-        nc = self.nc
-        if nc.is_closed:
-            raise NarunError("NATS connection is closed")
-        if nc.is_draining_pubs:
-            raise NarunError("NATS connection is draining")
-        nc.stats["out_msgs"] += 1
-        nc.stats["out_bytes"] += payload_size
-        await nc._send_command(command)
-        if nc._flush_queue is not None and nc._flush_queue.empty():
-            await nc._flush_pending()
 
     def _on_direct(self, subject: bytes, reply: bytes, data: bytes, raw: bytes) -> None:
         # Straight from nats-py's parser (narun.transport.direct): no pending queue, no
@@ -217,7 +201,7 @@ class Requester:
         at once when the request cannot be sent; ``on_reply`` is then never called.
         """
         nc = self.nc
-        if not self._fast or not nc.is_connected:
+        if not fast_publish(nc) or not nc.is_connected:
             raise NotConnected("not connected to NATS")
         if nc.is_draining_pubs:
             raise NarunError("NATS connection is draining")
@@ -288,14 +272,7 @@ class Requester:
         nc = self.nc
         if not nc.is_connected:
             raise NotConnected("not connected to NATS")
-        block = None
-        if self._fast and headers:
-            block = header_block(headers)
-            size = len(block) + len(payload)
-            if size > nc.max_payload:
-                raise PayloadTooLarge(f"{size} bytes > max_payload {nc.max_payload}")
-        else:
-            self.check_size(payload, headers)
+        self.check_size(payload, headers)
         token = str(next(self._ids))
         reply = self._prefix + token
         loop = asyncio.get_running_loop()
@@ -306,10 +283,7 @@ class Requester:
         timer = loop.call_later(timeout, self._expire, token)
         try:
             try:
-                if block is None:
-                    await nc.publish(subject, payload, reply=reply, headers=headers)
-                else:
-                    await self._send(encode_hpub(subject, reply, block, payload), len(payload))
+                await publish(nc, subject, payload, reply=reply, headers=headers)
             except MaxPayloadError as exc:
                 raise PayloadTooLarge(str(exc)) from None
             except OutboundBufferLimitError:
