@@ -35,14 +35,14 @@ uvicorn internals used (uvicorn 0.30 and later): ``HttpToolsProtocol._start_asgi
 ``on_message_complete``, ``connection_lost`` and ``data_received`` (extended), the
 cycle's fields ``body``, ``more_body``, ``keep_alive``, ``disconnected``,
 ``response_started``, ``response_complete``, ``waiting_for_100_continue``,
-``message_event``, ``on_response``, and ``server_state.default_headers``/``tasks``.
+``message_event``, ``on_response``, and ``server_state.default_headers``/``tasks``; the
+module's ``STATUS_LINE``, ``HEADER_RE`` and ``HEADER_VALUE_RE``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar
 
@@ -50,7 +50,12 @@ from nats.aio.msg import Msg
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    RequestResponseCycle,
+)
 
 from narun._types import Scope
 from narun.config.gateway import HTTPRoute
@@ -85,9 +90,6 @@ logger = logging.getLogger(__name__)
 # path counts it), and the most body the fast path holds: uvicorn pauses reading past it.
 _HEAD_ROOM = 16 * 1024
 _MAX_BODY = HIGH_WATER_LIMIT
-# What uvicorn refuses to write in a field (it then drops the connection).
-_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
-_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 _FAILED: list[Field] = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", b"21"),
@@ -275,7 +277,8 @@ class FrontProtocol(HTTPToolsProtocol):
         content = [line]
         close = False
         for name, value in (*cycle.default_headers, *fields):
-            if _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+            # What uvicorn refuses to write in a field (then drops the connection): the same.
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
                 logger.error("response field %r cannot be written: connection dropped", name)
                 cycle.response_started = True
                 self.transport.close()
