@@ -23,14 +23,18 @@ from tests.support import free_port
 PROGRAM = """
 import signal, subprocess, sys, time
 name, code = sys.argv[1], sys.argv[2]
+def say(line):
+    # One write per line: children share the log, and print() may write in pieces.
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
 def term(signum, frame):
-    print("term", name, flush=True)
+    say(f"term {name}")
     sys.exit(int(code))
 signal.signal(signal.SIGTERM, signal.SIG_IGN if code == "ignore" else term)
 if len(sys.argv) > 3:
     grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    print("grandchild", grandchild.pid, flush=True)
-print("ready", name, flush=True)
+    say(f"grandchild {grandchild.pid}")
+say(f"ready {name}")
 while True:
     time.sleep(0.05)
 """
